@@ -1,0 +1,20 @@
+"""Run-time knobs (LangGraph ``context_schema``): set per invocation, no rebuild needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Context:
+    """Per-run settings.
+
+    Attributes:
+        top_k: Items a recommendation expert returns (50 covers the paper's @50 metrics).
+        max_new_tokens: Length limit of the generated response.
+        max_context_turns: Dialogue utterances shown to the prompts (most recent).
+    """
+
+    top_k: int = 50
+    max_new_tokens: int = 48
+    max_context_turns: int = 6

@@ -1,0 +1,90 @@
+"""The LLMCRS graph: four stages over one state.
+
+``build_crs_graph()`` is what apps import; the module-level ``graph`` (built without a
+checkpointer, as the LangGraph server brings its own) serves ``langgraph dev``. Building is
+instant: the LLM, the experts and the data load on the first turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from agent.context import Context
+from agent.nodes import detect_subtask, execute_subtask, generate_response, match_expert, route_after_detection
+from agent.resources import Ablations, Resources
+from agent.state import State
+
+
+def build_crs_graph(
+    model: str | BaseChatModel | None = None,
+    tools: list[BaseTool] | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    n_demos: int = 4,
+    ablations: Ablations | str | None = None,
+    dataset: str = "redial",
+    data_root: str | None = None,
+    seed: int = 0,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Build the compiled LLMCRS graph.
+
+    Args:
+        model: The manager LLM: a chat model, or a spec for :func:`agent.llm.load_chat_model`
+            (``None`` = the embedded SmolLM2-135M-Instruct; a folder, ``hf:<id>``,
+            ``hf-endpoint:<url>``, ``openai:<model>@<url>``).
+        tools: Expert tools (each declares ``metadata["subtask"]``); ``None`` = the dataset's
+            default experts. Experts registered later with :func:`tools.base.register_expert`
+            become candidates too.
+        checkpointer: A LangGraph checkpointer for multi-turn memory (e.g. ``InMemorySaver``,
+            ``SqliteSaver``); ``None`` for stateless use or a server that brings its own.
+        n_demos: Demonstrations in the detection prompt (0 allowed).
+        ablations: An :class:`Ablations` or one of ``full, wo_si, wo_di, wo_sg, wo_m, wo_e``.
+        dataset: The dataset whose catalog, demonstrations and default experts are used.
+        data_root: Data directory (default: ``$LLMCRS_DATA_DIR`` or ``../shared/data``).
+        seed: Seed of the demonstration choice.
+
+    Returns:
+        A compiled graph; invoke it with ``{"messages": [...]}`` and a ``Context``.
+    """
+    if n_demos < 0:
+        raise ValueError("n_demos must be >= 0")
+    abl = Ablations.named(ablations) if isinstance(ablations, str) else (ablations or Ablations())
+    res = Resources(model, tools, dataset, data_root, n_demos, abl, seed)
+
+    def ctx(runtime: Runtime[Context]) -> Context:
+        return runtime.context if isinstance(runtime.context, Context) else Context()
+
+    def detect(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return detect_subtask(state, ctx(runtime), res)
+
+    def match(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return match_expert(state, ctx(runtime), res)
+
+    def execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return execute_subtask(state, ctx(runtime), res)
+
+    def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return generate_response(state, ctx(runtime), res)
+
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("detect", detect)
+    builder.add_node("match", match)
+    builder.add_node("execute", execute)
+    builder.add_node("respond", respond)
+    builder.add_edge(START, "detect")
+    builder.add_conditional_edges("detect", route_after_detection, ["match", "execute", "respond"])
+    builder.add_edge("match", "execute")
+    builder.add_edge("execute", "respond")
+    builder.add_edge("respond", END)
+    graph = builder.compile(checkpointer=checkpointer, name="llmcrs")
+    graph.resources = res  # type: ignore[attr-defined]  # for evaluation and RLPF: the same model and experts
+    return graph
+
+
+graph = build_crs_graph()

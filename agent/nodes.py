@@ -1,0 +1,288 @@
+"""The four stages of LLMCRS, one small function each, over the one state.
+
+1. :func:`detect_subtask` — the LLM picks the sub-task (Table 2, prompt #1).
+2. :func:`match_expert` — the LLM picks an expert from the candidates' descriptions (prompt #2).
+3. :func:`execute_subtask` — the chosen expert runs (in process or at a remote endpoint).
+4. :func:`generate_response` — the LLM answers from the dialogue and the summary (prompt #3).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import torch
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.tools import BaseTool
+
+import prompts
+from agent.context import Context
+from agent.decide import can_score, decide
+from agent.heuristics import heuristic_subtask, last_user, resolve_args
+from agent.llm import LocalHFChatModel
+from agent.resources import Resources
+from agent.state import LLMCall, State
+from agent.subtasks import ARG_KEYS, RECOMMENDATION, SUBTASKS, goal_text, make_call
+from crsdata.schema import Role
+from tools.dialogue import format_dialogue
+
+EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
+LLM_EXPERT = "llm"
+STOP = re.compile(r"\n\s*\n|\n?(?:User|Assistant|System)\s*:|<\|im_(?:start|end)\|>")
+
+
+def dialogue_of(messages: list[AnyMessage]) -> list[tuple[Role, str]]:
+    """User and assistant utterances of the message list (others are ignored)."""
+    out: list[tuple[Role, str]] = []
+    for m in messages:
+        if m.type in ("human", "ai") and str(m.content).strip():
+            out.append(("user" if m.type == "human" else "recommender", str(m.content)))
+    return out
+
+
+def description_line(tool: BaseTool) -> str:
+    """A tool's description on one line (what the matching prompt lists)."""
+    return " ".join(tool.description.split())
+
+
+def _dialogue_text(state: State, ctx: Context) -> tuple[list[tuple[Role, str]], str]:
+    dialogue = dialogue_of(state.get("messages", []))
+    return dialogue, format_dialogue(dialogue[-ctx.max_context_turns :])
+
+
+# ---- 1. sub-task detection ---------------------------------------------------------------------
+
+
+def detection_prompt(res: Resources, dialogue_text: str) -> str:
+    """Prompt #1 with the active ablations applied (an ablated slot is explicitly emptied)."""
+    schema = "\n".join(t.schema_line() for t in SUBTASKS.values()) if res.ablations.schema else ""
+    demos = "\n\n".join(res.demos) if res.demos else "(none)"
+    return prompts.render(
+        "detection",
+        {"Sub-Task List": ", ".join(SUBTASKS), "Sub-Task Schema": schema, "Demonstrations": demos, "Dialogue Context": dialogue_text},
+    )
+
+
+def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
+    """Stage 1: choose the sub-task and resolve its arguments. Resets the per-turn fields."""
+    start = time.perf_counter()
+    fresh: dict[str, Any] = {"candidates": [], "expert": None, "expert_output": None, "summary": None, "response": None, "error": None}
+    dialogue, text = _dialogue_text(state, ctx)
+    if not last_user(dialogue).strip():
+        rec = LLMCall(stage="detection", method="skipped", fallback=False, error="empty dialogue", seconds=0.0)
+        return {**fresh, "subtask": None, "error": "empty dialogue: no user message to answer", "trajectory": [rec]}
+    results = state.get("results", [])
+    obj = None
+    if not res.ablations.management:
+        name = RECOMMENDATION
+        rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
+    else:
+        name, rec, obj = decide(
+            res.model, "detection", detection_prompt(res, text), list(SUBTASKS), "name", lambda: heuristic_subtask(dialogue, results, res.env)
+        )
+    args = resolve_args(name, dialogue, results, res.env, text)
+    if obj and isinstance(obj.get("args"), dict):  # a capable LLM may fill arguments; keep only valid ones
+        named = obj["args"].get("item name")
+        if isinstance(named, str) and res.env.linker.resolve_item(named):
+            args["item name"] = res.env.linker.resolve_item(named) or args.get("item name", "")
+    call = make_call(name, args)
+    candidates = [LLM_EXPERT] if not res.ablations.experts else [t.name for t in res.candidates(name)]
+    rec["seconds"] = time.perf_counter() - start
+    return {**fresh, "subtask": call, "candidates": candidates, "trajectory": [rec]}
+
+
+def route_after_detection(state: State) -> str:
+    """Empty turn -> respond; several candidate experts -> match; otherwise straight to execution."""
+    if state.get("error"):
+        return "respond"
+    return "match" if len(state.get("candidates", [])) > 1 else "execute"
+
+
+# ---- 2. model matching -------------------------------------------------------------------------
+
+
+def matching_prompt(res: Resources, state: State, candidates: list[BaseTool]) -> str:
+    """Prompt #2: the sub-task goal and the candidates' [ID, Description] lines."""
+    listing = "\n".join(f"[{t.name}, {description_line(t)}]" for t in candidates)
+    return prompts.render("matching", {"Sub-Task Goal": goal_text(state["subtask"]), "[ID, Description]": listing})  # type: ignore[arg-type]
+
+
+def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
+    """Stage 2: the LLM picks one expert by the candidates' descriptions."""
+    start = time.perf_counter()
+    tools = [t for name in state["candidates"] if (t := res.tool(name)) is not None]
+    ids = [t.name for t in tools]
+    expert, rec, _ = decide(res.model, "matching", matching_prompt(res, state, tools), ids, "id", lambda: ids[0])
+    rec["seconds"] = time.perf_counter() - start
+    return {"expert": expert, "trajectory": [*state.get("trajectory", []), rec]}
+
+
+# ---- 3. sub-task execution -----------------------------------------------------------------------
+
+
+def _tool_kwargs(tool: BaseTool, args: dict[str, str], ctx: Context) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {ARG_KEYS[a]: v for a, v in args.items() if ARG_KEYS[a] in tool.args}
+    if "top_k" in tool.args:
+        kwargs["top_k"] = ctx.top_k
+    return kwargs
+
+
+def _normalise(output: Any) -> dict[str, Any]:
+    if isinstance(output, dict):
+        out = dict(output)
+        out.setdefault("text", ", ".join(map(str, out.get("items", [])[:3])) or json.dumps(output)[:300])
+        return out
+    if isinstance(output, list):
+        return {"items": [str(x) for x in output], "text": ", ".join(map(str, output[:3]))}
+    return {"text": str(output)}
+
+
+def llm_as_expert(state: State, ctx: Context, res: Resources) -> tuple[dict[str, Any], LLMCall]:
+    """w/o E: the LLM does the sub-task itself. For recommendation it ranks the top-50 items by
+    sentence-embedding similarity to the dialogue (scored by the LLM where it can score options)."""
+    from tools.env import item_index
+
+    start = time.perf_counter()
+    call = state["subtask"]
+    assert call is not None
+    _, text = _dialogue_text(state, ctx)
+    goal = goal_text(call)
+    if call["name"] == RECOMMENDATION:
+        exclude = set(res.env.mentioned_items(text))
+        cands = [n for n, _ in item_index(res.env).search(text, k=50, exclude=exclude)]
+        listing = "Candidates:\n" + "\n".join(cands) + "\nAnswer with the best candidate's exact name."
+        prompt = prompts.render("llm_expert", {"Sub-Task Goal": goal, "Dialogue Context": text, "Candidates": listing})
+        if can_score(res.model):
+            with torch.no_grad():
+                lp = res.model.choice_logprobs([HumanMessage(prompt)], cands)  # type: ignore[attr-defined]
+            order = torch.argsort(lp, descending=True).tolist()
+            ranked = [cands[i] for i in order]
+            rec = LLMCall(stage="execution", method="constrained", prompt=prompt, options=cands, logprobs=[float(x) for x in lp], parsed=ranked[0], fallback=False)
+        else:
+            choice, rec, _ = decide(res.model, "execution", prompt, cands, "item", lambda: cands[0])
+            ranked = [choice] + [c for c in cands if c != choice]
+        out = {"items": ranked, "text": f"{ranked[0]}" if ranked else "nothing found"}
+    else:
+        prompt = prompts.render("llm_expert", {"Sub-Task Goal": goal, "Dialogue Context": text, "Candidates": "Answer in one or two sentences."})
+        answer = _generate(res, prompt, ctx, "")
+        out = {"text": answer or "I am not sure."}
+        rec = LLMCall(stage="execution", method="generated", prompt=prompt, completion=answer, fallback=not answer)
+    rec["seconds"] = time.perf_counter() - start
+    return out, rec
+
+
+def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
+    """Stage 3: run the chosen expert (or the only candidate). An expert failure becomes a clear output."""
+    traj = list(state.get("trajectory", []))
+    call = state["subtask"]
+    assert call is not None
+    expert = state.get("expert")
+    if expert is None:
+        expert = state["candidates"][0] if state.get("candidates") else None
+        traj.append(LLMCall(stage="matching", method="skipped", parsed=expert, fallback=False, seconds=0.0))
+    start = time.perf_counter()
+    if expert == LLM_EXPERT:
+        output, rec = llm_as_expert(state, ctx, res)
+    elif expert is None or (tool := res.tool(expert)) is None:
+        output = {"text": f"No expert can do {call['name']} here.", "error": f"no expert for {call['name']!r} (asked for {expert!r})"}
+        rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=True, error=output["error"])
+    else:
+        try:
+            output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx)))
+            rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=False)
+        except Exception as exc:  # a dead endpoint or a bug in an expert must not end the conversation
+            msg = f"{type(exc).__name__}: {exc}"
+            output = {"text": f"Sorry, the {expert} expert is unavailable right now.", "error": msg}
+            rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=True, error=msg)
+    rec["seconds"] = time.perf_counter() - start
+    kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
+    return {"expert": expert, "expert_output": output, "trajectory": [*traj, rec], "results": [{"subtask": call["name"], "expert": expert, "output": kept}]}
+
+
+# ---- 4. response generation ----------------------------------------------------------------------
+
+
+def summary_of(state: State, res: Resources) -> str:
+    """The structured summary: sub-task name, expert model, sub-task output."""
+    call, out = state["subtask"], state.get("expert_output") or {}
+    assert call is not None
+    return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}"
+
+
+def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
+    """Prompt #3; under w/o SG the raw expert output replaces the summary."""
+    call, out, expert = state["subtask"], state.get("expert_output") or {}, state.get("expert")
+    assert call is not None
+    if res.ablations.summary:
+        tool = res.tool(expert) if expert else None
+        desc = f"{expert}: {description_line(tool).split('. ')[0]}" if tool else str(expert)
+        values = {"Dialogue Context": dialogue_text, "Sub-Task Name": call["name"], "ID, Description": desc, "Output": str(out.get("text", ""))}
+    else:
+        values = {"Dialogue Context": dialogue_text, "Sub-Task Name": "", "ID, Description": "", "Output": json.dumps(out, default=str)[:1500]}
+    return prompts.render("response", values)
+
+
+def _generate(res: Resources, prompt: str, ctx: Context, prefix: str) -> str:
+    kwargs: dict[str, Any] = {}
+    if isinstance(res.model, LocalHFChatModel):
+        kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix}
+    text = str(res.model.invoke([HumanMessage(prompt)], **kwargs).content)
+    if prefix and not text.startswith(prefix):
+        text = prefix + text
+    return clean_response(text)
+
+
+def clean_response(text: str) -> str:
+    """Cut what a small model adds after its message (a new dialogue line, a blank line, chat tokens).
+
+    >>> clean_response("Try Heat (1995).\\nUser: thanks")
+    'Try Heat (1995).'
+    """
+    return STOP.split(text, maxsplit=1)[0].strip()
+
+
+def response_prefix(state: State, res: Resources) -> str:
+    """For a recommendation on a local model, the response starts with the recommended item
+    (a prefix-forced format), so that the answer names what the expert found."""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items") and isinstance(res.model, LocalHFChatModel):
+        return f"You might like {out['items'][0]}. "
+    return ""
+
+
+def template_response(state: State) -> str:
+    """The deterministic response from the expert output alone (the fallback)."""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items"):
+        return f"You might like {out['items'][0]}."
+    return str(out.get("text") or "Sorry, I could not work that out.")
+
+
+def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
+    """Stage 4: the LLM writes the answer; an empty, failed or ungrounded answer falls back to the template."""
+    start = time.perf_counter()
+    traj = list(state.get("trajectory", []))
+    if state.get("error") or not state.get("subtask"):
+        rec = LLMCall(stage="response", method="skipped", completion=EMPTY_TURN, fallback=True, error=str(state.get("error")), seconds=0.0)
+        return {"messages": [AIMessage(EMPTY_TURN)], "response": EMPTY_TURN, "summary": None, "trajectory": [*traj, rec]}
+    _, text = _dialogue_text(state, ctx)
+    prompt = response_prompt(state, res, text)
+    prefix = response_prefix(state, res)
+    rec = LLMCall(stage="response", method="generated", prompt=prompt, prefix=prefix, fallback=False)
+    try:
+        answer = _generate(res, prompt, ctx, prefix)
+        rec["completion"] = answer[len(prefix) :] if prefix else answer
+    except Exception as exc:  # a dead LLM endpoint: answer from the expert output
+        answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
+    out = state.get("expert_output") or {}
+    top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
+    if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):
+        rec["fallback"] = True
+        rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
+        answer = template_response(state)
+    rec["seconds"] = time.perf_counter() - start
+    return {"messages": [AIMessage(answer)], "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}

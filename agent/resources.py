@@ -1,0 +1,103 @@
+"""What a graph needs at run time, loaded lazily so that building a graph is instant: the manager
+LLM, the expert tools, the dataset's expert environment and the demonstrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+
+from agent.llm import load_chat_model
+from tools.base import registered_experts, subtask_of
+from tools.env import ExpertEnv, expert_env
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """The paper's ablation switches; every ``False`` removes one component.
+
+    Attributes:
+        schema: Schema-based instruction in the detection prompt (w/o SI when off).
+        demonstrations: Demonstration-based instruction (w/o DI when off).
+        summary: Summary-based response generation (w/o SG when off: the raw expert output).
+        management: Sub-task management (w/o M when off: always the recommendation expert).
+        experts: Expert models (w/o E when off: the LLM does each sub-task itself).
+    """
+
+    schema: bool = True
+    demonstrations: bool = True
+    summary: bool = True
+    management: bool = True
+    experts: bool = True
+
+    NAMES = ("full", "wo_si", "wo_di", "wo_sg", "wo_m", "wo_e")
+
+    @classmethod
+    def named(cls, name: str) -> Ablations:
+        """``full``, ``wo_si``, ``wo_di``, ``wo_sg``, ``wo_m`` or ``wo_e``."""
+        flags = {"full": {}, "wo_si": {"schema": False}, "wo_di": {"demonstrations": False}, "wo_sg": {"summary": False},
+                 "wo_m": {"management": False}, "wo_e": {"experts": False}}  # fmt: skip
+        if name not in flags:
+            raise ValueError(f"unknown ablation {name!r}; known: {', '.join(flags)}")
+        return cls(**flags[name])
+
+
+class Resources:
+    """Lazily loaded run-time resources of one graph."""
+
+    def __init__(
+        self,
+        model: str | BaseChatModel | None,
+        tools: list[BaseTool] | None,
+        dataset: str,
+        data_root: str | None,
+        n_demos: int,
+        ablations: Ablations,
+        seed: int,
+    ) -> None:
+        self._model_spec = model
+        self._tools = tools
+        self.dataset, self.data_root, self.n_demos, self.ablations, self.seed = dataset, data_root, n_demos, ablations, seed
+
+    @cached_property
+    def model(self) -> BaseChatModel:
+        """The manager LLM."""
+        return load_chat_model(self._model_spec)
+
+    @cached_property
+    def env(self) -> ExpertEnv:
+        """Catalog, entity linker and popularity of the dataset."""
+        return expert_env(self.dataset, self.data_root)
+
+    @cached_property
+    def tools(self) -> list[BaseTool]:
+        """The experts given at build time, else the dataset's default experts."""
+        if self._tools is not None:
+            return list(self._tools)
+        from tools import default_experts
+
+        return default_experts(self.dataset, self.data_root)
+
+    def all_tools(self) -> list[BaseTool]:
+        """Build-time experts plus any registered since (:func:`tools.base.register_expert`)."""
+        names = {t.name for t in self.tools}
+        return self.tools + [t for t in registered_experts() if t.name not in names]
+
+    def candidates(self, subtask: str) -> list[BaseTool]:
+        """Experts that declare ``subtask``, in registration order."""
+        return [t for t in self.all_tools() if subtask_of(t) == subtask]
+
+    def tool(self, name: str) -> BaseTool | None:
+        """The expert with ID ``name``."""
+        return next((t for t in self.all_tools() if t.name == name), None)
+
+    @cached_property
+    def demos(self) -> tuple[str, ...]:
+        """Demonstrations for the detection prompt (none under w/o DI)."""
+        if not self.ablations.demonstrations or self.n_demos <= 0:
+            return ()
+        from agent.demos import demonstrations
+
+        return demonstrations(self.dataset, self.n_demos, self.seed, self.data_root)

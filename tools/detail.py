@@ -1,0 +1,68 @@
+"""Item detail search: the catalog lookup."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from agent.subtasks import DETAIL_SEARCH
+from tools.base import expert_tool
+from tools.env import ExpertEnv
+
+ATTRIBUTE_WORDS = {
+    "director": ("director", "directed", "directs", "filmmaker", "made it", "made by"),
+    "cast": ("cast", "actor", "actors", "actress", "star", "stars", "starring", "starred", "who is in", "who's in", "plays"),
+    "writer": ("writer", "wrote", "written", "screenplay", "author"),
+    "year": ("year", "when", "released", "release", "came out", "old is", "how old"),
+    "genre": ("genre", "kind of", "type of", "what sort"),
+    "plot": ("plot", "about", "story", "summary", "synopsis", "what happens"),
+    "language": ("language",),
+}
+
+
+def attribute_from_text(text: str) -> str | None:
+    """The catalog attribute a question asks about, if any.
+
+    >>> attribute_from_text("Who directed it?"), attribute_from_text("what is it about"), attribute_from_text("hello")
+    ('director', 'plot', None)
+    """
+    low = text.lower()
+    for key, words in ATTRIBUTE_WORDS.items():
+        if any(re.search(r"(?<!\w)" + re.escape(w) + r"(?!\w)", low) for w in words):
+            return key
+    return None
+
+
+def make_catalog_search(env: ExpertEnv) -> BaseTool:
+    """The item-detail-search expert of ``env``'s dataset."""
+
+    def catalog_search(item_name: str, item_attribute: str) -> dict[str, Any]:
+        """Catalog database lookup: finds the item by fuzzy name match and returns the asked attribute
+        (director, cast, writer, year, genre, plot, language) from the dataset's item metadata. Architecture:
+        SQL catalog with fuzzy title matching, no learning. Domain: the active dataset's items, English.
+        Exact where the metadata has the attribute; says so when it does not.
+
+        Args:
+            item_name: The item's name or title, e.g. "The Shining".
+            item_attribute: What to look up: director, cast, writer, year, genre, plot or language.
+        """
+        if not item_name.strip():
+            return {"text": "Which title do you mean? I need a name to look it up.", "item": None, "attribute": item_attribute, "values": []}
+        hits = env.catalog.search_title(env.dataset, item_name, limit=1, min_score=75)
+        if not hits:
+            return {"text": f"I could not find a {env.category} called \"{item_name}\" in the catalog.", "item": None, "attribute": item_attribute, "values": []}
+        item = hits[0][0]
+        key = attribute_from_text(item_attribute) or item_attribute.strip().lower()
+        if key not in ATTRIBUTE_WORDS:
+            known = ", ".join(ATTRIBUTE_WORDS)
+            return {"text": f"I can tell you the {known} of {item.name}.", "item": item.name, "attribute": item_attribute, "values": []}
+        values = item.get(key)
+        if not values:
+            return {"text": f"The catalog has no {key} for {item.name}.", "item": item.name, "attribute": key, "values": []}
+        label = {"cast": "stars", "plot": "is about"}.get(key, f"{key}:")
+        shown = values[0] if key == "plot" else ", ".join(values[:5])
+        return {"text": f"{item.name} {label} {shown}", "item": item.name, "attribute": key, "values": values}
+
+    return expert_tool(catalog_search, DETAIL_SEARCH)

@@ -1,0 +1,84 @@
+"""Preference elicitation: what the user likes so far, and the next question to ask.
+
+The question is about the attribute whose answer is expected to tell the most about the
+candidate items: for each attribute (genre, decade, director, cast) the candidates are grouped by
+their first value into the three most frequent values plus "other", and the entropy of that
+four-way split (in bits) is the information the answer gives. Attributes the user already
+stated are asked last.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from langchain_core.tools import BaseTool
+
+from agent.subtasks import ELICITATION
+from tools.base import expert_tool
+from tools.env import ExpertEnv
+from tools.popularity import rank_by_preferences
+
+QUESTION = {
+    "genre": "Which genre are you in the mood for: {a}, {b} or {c}?",
+    "decade": "Do you want something from a particular time, say the {a}, the {b} or the {c}?",
+    "director": "Do you have a favourite director, like {a}, {b} or {c}?",
+    "cast": "Any actors you enjoy, for example {a}, {b} or {c}?",
+}
+
+
+def split_information(values: list[str | None]) -> tuple[float, list[str]]:
+    """Entropy (bits) of grouping by the three most frequent values plus "other", and those values.
+
+    >>> round(split_information(["a", "b", "c", "d"])[0], 3)
+    2.0
+    >>> split_information(["a", "a"])
+    (0.0, ['a'])
+    """
+    counts = Counter(v for v in values if v is not None)
+    top = [v for v, _ in counts.most_common(3)]
+    groups = Counter(v if v in top else "other" for v in values)
+    n = sum(groups.values())
+    return (-sum(c / n * math.log2(c / n) for c in groups.values()) if n else 0.0), top
+
+
+def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200) -> dict[str, Any]:
+    """Preferences so far and the most informative question (see the module docstring)."""
+    prefs = env.preferences(dialogue_context)
+    candidates = rank_by_preferences(env, dialogue_context, n_candidates)
+    stated = {"genre": bool(prefs.genres), "director": bool(prefs.people), "cast": bool(prefs.people), "decade": False}
+    best: tuple[float, str, list[str], float] | None = None
+    for key in QUESTION:
+        firsts = [min(env.item_attributes[c][key], default=None) for c in candidates]
+        bits, top = split_information(firsts)
+        score = bits - (10.0 if stated[key] else 0.0)
+        if len(top) == 3 and (best is None or score > best[0]):
+            best = (score, key, top, bits)
+    if best is None:
+        text = f"Tell me about a {env.category} you loved recently, and what you liked about it."
+        return {"text": text, "preferences": prefs.as_dict(), "attribute": None, "options": [], "information_bits": 0.0}
+    _, key, top, bits = best
+    a, b, c = top
+    text = QUESTION[key].format(a=a, b=b, c=c)
+    if not prefs.liked_entities():
+        text = f"Tell me a {env.category} you loved. {text}"
+    return {"text": text, "preferences": prefs.as_dict(), "attribute": key, "options": top, "information_bits": round(bits, 3)}
+
+
+def make_preference_elicitor(env: ExpertEnv) -> BaseTool:
+    """The preference-elicitation expert of ``env``'s dataset."""
+
+    def preference_elicitor(category: str, dialogue_context: str) -> dict[str, Any]:
+        """Preference elicitation expert: links the user's words to catalog items, genres and people
+        (likes and dislikes) and asks the question whose answer best splits the remaining candidate
+        items (information gain over genre, decade, director and cast). Architecture: entity linking
+        plus an entropy criterion, no learning. Domain: the active dataset, English.
+
+        Args:
+            category: The item category, e.g. "movie".
+            dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
+        """
+        return next_question(env, dialogue_context)
+
+    return expert_tool(preference_elicitor, ELICITATION)

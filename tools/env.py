@@ -1,0 +1,86 @@
+"""What the experts of one dataset share: the catalog, the entity linker and training-split popularity."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from crsdata.catalog import Catalog
+from crsdata.loaders import load_dialogues
+from crsdata.paths import data_root
+from tools.dialogue import user_texts
+from tools.linking import EntityLinker, Mentions
+from tools.retrieval import ItemIndex
+
+CATEGORY = {"opendialkg_books": "book", "gorecdial": "movie", "tgredial": "movie"}
+
+
+@dataclass
+class ExpertEnv:
+    """Shared resources of the experts for one dataset."""
+
+    dataset: str
+    root: Path
+    catalog: Catalog
+    linker: EntityLinker
+    popularity: Counter[str]
+
+    @cached_property
+    def item_attributes(self) -> dict[str, dict[str, set[str]]]:
+        """Item name -> canonical attribute -> values (genre, director, cast, writer, decade)."""
+        out: dict[str, dict[str, set[str]]] = {}
+        for item in self.catalog.all_items(self.dataset):
+            attrs = {k: set(item.get(k)) for k in ("genre", "director", "cast", "writer")}
+            attrs["decade"] = {f"{item.year // 10 * 10}s"} if item.year else set()
+            out[item.name] = attrs
+        return out
+
+    @cached_property
+    def ranked_by_popularity(self) -> list[str]:
+        """Catalog items, most mentioned in training first (ties by name)."""
+        return sorted(self.item_attributes, key=lambda n: (-self.popularity.get(n, 0), n))
+
+    @property
+    def category(self) -> str:
+        """The item category of the dataset (``movie`` or ``book``)."""
+        return CATEGORY.get(self.dataset, "movie")
+
+    def preferences(self, dialogue_context: str) -> Mentions:
+        """Linked likes and dislikes over the user's utterances."""
+        return self.linker.link_dialogue(user_texts(dialogue_context))
+
+    def mentioned_items(self, dialogue_context: str) -> list[str]:
+        """Every catalog item the dialogue names, either side."""
+        return self.linker.link(dialogue_context).items
+
+
+def training_popularity(dataset: str, root: Path) -> Counter[str]:
+    """Item mention counts over the training split's dialogues."""
+    counts: Counter[str] = Counter()
+    for dlg in load_dialogues(dataset, "train", root):
+        for turn in dlg.turns:
+            counts.update(turn.items)
+    return counts
+
+
+@lru_cache(maxsize=8)
+def expert_env(dataset: str = "redial", root: str | None = None, catalog_url: str | None = None) -> ExpertEnv:
+    """The (cached) environment of a dataset; builds its catalog on first use."""
+    base = data_root(root)
+    catalog = Catalog(catalog_url, base)
+    catalog.ensure(dataset)
+    pop = training_popularity(dataset, base)
+    return ExpertEnv(dataset, base, catalog, EntityLinker(catalog, dataset, pop), pop)
+
+
+def item_index(env: ExpertEnv) -> ItemIndex:
+    """The sentence-embedding index of the dataset's items (built and cached on first use)."""
+    key = (env.dataset, str(env.root))
+    if key not in _INDEXES:
+        _INDEXES[key] = ItemIndex(env.catalog.all_items(env.dataset))
+    return _INDEXES[key]
+
+
+_INDEXES: dict[tuple[str, str], ItemIndex] = {}

@@ -1,0 +1,168 @@
+"""Entity linking: items, genres and people named in free text, resolved against the catalog.
+
+The linker scans word n-grams (longest first, non-overlapping) against indices of catalog titles,
+genres and people. A one-word title is linked only when it is capitalised in the text and at least
+four letters long, since titles such as "It" or "Us" are also common words. A mention in a sentence
+with a negation before it ("I don't like horror") is a dislike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from crsdata.catalog import Catalog, split_title
+
+WORD = re.compile(r"[A-Za-z0-9']+")
+FULL_NAME = re.compile(r"([A-Z0-9][^()\n]{0,80}?)\s*\((\d{4})\)")
+NEGATION = re.compile(r"\b(not|never|no|don't|dont|doesn't|didn't|hate|hated|dislike|disliked|can't stand|isn't|aren't|wasn't)\b", re.I)
+SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+GENRE_SYNONYMS = {
+    "scary": "horror",
+    "horror": "horror",
+    "funny": "comedy",
+    "comedies": "comedy",
+    "romantic": "romance",
+    "rom com": "romance",
+    "animated": "animation",
+    "cartoon": "animation",
+    "cartoons": "animation",
+    "science fiction": "sci-fi",
+    "scifi": "sci-fi",
+    "sci fi": "sci-fi",
+    "thrillers": "thriller",
+    "documentaries": "documentary",
+    "kids": "family",
+    "superhero": "action",
+    "action packed": "action",
+    "suspense": "thriller",
+    "westerns": "western",
+    "musicals": "musical",
+    "dramas": "drama",
+}
+MAX_NGRAM = 8
+
+
+def norm(text: str) -> str:
+    """Lower-case words only: ``"The Shining!"`` -> ``"the shining"``."""
+    return " ".join(WORD.findall(text.lower()))
+
+
+@dataclass
+class Mentions:
+    """What a text (or a whole dialogue) names, split into likes and dislikes."""
+
+    items: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+    disliked: list[str] = field(default_factory=list)
+
+    def liked_entities(self) -> list[str]:
+        """Items, genres and people, in order, without dislikes."""
+        return [e for e in (*self.items, *self.genres, *self.people) if e not in self.disliked]
+
+    def merge(self, other: Mentions) -> None:
+        """Add another text's mentions (a later dislike overrides a like, and vice versa)."""
+        for name in ("items", "genres", "people"):
+            mine = getattr(self, name)
+            mine.extend(x for x in getattr(other, name) if x not in mine)
+        for x in other.disliked:
+            if x not in self.disliked:
+                self.disliked.append(x)
+        for x in other.liked_entities():
+            if x in self.disliked and x not in other.disliked:
+                self.disliked.remove(x)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """JSON-able form."""
+        return {"items": self.items, "genres": self.genres, "people": self.people, "disliked": self.disliked}
+
+
+class EntityLinker:
+    """Links text to a dataset's catalog items, genres and people.
+
+    Args:
+        catalog: The item catalog (built for ``dataset``).
+        dataset: Dataset name.
+        popularity: Optional item -> count; breaks ties between same-title items.
+    """
+
+    def __init__(self, catalog: Catalog, dataset: str, popularity: dict[str, int] | None = None) -> None:
+        catalog.ensure(dataset)
+        self.catalog, self.dataset = catalog, dataset
+        pop = popularity or {}
+        self.names = {pk: name for pk, name in catalog._name_index(dataset).items()}
+        self.full: dict[str, str] = {}
+        titles: dict[str, list[str]] = defaultdict(list)
+        for name in self.names.values():
+            self.full[norm(name)] = name
+            titles[norm(split_title(name)[0])].append(name)
+        self.titles = {t: max(ns, key=lambda n: (pop.get(n, 0), n)) for t, ns in titles.items() if t}
+        self.genres = {norm(g): g for g in catalog.attribute_values(dataset, "genre")}
+        for syn, canon in GENRE_SYNONYMS.items():
+            if norm(canon) in self.genres and norm(syn) not in self.genres:
+                self.genres[norm(syn)] = self.genres[norm(canon)]
+        people = {*catalog.attribute_values(dataset, "director"), *catalog.attribute_values(dataset, "cast")}
+        self.people = {norm(p): p for p in people if len(norm(p).split()) >= 2}
+
+    def resolve_item(self, text: str) -> str | None:
+        """The catalog item a name refers to: exact full name, exact title, else fuzzy (score >= 85)."""
+        key = norm(text)
+        if not key:
+            return None
+        if key in self.full:
+            return self.full[key]
+        if key in self.titles:
+            return self.titles[key]
+        hits = self.catalog.search_title(self.dataset, text, limit=1, min_score=85)
+        return hits[0][0].name if hits else None
+
+    def link(self, text: str) -> Mentions:
+        """Mentions in one text."""
+        out = Mentions()
+        for sentence in SENTENCE.findall(text):
+            self._link_sentence(sentence, out)
+        return out
+
+    def _link_sentence(self, sentence: str, out: Mentions) -> None:
+        taken: list[tuple[int, int]] = []
+        found: list[tuple[int, str, str]] = []  # (char position, kind, canonical)
+        for m in FULL_NAME.finditer(sentence):
+            name = self.full.get(norm(f"{m.group(1)} ({m.group(2)})"))
+            if name:
+                found.append((m.start(), "items", name))
+                taken.append((m.start(), m.end()))
+        words = [(m.start(), m.end(), m.group(0)) for m in WORD.finditer(sentence)]
+        i = 0
+        while i < len(words):
+            hit = None
+            for n in range(min(MAX_NGRAM, len(words) - i), 0, -1):
+                start, end = words[i][0], words[i + n - 1][1]
+                if any(a <= start < b for a, b in taken):
+                    break
+                key = " ".join(w[2].lower() for w in words[i : i + n])
+                if key in self.people:
+                    hit = (n, "people", self.people[key])
+                elif key in self.genres:
+                    hit = (n, "genres", self.genres[key])
+                elif key in self.titles and (n >= 2 or (words[i][2][:1].isupper() and len(key) >= 4 and i > 0)):
+                    hit = (n, "items", self.titles[key])
+                if hit:
+                    found.append((start, hit[1], hit[2]))
+                    taken.append((start, end))
+                    break
+            i += hit[0] if hit else 1
+        for pos, kind, name in sorted(found):
+            bucket = getattr(out, kind)
+            if name not in bucket:
+                bucket.append(name)
+            if NEGATION.search(sentence[:pos]) and name not in out.disliked:
+                out.disliked.append(name)
+
+    def link_dialogue(self, user_texts: list[str]) -> Mentions:
+        """Merged mentions over the user's utterances, in order."""
+        total = Mentions()
+        for text in user_texts:
+            total.merge(self.link(text))
+        return total
