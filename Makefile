@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint stats catalog clean
+.PHONY: setup demo chat test test-fast lint stats catalog clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,12 @@ $(STAMP): pyproject.toml Makefile
 
 ## The main job on the embedded default.
 demo: setup
-	$(PY) -m crsdata stats
-	$(PY) -m crsdata sample --dataset redial --split test
+	$(PY) -m crsdata stats redial
+	$(PY) -m agent demo --dataset redial --turns 3
+
+## Interactive chat (sessions kept in var/chat.sqlite; --thread ID resumes).
+chat: setup
+	$(PY) -m agent chat
 
 ## The whole test suite (what CI runs).
 test: setup

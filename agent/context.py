@@ -13,8 +13,11 @@ class Context:
         top_k: Items a recommendation expert returns (50 covers the paper's @50 metrics).
         max_new_tokens: Length limit of the generated response.
         max_context_turns: Dialogue utterances shown to the prompts (most recent).
+        prefix_forcing: On local models, start the response with the expert's result and let the
+            LLM add one sentence (see :func:`agent.nodes.response_prefix`).
     """
 
     top_k: int = 50
-    max_new_tokens: int = 48
+    max_new_tokens: int = 32
     max_context_turns: int = 6
+    prefix_forcing: bool = True

@@ -66,7 +66,11 @@ def decide(
         attempts.append({"completion": text, "error": error or ""})
         if choice is not None:
             break
-        messages = [*messages, AIMessage(text), HumanMessage(f'That answer is invalid: {error}. Reply with JSON only: {{"{key}": <one of {", ".join(options)}>}}')]
+        messages = [
+            *messages,
+            AIMessage(text),
+            HumanMessage(f'That answer is invalid: {error}. Reply with JSON only: {{"{key}": <one of {", ".join(options)}>}}'),
+        ]
     used_fallback = choice is None
     if choice is None:
         choice = fallback()

@@ -72,7 +72,9 @@ def label_turn(context: list[tuple[Role, str]], response: str, targets: tuple[st
     return ELICITATION if not env.linker.link(response).items else RECOMMENDATION
 
 
-def resolve_args(name: str, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]], env: ExpertEnv, dialogue_text: str) -> dict[str, str]:
+def resolve_args(
+    name: str, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]], env: ExpertEnv, dialogue_text: str
+) -> dict[str, str]:
     """Schema arguments of sub-task ``name`` from the dialogue and earlier results."""
     args = {"category": env.category, "dialogue context": dialogue_text}
     if name in (EXPLANATION, DETAIL_SEARCH):

@@ -73,13 +73,18 @@ def embedded_model_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # save_pretrained refuses a GGUF-loaded model; the weights are already de-quantized fp32.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(target.name + ".tmp")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target) if not target.exists() else None
+    if target.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
     return target
 
 
@@ -162,12 +167,15 @@ class LocalHFChatModel(BaseChatModel):
     # -- generation --
     def _gen_kwargs(self, stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
         tok = self.hf_tokenizer
-        return {
+        out: dict[str, Any] = {
             "max_new_tokens": int(kwargs.get("max_new_tokens", self.max_new_tokens)),
             "do_sample": False,
             "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
             "repetition_penalty": 1.2,
         }
+        if stop:
+            out.update(stop_strings=list(stop), tokenizer=tok)
+        return out
 
     def _generate(
         self,
@@ -196,7 +204,9 @@ class LocalHFChatModel(BaseChatModel):
         def work() -> None:
             try:
                 with torch.no_grad():
-                    self.hf_model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **self._gen_kwargs(stop, **kwargs))
+                    self.hf_model.generate(
+                        input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **self._gen_kwargs(stop, **kwargs)
+                    )
             except BaseException as exc:  # surfaced below, after the streamer ends
                 errors.append(exc)
                 streamer.end()

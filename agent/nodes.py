@@ -30,6 +30,7 @@ from tools.dialogue import format_dialogue
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"
+SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 STOP = re.compile(r"\n\s*\n|\n?(?:User|Assistant|System)\s*:|<\|im_(?:start|end)\|>")
 
 
@@ -80,7 +81,12 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
     else:
         name, rec, obj = decide(
-            res.model, "detection", detection_prompt(res, text), list(SUBTASKS), "name", lambda: heuristic_subtask(dialogue, results, res.env)
+            res.model,
+            "detection",
+            detection_prompt(res, text),
+            list(SUBTASKS),
+            "name",
+            lambda: heuristic_subtask(dialogue, results, res.env),
         )
     args = resolve_args(name, dialogue, results, res.env, text)
     if obj and isinstance(obj.get("args"), dict):  # a capable LLM may fill arguments; keep only valid ones
@@ -159,13 +165,23 @@ def llm_as_expert(state: State, ctx: Context, res: Resources) -> tuple[dict[str,
                 lp = res.model.choice_logprobs([HumanMessage(prompt)], cands)  # type: ignore[attr-defined]
             order = torch.argsort(lp, descending=True).tolist()
             ranked = [cands[i] for i in order]
-            rec = LLMCall(stage="execution", method="constrained", prompt=prompt, options=cands, logprobs=[float(x) for x in lp], parsed=ranked[0], fallback=False)
+            rec = LLMCall(
+                stage="execution",
+                method="constrained",
+                prompt=prompt,
+                options=cands,
+                logprobs=[float(x) for x in lp],
+                parsed=ranked[0],
+                fallback=False,
+            )
         else:
             choice, rec, _ = decide(res.model, "execution", prompt, cands, "item", lambda: cands[0])
             ranked = [choice] + [c for c in cands if c != choice]
         out = {"items": ranked, "text": f"{ranked[0]}" if ranked else "nothing found"}
     else:
-        prompt = prompts.render("llm_expert", {"Sub-Task Goal": goal, "Dialogue Context": text, "Candidates": "Answer in one or two sentences."})
+        prompt = prompts.render(
+            "llm_expert", {"Sub-Task Goal": goal, "Dialogue Context": text, "Candidates": "Answer in one or two sentences."}
+        )
         answer = _generate(res, prompt, ctx, "")
         out = {"text": answer or "I am not sure."}
         rec = LLMCall(stage="execution", method="generated", prompt=prompt, completion=answer, fallback=not answer)
@@ -198,7 +214,12 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
             rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=True, error=msg)
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
-    return {"expert": expert, "expert_output": output, "trajectory": [*traj, rec], "results": [{"subtask": call["name"], "expert": expert, "output": kept}]}
+    return {
+        "expert": expert,
+        "expert_output": output,
+        "trajectory": [*traj, rec],
+        "results": [{"subtask": call["name"], "expert": expert, "output": kept}],
+    }
 
 
 # ---- 4. response generation ----------------------------------------------------------------------
@@ -218,39 +239,62 @@ def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
     if res.ablations.summary:
         tool = res.tool(expert) if expert else None
         desc = f"{expert}: {description_line(tool).split('. ')[0]}" if tool else str(expert)
-        values = {"Dialogue Context": dialogue_text, "Sub-Task Name": call["name"], "ID, Description": desc, "Output": str(out.get("text", ""))}
+        values = {
+            "Dialogue Context": dialogue_text,
+            "Sub-Task Name": call["name"],
+            "ID, Description": desc,
+            "Output": str(out.get("text", "")),
+        }
     else:
-        values = {"Dialogue Context": dialogue_text, "Sub-Task Name": "", "ID, Description": "", "Output": json.dumps(out, default=str)[:1500]}
+        values = {
+            "Dialogue Context": dialogue_text,
+            "Sub-Task Name": "",
+            "ID, Description": "",
+            "Output": json.dumps(out, default=str)[:1500],
+        }
     return prompts.render("response", values)
 
 
 def _generate(res: Resources, prompt: str, ctx: Context, prefix: str) -> str:
     kwargs: dict[str, Any] = {}
     if isinstance(res.model, LocalHFChatModel):
-        kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix}
+        # after a forced prefix the model adds one sentence: stop at its end or at a new line
+        kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix, "stop": ["\n", ". ", "! ", "? "] if prefix else ["\n\n"]}
     text = str(res.model.invoke([HumanMessage(prompt)], **kwargs).content)
-    if prefix and not text.startswith(prefix):
-        text = prefix + text
-    return clean_response(text)
+    if prefix and text.startswith(prefix):
+        text = text[len(prefix) :]
+    return clean_response(text, prefix)
 
 
-def clean_response(text: str) -> str:
-    """Cut what a small model adds after its message (a new dialogue line, a blank line, chat tokens).
+def clean_response(text: str, prefix: str = "") -> str:
+    """Cut what a small model adds after its message (a new dialogue line, a blank line, chat
+    tokens); after a forced prefix keep one sentence of the continuation.
 
     >>> clean_response("Try Heat (1995).\\nUser: thanks")
     'Try Heat (1995).'
+    >>> clean_response("It is tense. And long. And more.", "You might like Heat (1995). ")
+    'You might like Heat (1995). It is tense.'
     """
-    return STOP.split(text, maxsplit=1)[0].strip()
+    text = STOP.split(text, maxsplit=1)[0].strip()
+    if prefix:
+        first = SENTENCE_END.search(text)
+        text = (text[: first.end()] if first else text).strip()
+        return f"{prefix.strip()} {text}".strip()
+    return text
 
 
-def response_prefix(state: State, res: Resources) -> str:
-    """For a recommendation on a local model, the response starts with the recommended item
-    (a prefix-forced format), so that the answer names what the expert found."""
+def response_prefix(state: State, res: Resources, ctx: Context) -> str:
+    """On a local model with ``ctx.prefix_forcing``, the response starts with what the expert found
+    (a prefix-forced format: the recommended item, else the expert's text) and the LLM adds one
+    sentence. A 135M model does not stay faithful to the summary otherwise; larger models are
+    given no prefix."""
+    if not (ctx.prefix_forcing and isinstance(res.model, LocalHFChatModel)):
+        return ""
     out = state.get("expert_output") or {}
     call = state.get("subtask")
-    if call and call["name"] == RECOMMENDATION and out.get("items") and isinstance(res.model, LocalHFChatModel):
+    if call and call["name"] == RECOMMENDATION and out.get("items"):
         return f"You might like {out['items'][0]}. "
-    return ""
+    return f"{out.get('text', '')} ".lstrip()
 
 
 def template_response(state: State) -> str:
@@ -271,7 +315,7 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         return {"messages": [AIMessage(EMPTY_TURN)], "response": EMPTY_TURN, "summary": None, "trajectory": [*traj, rec]}
     _, text = _dialogue_text(state, ctx)
     prompt = response_prompt(state, res, text)
-    prefix = response_prefix(state, res)
+    prefix = response_prefix(state, res, ctx)
     rec = LLMCall(stage="response", method="generated", prompt=prompt, prefix=prefix, fallback=False)
     try:
         answer = _generate(res, prompt, ctx, prefix)

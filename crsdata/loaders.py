@@ -45,7 +45,7 @@ def seeded_split(ids: Iterable[str], fractions: tuple[float, ...], seed: int = S
     """Split ids deterministically into parts of the given fractions.
 
     >>> [sorted(p) for p in seeded_split(["a", "b", "c", "d"], (0.5, 0.5))]
-    [['a', 'c'], ['b', 'd']]
+    [['b', 'd'], ['a', 'c']]
     """
     ordered = sorted(set(ids))
     random.Random(seed).shuffle(ordered)

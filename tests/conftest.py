@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
 
 from crsdata.paths import DataError, data_root
 
@@ -28,10 +32,8 @@ def real_root() -> Path:
 
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An isolated LLMCRS_HOME for the whole session (catalog, caches)."""
-    home = tmp_path_factory.mktemp("llmcrs_home")
-    os.environ["LLMCRS_HOME"] = str(home)
-    return home
+    """A temporary directory for files built once per session."""
+    return tmp_path_factory.mktemp("llmcrs_session")
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,74 @@ def catalog(real_root: Path, session_home: Path):
     cat = Catalog(f"sqlite:///{session_home / 'catalog.sqlite'}", real_root)
     cat.build(["redial", "opendialkg"])
     return cat
+
+
+class FakeChat(GenericFakeChatModel):
+    """A fake chat model that replies with the given texts in order; ``bind_tools`` returns itself."""
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> FakeChat:  # noqa: ARG002
+        return self
+
+
+class RecordingFake(FakeChat):
+    """A :class:`FakeChat` that records every prompt it was sent."""
+
+    prompts: list[str] = []
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.prompts.append(str(messages[-1].content) if len(messages) == 1 else "\n".join(str(m.content) for m in messages))
+        return super()._generate(messages, *args, **kwargs)
+
+
+def fake_llm(*replies: str) -> RecordingFake:
+    """A fresh recording fake with its own prompt list."""
+    return RecordingFake(messages=iter([AIMessage(r) for r in replies]), prompts=[])
+
+
+@pytest.fixture(scope="session")
+def redial_env(real_root: Path):
+    """Experts' environment (catalog, linker, popularity) of the real ReDial data."""
+    from tools.env import expert_env
+
+    return expert_env("redial", str(real_root))
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<eos>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A tiny Llama (2 layers, 32 dims) and a byte-level BPE tokenizer trained here, saved as a
+    transformers folder: the real loading path with no download."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    import prompts
+
+    corpus = [prompts.template(n) for n in prompts.TEMPLATES] + [
+        "User: I like horror movies. Assistant: You might like The Shining (1980).",
+        '{"name": "recommendation"} {"id": "popularity_recommender"} explanation item detail search user preference elicitation',
+    ]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
+    fast.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=4096, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of the tiny offline model (built once per session)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_llm"))

