@@ -88,7 +88,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             "name",
             lambda: heuristic_subtask(dialogue, results, res.env),
         )
-    args = resolve_args(name, dialogue, results, res.env, text)
+    args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
     if obj and isinstance(obj.get("args"), dict):  # a capable LLM may fill arguments; keep only valid ones
         named = obj["args"].get("item name")
         if isinstance(named, str) and res.env.linker.resolve_item(named):
@@ -156,7 +156,7 @@ def llm_as_expert(state: State, ctx: Context, res: Resources) -> tuple[dict[str,
     _, text = _dialogue_text(state, ctx)
     goal = goal_text(call)
     if call["name"] == RECOMMENDATION:
-        exclude = set(res.env.mentioned_items(text))
+        exclude = set(res.env.mentioned_items(call["args"].get("dialogue context", text)))
         cands = [n for n, _ in item_index(res.env).search(text, k=50, exclude=exclude)]
         listing = "Candidates:\n" + "\n".join(cands) + "\nAnswer with the best candidate's exact name."
         prompt = prompts.render("llm_expert", {"Sub-Task Goal": goal, "Dialogue Context": text, "Candidates": listing})

@@ -1,0 +1,209 @@
+"""Tables and figures from per-turn results: the paper's recommendation, conversation and
+ablation tables as Markdown and CSV (best in bold), ablation bar charts as PNG, and a paired
+two-sided t-test of each LLMCRS system against the best baseline on the same turns."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.metrics import KS, RecEvaluator, conversation_metrics, hit_at_k, paired_ttest
+from eval.systems import GRAPH_SYSTEMS
+
+REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
+CONV_COLS = [f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)]
+STAGES = ("detection", "matching", "execution", "response")
+
+
+def load_results(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every ``*.jsonl`` of a results folder, by system name."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["system"]] = rows
+    return out
+
+
+def is_baseline(system: str) -> bool:
+    """Experts alone and the LLM alone are the baselines."""
+    return system.startswith("expert:") or system.startswith("llm_only")
+
+
+def is_graph(system: str) -> bool:
+    """An LLMCRS system (any ablation, any model label)."""
+    return system.split("@")[0] in GRAPH_SYSTEMS
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def system_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """All metrics of one system's rows (short ranked lists count as misses beyond their length)."""
+    ev = RecEvaluator(short_lists="miss")
+    for r in rows:
+        ev.add(r["ranked"], r["targets"], r["context_items"])
+    out = ev.report()
+    out.update(conversation_metrics([r["response"] for r in rows], [r["reference"] for r in rows]))
+    out["turns"] = float(len(rows))
+    out["fallback_share"] = sum(any(r["fallbacks"].values()) for r in rows) / max(1, len(rows))
+    for stage in STAGES:
+        secs = [r["seconds"][stage] for r in rows if stage in r["seconds"]]
+        out[f"{stage}_median_s"] = statistics.median(secs) if secs else float("nan")
+        out[f"{stage}_p95_s"] = _pct(secs, 0.95)
+        flags = [r["fallbacks"][stage] for r in rows if stage in r["fallbacks"]]
+        out[f"{stage}_fallback_share"] = sum(flags) / len(flags) if flags else float("nan")
+    walls = [r["wall"] for r in rows]
+    out["turn_median_s"] = statistics.median(walls) if walls else float("nan")
+    out["turn_p95_s"] = _pct(walls, 0.95)
+    out["turns_per_s"] = len(walls) / sum(walls) if walls and sum(walls) else float("nan")
+    subtasks = [r["subtask"] for r in rows]
+    out["recommend_share"] = subtasks.count("recommendation") / max(1, len(rows))
+    return out
+
+
+def hit_rows(rows: list[dict[str, Any]], k: int) -> dict[tuple[str, str], float]:
+    """Per (turn, target) HIT@k, the unit of the paired t-test."""
+    return {(r["sample_id"], t): hit_at_k(r["ranked"], t, k) for r in rows for t in dict.fromkeys(r["targets"])}
+
+
+@dataclass
+class Report:
+    """Computed metrics and tests for a results folder."""
+
+    metrics: dict[str, dict[str, float]]
+    pvalues: dict[str, float]
+    baseline: str | None
+    n_turns: int
+
+
+def build_report(folder: Path) -> Report:
+    """Metrics of every system on the turns all of them finished, and t-tests vs the best baseline."""
+    results = load_results(folder)
+    if not results:
+        raise FileNotFoundError(f"no results in {folder}; run `python -m eval run` first")
+    common = set.intersection(*({r["sample_id"] for r in rows} for rows in results.values()))
+    results = {s: [r for r in rows if r["sample_id"] in common] for s, rows in results.items()}
+    metrics = {s: system_metrics(rows) for s, rows in results.items()}
+    baselines = [s for s in metrics if is_baseline(s)]
+    baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
+    pvalues: dict[str, float] = {}
+    if baseline:
+        base = hit_rows(results[baseline], 10)
+        keys = sorted(base)
+        for s in metrics:
+            if is_graph(s) and len(keys) >= 2:
+                mine = hit_rows(results[s], 10)
+                pvalues[s] = paired_ttest([mine[k] for k in keys], [base[k] for k in keys]).pvalue
+    return Report(metrics, pvalues, baseline, len(common))
+
+
+def _markdown(
+    title: str,
+    rows: list[str],
+    cols: list[str],
+    metrics: dict[str, dict[str, float]],
+    extra: dict[str, str] | None = None,
+    bold: bool = True,
+) -> str:
+    best = {}
+    for c in cols:
+        vals = [metrics[r].get(c, float("nan")) for r in rows]
+        vals = [v for v in vals if v == v]
+        best[c] = max(vals) if vals and bold else None
+    head = ["system", *cols, *(["p (HIT@10 vs best baseline)"] if extra is not None else [])]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = metrics[r].get(c, float("nan"))
+            cell = "n/a" if v != v else f"{v:.4f}"
+            cells.append(f"**{cell}**" if v == best[c] and len(rows) > 1 else cell)
+        if extra is not None:
+            cells.append(extra.get(r, ""))
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(path: Path, rows: list[str], cols: list[str], metrics: dict[str, dict[str, float]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["system", *cols])
+        for r in rows:
+            w.writerow([r, *(metrics[r].get(c, "") for c in cols)])
+
+
+def _bar_chart(path: Path, rows: list[str], cols: list[str], metrics: dict[str, dict[str, float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(rows), 3.6))
+    width = 0.8 / max(1, len(cols))
+    for i, c in enumerate(cols):
+        ax.bar([x + i * width for x in range(len(rows))], [metrics[r].get(c, 0.0) for r in rows], width, label=c)
+    ax.set_xticks([x + width * (len(cols) - 1) / 2 for x in range(len(rows))], rows, rotation=20, ha="right")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(folder: Path) -> Path:
+    """Write ``tables.md``, ``recommendation.csv``, ``conversation.csv``, ``operations.csv`` and
+    ``figures/*.png`` into ``folder``; return the Markdown file."""
+    rep = build_report(folder)
+    systems = sorted(rep.metrics, key=lambda s: (not is_graph(s), s))
+    graphs = [s for s in systems if is_graph(s)]
+    ops_cols = ["turns", "fallback_share", "recommend_share", "turn_median_s", "turn_p95_s", "turns_per_s"] + [
+        f"{st}_{m}" for st in STAGES for m in ("median_s", "p95_s", "fallback_share")
+    ]
+    pcol = {s: (f"{p:.2e}" if p == p else "n/a") for s, p in rep.pvalues.items()}
+    if rep.baseline:
+        pcol[rep.baseline] = "(best baseline)"
+    md = [f"# Results: {folder}", "", f"{rep.n_turns} recommender turns evaluated by every system.",
+          "Recommendation metrics follow CRSLab (one row per target); a ranked list shorter than k counts as a miss beyond its length; "
+          "`dedup_` drops targets already mentioned in the dialogue. BLEU/Distinct are given in CRSLab's definition (`_crslab`: sentence BLEU "
+          "with only the n-gram weight; unique n-grams per sentence) and the standard one (`_standard`: corpus BLEU up to n; unique over total n-grams).", ""]  # fmt: skip
+    md.append(_markdown("Recommendation (Table 4)", systems, REC_COLS, rep.metrics, extra=pcol))
+    md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics))
+    if len(graphs) > 1:
+        md.append(
+            _markdown(
+                "Ablations (Tables 6-8)",
+                graphs,
+                ["hit@10", "hit@50", "dedup_hit@10", "bleu1_crslab", "dist2_crslab", "fallback_share"],
+                rep.metrics,
+            )
+        )
+    md.append(_markdown("Operations: fallbacks and latency (seconds)", systems, ops_cols, rep.metrics, bold=False))
+    _csv(folder / "recommendation.csv", systems, REC_COLS, rep.metrics)
+    _csv(folder / "conversation.csv", systems, CONV_COLS, rep.metrics)
+    _csv(folder / "operations.csv", systems, ops_cols, rep.metrics)
+    figs = folder / "figures"
+    figs.mkdir(exist_ok=True)
+    if graphs:
+        _bar_chart(
+            figs / "ablation_recommendation.png", graphs, ["hit@10", "hit@50", "dedup_hit@10"], rep.metrics, "Ablations: recommendation"
+        )
+        _bar_chart(
+            figs / "ablation_conversation.png",
+            graphs,
+            ["bleu1_crslab", "bleu2_crslab", "dist1_standard", "dist2_standard"],
+            rep.metrics,
+            "Ablations: conversation",
+        )
+    _bar_chart(figs / "systems_recommendation.png", systems, ["hit@10", "hit@50"], rep.metrics, "All systems: HIT@k")
+    out = folder / "tables.md"
+    out.write_text("\n".join(md), encoding="utf-8")
+    return out

@@ -1,0 +1,148 @@
+"""Systems under evaluation. Each sees only a sample's context (never its targets or response)
+and returns a :class:`Prediction`.
+
+* ``full``, ``wo_si``, ``wo_di``, ``wo_sg``, ``wo_m``, ``wo_e`` — the LLMCRS graph and its ablations.
+* ``expert:<id>`` — one expert tool alone (recommendation experts rank items; others answer).
+* ``llm_only`` — the LLM alone answers the dialogue; items it names are its recommendation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from agent.context import Context
+from agent.llm import LocalHFChatModel
+from agent.nodes import clean_response
+from agent.resources import Ablations
+from crsdata.schema import RecSample, Turn
+from tools.base import subtask_of
+from tools.dialogue import format_turns
+
+GRAPH_SYSTEMS = Ablations.NAMES
+
+
+@dataclass
+class Prediction:
+    """What a system did on one sample."""
+
+    ranked: list[str]
+    response: str
+    subtask: str | None = None
+    expert: str | None = None
+    fallbacks: dict[str, bool] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class System(Protocol):
+    """Anything that predicts on a sample."""
+
+    name: str
+
+    def predict(self, sample: RecSample) -> Prediction:
+        """Predict from ``sample.context`` only."""
+        ...
+
+
+def context_messages(context: tuple[Turn, ...]) -> list[BaseMessage]:
+    """The context as chat messages (user -> human, recommender -> ai)."""
+    return [HumanMessage(t.text) if t.role == "user" else AIMessage(t.text) for t in context]
+
+
+class GraphSystem:
+    """The LLMCRS graph (or an ablation) as a system."""
+
+    def __init__(
+        self,
+        name: str,
+        model: BaseChatModel | str | None,
+        dataset: str,
+        data_root: str | None,
+        n_demos: int,
+        ctx: Context,
+        label: str | None = None,
+    ) -> None:
+        from agent.graph import build_crs_graph
+
+        self.name = label or name
+        self.ctx = ctx
+        self.graph = build_crs_graph(model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos)
+
+    def predict(self, sample: RecSample) -> Prediction:
+        out = self.graph.invoke({"messages": context_messages(sample.context)}, context=self.ctx)
+        traj = out.get("trajectory", [])
+        ranked = (
+            list((out.get("expert_output") or {}).get("items", [])) if (out.get("subtask") or {}).get("name") == "recommendation" else []
+        )
+        return Prediction(
+            ranked=ranked,
+            response=out.get("response") or "",
+            subtask=(out.get("subtask") or {}).get("name"),
+            expert=out.get("expert"),
+            fallbacks={r["stage"]: bool(r.get("fallback")) for r in traj},
+            seconds={r["stage"]: float(r.get("seconds", 0.0)) for r in traj},
+        )
+
+
+class ExpertSystem:
+    """One expert tool on its own."""
+
+    def __init__(self, tool: Any, top_k: int, linker: Any) -> None:
+        self.name = f"expert:{tool.name}"
+        self.tool, self.top_k, self.linker = tool, top_k, linker
+        self.subtask = subtask_of(tool)
+
+    def predict(self, sample: RecSample) -> Prediction:
+        text = format_turns(sample.context)
+        args: dict[str, Any] = {"category": "movie", "dialogue_context": text, "top_k": self.top_k}
+        if "item_name" in self.tool.args:
+            named = self.linker.link(text).items
+            args["item_name"] = named[-1] if named else ""
+        if "item_attribute" in self.tool.args:
+            args["item_attribute"] = "plot"
+        start = time.perf_counter()
+        out = self.tool.invoke({k: v for k, v in args.items() if k in self.tool.args})
+        secs = time.perf_counter() - start
+        out = out if isinstance(out, dict) else {"text": str(out)}
+        return Prediction(
+            ranked=list(out.get("items", [])),
+            response=str(out.get("text", "")),
+            subtask=self.subtask,
+            expert=self.tool.name,
+            seconds={"execution": secs},
+        )
+
+
+class LLMOnlySystem:
+    """The manager LLM alone: it answers the dialogue; the catalog items it names are its ranking."""
+
+    PROMPT = "You are a movie recommender chatting with a user. Reply to the user's last message with one or two sentences; recommend a specific title when it fits.\n\n{dialogue}"
+
+    def __init__(self, model: BaseChatModel, linker: Any, ctx: Context) -> None:
+        self.name = "llm_only"
+        self.model, self.linker, self.ctx = model, linker, ctx
+
+    def predict(self, sample: RecSample) -> Prediction:
+        start = time.perf_counter()
+        kwargs: dict[str, Any] = (
+            {"max_new_tokens": self.ctx.max_new_tokens, "stop": ["\n\n"]} if isinstance(self.model, LocalHFChatModel) else {}
+        )
+        prompt = self.PROMPT.format(dialogue=format_turns(sample.context[-self.ctx.max_context_turns :]))
+        try:
+            text = clean_response(str(self.model.invoke([HumanMessage(prompt)], **kwargs).content))
+            failed = not text
+        except Exception:  # counted as a fallback, like the graph's
+            text, failed = "", True
+        ranked = list(dict.fromkeys(self.linker.link(text).items))
+        return Prediction(
+            ranked=ranked,
+            response=text,
+            subtask="recommendation",
+            expert="llm",
+            fallbacks={"response": failed},
+            seconds={"response": time.perf_counter() - start},
+        )
