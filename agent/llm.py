@@ -23,7 +23,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from crsdata.paths import home_dir
 
@@ -144,6 +144,8 @@ class LocalHFChatModel(BaseChatModel):
     hf_tokenizer: Any
     model_name: str = "local"
     max_new_tokens: int = 64
+    prefix_cache_size: int = 4
+    _prefix_cache: list[tuple[list[int], Any, torch.Tensor]] = PrivateAttr(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -239,8 +241,7 @@ class LocalHFChatModel(BaseChatModel):
         prompt_ids = self._ids(self.render(messages) + prefix)
         model = self.hf_model
         device = next(model.parameters()).device
-        out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
-        cache, last_logits = out.past_key_values, out.logits[:, -1, :]
+        cache, last_logits = self._prompt_state(prompt_ids, device)
         scores = []
         for option in options:
             opt_ids = self._ids(option + suffix)
@@ -256,6 +257,44 @@ class LocalHFChatModel(BaseChatModel):
                 total = first[None]
             scores.append(total.mean())
         return torch.log_softmax(torch.stack(scores), dim=0)
+
+    def _prompt_state(self, prompt_ids: list[int], device: torch.device) -> tuple[Any, torch.Tensor]:
+        """Key/value cache and last logits of a prompt.
+
+        Without gradients, the longest token prefix shared with a recent prompt is reused: the
+        detection and matching prompts share their instructions, schema and demonstrations from
+        turn to turn, so only the dialogue is computed again. transformers has no cross-call
+        prefix cache for ``forward``, hence this small one.
+        """
+        import copy
+
+        model = self.hf_model
+        if torch.is_grad_enabled() or self.prefix_cache_size <= 0:
+            out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
+            return out.past_key_values, out.logits[:, -1, :]
+        best, best_len = None, 0
+        for entry in self._prefix_cache:
+            ids = entry[0]
+            n = 0
+            for a, b in zip(ids, prompt_ids, strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n > best_len:
+                best, best_len = entry, n
+        if best is not None and best_len == len(best[0]) == len(prompt_ids):
+            return copy.deepcopy(best[1]), best[2]
+        keep = min(best_len, len(prompt_ids) - 1)
+        if best is not None and keep > 0:
+            cache = copy.deepcopy(best[1])
+            if len(best[0]) > keep:
+                cache.crop(-(len(best[0]) - keep))
+            out = model(input_ids=torch.tensor([prompt_ids[keep:]], device=device), past_key_values=cache, use_cache=True)
+        else:
+            out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
+        state = (list(prompt_ids), copy.deepcopy(out.past_key_values), out.logits[:, -1, :])
+        self._prefix_cache = [state, *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]
+        return out.past_key_values, out.logits[:, -1, :]
 
     def completion_logprob(self, messages: Sequence[BaseMessage], completion: str, prefix: str = "") -> torch.Tensor:
         """Sum of the token log-probabilities of ``completion`` after the rendered prompt (and ``prefix``)."""

@@ -74,3 +74,14 @@ def test_graph_runs_on_the_tiny_model_with_constrained_decisions(tiny, real_root
     assert out["subtask"]["name"] == det["parsed"]
     assert out["response"]
     assert [r["stage"] for r in out["trajectory"]] == ["detection", "matching", "execution", "response"]
+
+
+def test_prefix_cache_gives_the_same_scores(tiny_model_dir):
+    cached = load_chat_model(str(tiny_model_dir))
+    fresh = LocalHFChatModel(hf_model=cached.hf_model, hf_tokenizer=cached.hf_tokenizer, prefix_cache_size=0)
+    shared = "Long shared instructions about sub-tasks and schema. " * 5
+    with torch.no_grad():
+        for tail in ("User: I want a scary movie.", "User: Who directed it?", "User: Who directed it?", "User: Why?"):
+            msgs = [HumanMessage(shared + tail)]
+            assert torch.allclose(cached.choice_logprobs(msgs, OPTIONS), fresh.choice_logprobs(msgs, OPTIONS), atol=1e-5)
+    assert 1 <= len(cached._prefix_cache) <= cached.prefix_cache_size

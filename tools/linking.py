@@ -57,6 +57,7 @@ class Mentions:
     genres: list[str] = field(default_factory=list)
     people: list[str] = field(default_factory=list)
     disliked: list[str] = field(default_factory=list)
+    ordered: list[str] = field(default_factory=list)  # every mention in text order, repeats kept
 
     def liked_entities(self) -> list[str]:
         """Items, genres and people, in order, without dislikes."""
@@ -73,6 +74,7 @@ class Mentions:
         for x in other.liked_entities():
             if x in self.disliked and x not in other.disliked:
                 self.disliked.remove(x)
+        self.ordered.extend(other.ordered)
 
     def as_dict(self) -> dict[str, list[str]]:
         """JSON-able form."""
@@ -154,6 +156,7 @@ class EntityLinker:
                     break
             i += hit[0] if hit else 1
         for pos, kind, name in sorted(found):
+            out.ordered.append(name)
             bucket = getattr(out, kind)
             if name not in bucket:
                 bucket.append(name)

@@ -1,0 +1,171 @@
+"""Shared machinery of the learned recommenders: training rows from real dialogues, a seeded
+training loop with progress bars, validation HIT@10, and checkpoints with their config.
+
+Checkpoints live under ``$LLMCRS_EXPERTS`` (default ``$LLMCRS_HOME/experts``), never in git:
+``<dir>/<dataset>/<expert>/{model.pt,config.json,metrics.json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from crsdata.loaders import load_samples
+from crsdata.paths import home_dir
+from crsdata.schema import RecSample
+from eval.metrics import RecEvaluator
+from tools.dialogue import format_turns
+from tools.env import ExpertEnv
+
+
+class CheckpointMissing(FileNotFoundError):
+    """No trained checkpoint; the message names the command that trains one."""
+
+
+def experts_dir() -> Path:
+    """Root of the expert checkpoints."""
+    return Path(os.environ.get("LLMCRS_EXPERTS", home_dir() / "experts")).expanduser()
+
+
+def checkpoint_dir(dataset: str, expert: str) -> Path:
+    """Folder of one expert's checkpoint."""
+    return experts_dir() / dataset / expert
+
+
+def train_command(expert: str, dataset: str) -> str:
+    """The command that trains ``expert`` on ``dataset``."""
+    return f"python -m tools.train {expert} --dataset {dataset}"
+
+
+def save_checkpoint(dataset: str, expert: str, state: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    """Write model state, config and metrics; return the folder."""
+    folder = checkpoint_dir(dataset, expert)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "model.pt")
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return folder
+
+
+def load_checkpoint(dataset: str, expert: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(state, config, metrics) of a trained expert.
+
+    Raises:
+        CheckpointMissing: Nothing trained yet; names the train command.
+    """
+    folder = checkpoint_dir(dataset, expert)
+    if not (folder / "model.pt").is_file():
+        raise CheckpointMissing(f"no trained {expert} for {dataset} under {folder}; train it with `{train_command(expert, dataset)}`")
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    return state, json.loads((folder / "config.json").read_text()), json.loads((folder / "metrics.json").read_text())
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters common to the learned recommenders (tiny defaults that train in minutes here)."""
+
+    dim: int = 64
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    max_train_rows: int | None = None
+    patience: int = 4
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def seed_all(seed: int) -> None:
+    """Seed python and torch."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Row:
+    """One training/evaluation row: what the context mentions and one target item index."""
+
+    entities: list[int]
+    items: list[int]
+    target: int
+
+
+def context_rows(env: ExpertEnv, samples: list[RecSample], entity_ids: dict[str, int], item_index: dict[str, int]) -> list[Row]:
+    """Rows from samples: entities (in mention order) and items linked in the whole context (both
+    speakers), one row per target in the item vocabulary."""
+    rows = []
+    for s in samples:
+        m = env.linker.link(format_turns(s.context))
+        ents = [entity_ids[e] for e in m.ordered if e in entity_ids and e not in m.disliked]
+        items = [item_index[i] for i in m.items if i in item_index]
+        for t in s.targets:
+            if t in item_index:
+                rows.append(Row(ents, items, item_index[t]))
+    return rows
+
+
+def split_samples(env: ExpertEnv, split: str) -> list[RecSample]:
+    """Samples of a split of the env's dataset."""
+    return load_samples(env.dataset, split, env.root)
+
+
+def evaluate_ranker(rank: Callable[[str, int], list[str]], samples: list[RecSample], top_k: int = 50) -> dict[str, float]:
+    """CRSLab metrics of a ranking function over samples (context text -> ranked item names)."""
+    ev = RecEvaluator()
+    for s in samples:
+        ev.add(rank(format_turns(s.context), top_k), s.targets, s.context_items)
+    return ev.report()
+
+
+def train_loop(
+    model: torch.nn.Module,
+    rows: list[Row],
+    loss_fn: Callable[[list[Row]], torch.Tensor],
+    validate: Callable[[], float],
+    cfg: TrainConfig,
+    desc: str,
+) -> dict[str, Any]:
+    """Adam over shuffled mini-batches with early stopping on validation HIT@10; keeps the best weights."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = random.Random(cfg.seed)
+    best, best_state, bad, history = -1.0, None, 0, []
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rows[:]
+        rng.shuffle(order)
+        total = 0.0
+        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+        for batch in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False):
+            opt.zero_grad()
+            loss = loss_fn(batch)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(batch)
+        model.eval()
+        with torch.no_grad():
+            score = validate()
+        history.append({"epoch": epoch + 1, "loss": total / max(1, len(order)), "valid_hit@10": score})
+        tqdm.write(f"{desc} epoch {epoch + 1}: loss {total / max(1, len(order)):.4f} valid HIT@10 {score:.4f}")
+        if score > best:
+            best, bad = score, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return {"valid_hit@10": best, "history": history, "train_seconds": time.perf_counter() - start}

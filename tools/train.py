@@ -1,0 +1,65 @@
+"""``python -m tools.train <expert> --dataset <name>``: train one expert (or ``all``) and save its checkpoint.
+
+Experts: kbrd (needs a KG: redial, opendialkg), sasrec, retriever (builds the index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from crsdata.paths import DataError
+from tools.env import expert_env
+from tools.learned import TrainConfig, checkpoint_dir
+
+EXPERTS = ("kbrd", "sasrec", "retriever")
+
+
+def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None = None) -> dict[str, object]:
+    """Train expert ``name`` on ``dataset``; returns its metrics (with ``train_seconds``)."""
+    env = expert_env(dataset, data_root)
+    start = time.perf_counter()
+    if name == "kbrd":
+        from tools import kbrd
+
+        result = kbrd.train(env, cfg)
+    elif name == "sasrec":
+        from tools import sasrec
+
+        result = sasrec.train(env, cfg)
+    elif name == "retriever":
+        from tools import retriever
+
+        result = retriever.train(env)
+    else:
+        raise ValueError(f"unknown expert {name!r}; known: {', '.join(EXPERTS)}")
+    result["wall_seconds"] = time.perf_counter() - start
+    (checkpoint_dir(dataset, name) / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__)
+    parser.add_argument("expert", choices=[*EXPERTS, "all"])
+    parser.add_argument("--dataset", default="redial")
+    parser.add_argument("--data-root", default=None)
+    for field, value in TrainConfig().as_dict().items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig().as_dict()})
+    names = EXPERTS if args.expert == "all" else (args.expert,)
+    for name in names:
+        try:
+            res = train_one(name, args.dataset, cfg, args.data_root)
+            print(f"{name}/{args.dataset}: valid HIT@10 {res['valid_hit@10']:.4f} in {res['wall_seconds']:.0f}s -> {checkpoint_dir(args.dataset, name)}")
+        except DataError as exc:
+            print(f"{name}/{args.dataset}: skipped: {exc}", file=sys.stderr)
+            if args.expert != "all":
+                return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
