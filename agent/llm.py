@@ -145,6 +145,7 @@ class LocalHFChatModel(BaseChatModel):
     model_name: str = "local"
     max_new_tokens: int = 64
     prefix_cache_size: int = 4
+    max_prompt_tokens: int | None = None
     _prefix_cache: list[tuple[list[int], Any, torch.Tensor]] = PrivateAttr(default_factory=list)
 
     @property
@@ -165,6 +166,11 @@ class LocalHFChatModel(BaseChatModel):
 
     def _ids(self, text: str) -> list[int]:
         return list(self.hf_tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _prompt_ids(self, text: str) -> list[int]:
+        """Prompt token ids, left-truncated to ``max_prompt_tokens``."""
+        ids = self._ids(text)
+        return ids[-self.max_prompt_tokens :] if self.max_prompt_tokens else ids
 
     # -- generation --
     def _gen_kwargs(self, stop: list[str] | None, **kwargs: Any) -> dict[str, Any]:
@@ -199,7 +205,7 @@ class LocalHFChatModel(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         prefix = str(kwargs.pop("response_prefix", "") or "")  # a forced start of the answer
-        ids = torch.tensor([self._ids(self.render(messages) + prefix)])
+        ids = torch.tensor([self._prompt_ids(self.render(messages) + prefix)])
         streamer = TextIteratorStreamer(self.hf_tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
 
@@ -238,7 +244,7 @@ class LocalHFChatModel(BaseChatModel):
         """
         if not options:
             raise ValueError("choice_logprobs needs at least one option")
-        prompt_ids = self._ids(self.render(messages) + prefix)
+        prompt_ids = self._prompt_ids(self.render(messages) + prefix)
         model = self.hf_model
         device = next(model.parameters()).device
         cache, last_logits = self._prompt_state(prompt_ids, device)
@@ -298,7 +304,7 @@ class LocalHFChatModel(BaseChatModel):
 
     def completion_logprob(self, messages: Sequence[BaseMessage], completion: str, prefix: str = "") -> torch.Tensor:
         """Sum of the token log-probabilities of ``completion`` after the rendered prompt (and ``prefix``)."""
-        prompt_ids = self._ids(self.render(messages) + prefix)
+        prompt_ids = self._prompt_ids(self.render(messages) + prefix)
         comp_ids = self._ids(completion)
         if not comp_ids:
             return torch.zeros(())

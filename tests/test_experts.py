@@ -68,7 +68,9 @@ def test_retriever_on_inspired(real_root, experts_home):
     res = retriever.train(env, limit=20)
     assert 0.0 <= res["valid_hit@10"] <= 1.0
     tool = retriever.make_text_retriever(env)
-    items = tool.invoke({"category": "movie", "dialogue_context": "User: a funny animated movie for the whole family", "top_k": 10})["items"]
+    items = tool.invoke({"category": "movie", "dialogue_context": "User: a funny animated movie for the whole family", "top_k": 10})[
+        "items"
+    ]
     assert len(items) == 10
 
 
@@ -111,7 +113,9 @@ def test_explanation_uses_shared_attributes(redial_env):
 
     out = explain(redial_env, "A Clockwork Orange", "User: I loved The Shining (1980), Kubrick is a genius")
     assert out["item"] == "A Clockwork Orange (1971)"
-    assert any(e["path"] == ["A Clockwork Orange (1971)", "director", "Stanley Kubrick", "director", "The Shining (1980)"] for e in out["evidence"])
+    assert any(
+        e["path"] == ["A Clockwork Orange (1971)", "director", "Stanley Kubrick", "director", "The Shining (1980)"] for e in out["evidence"]
+    )
     assert "Stanley Kubrick directed both" in out["text"]
     missing = explain(redial_env, "Zzyzx Nonexistent Film", "User: hi")
     assert missing["item"] is None and "which title" in missing["text"]

@@ -11,7 +11,9 @@ from tools.base import expert_tool, subtask_of
 from tools.env import ExpertEnv, expert_env
 
 
-def default_experts(dataset: str = "redial", root: str | None = None, catalog_url: str | None = None, learned: bool = True) -> list[BaseTool]:
+def default_experts(
+    dataset: str = "redial", root: str | None = None, catalog_url: str | None = None, learned: bool = True
+) -> list[BaseTool]:
     """The built-in experts of a dataset: one per sub-task, plus every learned recommender that has
     been trained (``python -m tools.train all --dataset <name>``); untrained ones are skipped with a
     warning that names the train command."""

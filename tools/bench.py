@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("results") / "experts.json")
     args = parser.parse_args(argv)
-    datasets = args.datasets.split(",") if args.datasets else [d for d in available_datasets(args.data_root) if d in ("redial", "opendialkg", "inspired")]
+    datasets = (
+        args.datasets.split(",")
+        if args.datasets
+        else [d for d in available_datasets(args.data_root) if d in ("redial", "opendialkg", "inspired")]
+    )
     console = Console(width=200)
     results = {}
     for ds in datasets:

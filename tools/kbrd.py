@@ -24,7 +24,17 @@ from crsdata.loaders import norm_name
 from crsdata.paths import DataError
 from tools.base import expert_tool
 from tools.env import ExpertEnv
-from tools.learned import Row, TrainConfig, context_rows, evaluate_ranker, load_checkpoint, save_checkpoint, seed_all, split_samples, train_loop
+from tools.learned import (
+    Row,
+    TrainConfig,
+    context_rows,
+    evaluate_ranker,
+    load_checkpoint,
+    save_checkpoint,
+    seed_all,
+    split_samples,
+    train_loop,
+)
 
 NAME = "kbrd"
 
@@ -56,7 +66,16 @@ def load_kg(env: ExpertEnv, min_relation_count: int = 1) -> tuple[dict[str, int]
 class KBRD(nn.Module):
     """R-GCN entity encoder + self-attentive user representation + item scores."""
 
-    def __init__(self, n_entities: int, n_relations: int, dim: int, num_bases: int, item_entities: torch.Tensor, edge_index: torch.Tensor, edge_type: torch.Tensor) -> None:
+    def __init__(
+        self,
+        n_entities: int,
+        n_relations: int,
+        dim: int,
+        num_bases: int,
+        item_entities: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_type: torch.Tensor,
+    ) -> None:
         super().__init__()
         self.emb = nn.Embedding(n_entities, dim)
         nn.init.normal_(self.emb.weight, std=0.1)

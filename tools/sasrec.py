@@ -16,7 +16,17 @@ from torch import nn
 from agent.subtasks import RECOMMENDATION
 from tools.base import expert_tool
 from tools.env import ExpertEnv
-from tools.learned import Row, TrainConfig, context_rows, evaluate_ranker, load_checkpoint, save_checkpoint, seed_all, split_samples, train_loop
+from tools.learned import (
+    Row,
+    TrainConfig,
+    context_rows,
+    evaluate_ranker,
+    load_checkpoint,
+    save_checkpoint,
+    seed_all,
+    split_samples,
+    train_loop,
+)
 
 NAME = "sasrec"
 MAX_LEN = 20
@@ -78,7 +88,13 @@ def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
         return nn.functional.cross_entropy(model([r.entities for r in batch]), torch.tensor([r.target for r in batch]))
 
     result = train_loop(model, rows, loss_fn, lambda: evaluate_ranker(ranker.rank, valid)["hit@10"], cfg, f"sasrec/{env.dataset}")
-    save_checkpoint(env.dataset, NAME, model.state_dict(), {**cfg.as_dict(), "n_items": len(names), "n_tokens": len(tokens), "train_rows": len(rows)}, result)
+    save_checkpoint(
+        env.dataset,
+        NAME,
+        model.state_dict(),
+        {**cfg.as_dict(), "n_items": len(names), "n_tokens": len(tokens), "train_rows": len(rows)},
+        result,
+    )
     return result
 
 

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             res = train_one(name, args.dataset, cfg, args.data_root)
-            print(f"{name}/{args.dataset}: valid HIT@10 {res['valid_hit@10']:.4f} in {res['wall_seconds']:.0f}s -> {checkpoint_dir(args.dataset, name)}")
+            print(
+                f"{name}/{args.dataset}: valid HIT@10 {res['valid_hit@10']:.4f} in {res['wall_seconds']:.0f}s -> {checkpoint_dir(args.dataset, name)}"
+            )
         except DataError as exc:
             print(f"{name}/{args.dataset}: skipped: {exc}", file=sys.stderr)
             if args.expert != "all":

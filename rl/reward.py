@@ -1,0 +1,50 @@
+"""The RLPF reward: R = lambda * HIT + (1 - lambda) * BLEU (the paper's Section 4).
+
+HIT is 1 when a target item is in the top ``k`` of the recommendation the graph executed, and 0
+where no recommendation was made (a turn whose ground truth recommends items, answered with a
+question, earns no HIT: the paper rewards recommending well, so choosing not to recommend when the
+reference did is not rewarded). BLEU is CRSLab's BLEU-1 of the response against the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eval.metrics import bleu_crslab
+
+
+def hit(ranked: Sequence[str], targets: Sequence[str], k: int = 10) -> float:
+    """1.0 if any target is in the top ``k`` (0 for no recommendation).
+
+    >>> hit(["a", "b"], ["b"], 1), hit(["a", "b"], ["b"], 2), hit([], ["b"])
+    (0.0, 1.0, 0.0)
+    """
+    return float(any(t in ranked[:k] for t in targets))
+
+
+def crs_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Sequence[Sequence[str]], targets: Sequence[Sequence[str]],
+               references: Sequence[str], lam: float = 0.5, k: int = 10, **kwargs: Any) -> list[float]:  # fmt: skip
+    """TRL-style reward function: one reward per completion (the graph's final response).
+
+    Args:
+        prompts: The contexts (unused, as in TRL's signature).
+        completions: The responses.
+        ranked: The executed recommendation of each rollout (empty if none).
+        targets: Ground-truth items of each turn.
+        references: Reference responses.
+        lam: Weight of HIT; ``1 - lam`` weighs BLEU.
+        k: HIT cut-off.
+
+    >>> crs_reward(["c"], ["You might like Heat (1995)."], ranked=[["Heat (1995)"]], targets=[["Heat (1995)"]],
+    ...            references=["You might like Heat (1995)."], lam=0.5)
+    [1.0]
+    >>> crs_reward(["c"], ["no"], ranked=[[]], targets=[["Heat (1995)"]], references=["yes"], lam=0.7)
+    [0.0]
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    out = []
+    for completion, rank, tgt, ref in zip(completions, ranked, targets, references, strict=True):
+        out.append(lam * hit(rank, tgt, k) + (1 - lam) * bleu_crslab([completion], [ref], 1))
+    return out
