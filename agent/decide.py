@@ -48,11 +48,14 @@ def decide(
         prefix = '{"' + key + '": "'
         with torch.no_grad():
             logprobs = model.choice_logprobs(messages, options, prefix=prefix, suffix='"}')  # type: ignore[attr-defined]
-        best = options[int(torch.argmax(logprobs))]
+        sample = bool(getattr(model, "sample_choices", False))
+        index = int(torch.multinomial(logprobs.exp(), 1)) if sample else int(torch.argmax(logprobs))
+        best = options[index]
         rec = LLMCall(
             stage=stage, method="constrained", prompt=prompt, prefix=prefix, completion=f'{best}"}}', options=list(options),
             logprobs=[round(float(x), 6) for x in logprobs], parsed=best, fallback=False, seconds=time.perf_counter() - start,
         )  # fmt: skip
+        rec["sampled"] = sample
         return best, rec, None
     attempts: list[dict[str, str]] = []
     choice, obj = None, None

@@ -146,6 +146,7 @@ class LocalHFChatModel(BaseChatModel):
     max_new_tokens: int = 64
     prefix_cache_size: int = 4
     max_prompt_tokens: int | None = None
+    sample_choices: bool = False  # RLPF rollouts sample decisions from the policy instead of taking the argmax
     _prefix_cache: list[tuple[list[int], Any, torch.Tensor]] = PrivateAttr(default_factory=list)
 
     @property

@@ -27,6 +27,7 @@ class LLMCall(TypedDict, total=False):
     options: list[str]
     logprobs: list[float]
     parsed: Any
+    sampled: bool
     fallback: bool
     attempts: list[dict[str, str]]
     error: str

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from crsdata.loaders import load_samples
     from rl.trainer import RLPFConfig, RLPFTrainer, mean_reward, write_logs
 
-    parser = TrlParser((ScriptArguments, RLPFConfig))
+    parser = TrlParser((ScriptArguments, RLPFConfig))  # type: ignore[arg-type]
     script, cfg = parser.parse_args_and_config(args=argv)
     rng = random.Random(cfg.seed)
     train_all = load_samples(script.dataset, "train", script.data_root)

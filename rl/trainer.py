@@ -84,11 +84,13 @@ class RLPFTrainer(_BaseTrainer):
     def score(self, sample: RecSample) -> tuple[float, dict[str, Any]]:
         """Roll out on one sample and compute its reward."""
         state = rollout(self.graph, sample, self.ctx)
+        args: RLPFConfig = self.args  # type: ignore[assignment]
         reward = crs_reward([None], [state.get("response") or ""], ranked=[executed_ranking(state)], targets=[sample.targets],
-                            references=[sample.response], lam=self.args.lam, k=self.args.hit_k)[0]  # fmt: skip
+                            references=[sample.response], lam=args.lam, k=args.hit_k)[0]  # fmt: skip
         return reward, state
 
-    def compute_loss(self, model: Any, inputs: list[dict[str, Any]], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        """Roll out each context, then -(R - b(S)) * log P(S|theta), averaged (equation 5)."""
         terms = []
         for ex in inputs:
             sample = self.samples[ex["sample_id"]]
@@ -118,11 +120,15 @@ class RLPFTrainer(_BaseTrainer):
 def mean_reward(trainer: RLPFTrainer, samples: list[RecSample]) -> dict[str, float]:
     """Mean reward (and its parts) of the current policy on held-out samples, no updates."""
     rewards, shares = [], []
-    trainer.model.eval()
-    for s in samples:
-        r, state = trainer.score(s)
-        rewards.append(r)
-        shares.append((state.get("subtask") or {}).get("name") == "recommendation")
+    trainer.policy.hf_model.eval()
+    trainer.policy.sample_choices = False
+    try:
+        for s in samples:
+            r, state = trainer.score(s)
+            rewards.append(r)
+            shares.append((state.get("subtask") or {}).get("name") == "recommendation")
+    finally:
+        trainer.policy.sample_choices = True
     return {
         "mean_reward": statistics.mean(rewards) if rewards else 0.0,
         "recommend_share": statistics.mean(shares) if shares else 0.0,

@@ -36,7 +36,7 @@ def fixed_recommender(name: str, items: list[str], doc: str = "Fixed-list recomm
 
 @pytest.fixture
 def experts(real_root, redial_env):
-    return default_experts("redial", str(real_root))
+    return default_experts("redial", str(real_root), learned=False)
 
 
 def graph_with(llm, experts, real_root, **kw):
@@ -205,7 +205,7 @@ def test_wo_e_lets_the_llm_do_the_subtask(experts, real_root):
 def test_wo_e_recommendation_ranks_embedding_candidates(real_root):
     from tools import default_experts as defaults
 
-    inspired = defaults("inspired", str(real_root))
+    inspired = defaults("inspired", str(real_root), learned=False)
     llm = fake_llm('{"name": "recommendation"}', '{"item": "nonsense"}', "no idea", "Enjoy!")
     g = build_crs_graph(
         model=llm, tools=inspired, checkpointer=InMemorySaver(), dataset="inspired", data_root=str(real_root), ablations="wo_e", n_demos=0

@@ -85,3 +85,17 @@ def test_prefix_cache_gives_the_same_scores(tiny_model_dir):
             msgs = [HumanMessage(shared + tail)]
             assert torch.allclose(cached.choice_logprobs(msgs, OPTIONS), fresh.choice_logprobs(msgs, OPTIONS), atol=1e-5)
     assert 1 <= len(cached._prefix_cache) <= cached.prefix_cache_size
+
+
+def test_sampled_decisions_explore(tiny):
+    from agent.decide import decide
+
+    torch.manual_seed(0)
+    tiny.sample_choices = True
+    try:
+        picks = {decide(tiny, "detection", "Pick one.", OPTIONS, "name", lambda: OPTIONS[0])[0] for _ in range(30)}
+    finally:
+        tiny.sample_choices = False
+    assert len(picks) > 1
+    greedy = {decide(tiny, "detection", "Pick one.", OPTIONS, "name", lambda: OPTIONS[0])[0] for _ in range(3)}
+    assert len(greedy) == 1

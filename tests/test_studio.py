@@ -20,3 +20,14 @@ def test_langgraph_json_graph_imports_and_compiles():
         graph = getattr(module, attr)
         assert {"detect", "match", "execute", "respond"} <= set(graph.get_graph().nodes)
         assert graph.checkpointer is None  # the server brings its own
+
+
+def test_notebooks_are_valid_python():
+    import ast
+
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        code = [c for c in cells if c["cell_type"] == "code"]
+        assert code, nb
+        for cell in code:
+            ast.parse("".join(cell["source"]))

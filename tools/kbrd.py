@@ -30,6 +30,7 @@ from tools.learned import (
     context_rows,
     evaluate_ranker,
     load_checkpoint,
+    load_state,
     save_checkpoint,
     seed_all,
     split_samples,
@@ -104,7 +105,7 @@ class KBRD(nn.Module):
         h = ent[idx]
         w = self.attn(h).squeeze(-1).masked_fill(~mask, -1e9)
         user = (torch.softmax(w, dim=-1).unsqueeze(-1) * h).sum(1) * mask.any(1, keepdim=True)
-        return user @ ent[self.item_entities].T + self.item_bias
+        return user @ ent[self.item_entities].T + self.item_bias  # type: ignore[index]
 
 
 def _vocab(env: ExpertEnv, ent2id: dict[str, int]) -> tuple[list[str], dict[str, int]]:
@@ -169,7 +170,7 @@ def load_ranker(env: ExpertEnv) -> tuple[KBRDRanker, dict[str, Any]]:
     """The trained ranker and its metrics (raises CheckpointMissing with the train command)."""
     state, config, metrics = load_checkpoint(env.dataset, NAME)
     model, ent2id, names, _ = build(env, config["dim"], config["num_bases"], config["min_relation_count"])
-    model.load_state_dict(state)
+    load_state(model, state, env.dataset, NAME)
     model.eval()
     ranker = KBRDRanker(env, model, ent2id, names)
     ranker.refresh()

@@ -69,6 +69,16 @@ def load_checkpoint(dataset: str, expert: str) -> tuple[dict[str, Any], dict[str
     return state, json.loads((folder / "config.json").read_text()), json.loads((folder / "metrics.json").read_text())
 
 
+def load_state(model: torch.nn.Module, state: dict[str, Any], dataset: str, expert: str) -> None:
+    """Load weights, turning a checkpoint from an older model version into a clear error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointMissing(
+            f"the {expert} checkpoint for {dataset} does not fit this version ({str(exc).splitlines()[0]}); retrain with `{train_command(expert, dataset)}`"
+        ) from exc
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters common to the learned recommenders (tiny defaults that train in minutes here)."""

@@ -22,6 +22,7 @@ from tools.learned import (
     context_rows,
     evaluate_ranker,
     load_checkpoint,
+    load_state,
     save_checkpoint,
     seed_all,
     split_samples,
@@ -45,6 +46,9 @@ class SASRec(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.n_items = n_items
+        # a learned item bias, initialised by train() to log training popularity: on tiny corpora
+        # (INSPIRED: 79 training dialogues) the prior carries most of the signal
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
 
     def forward(self, sequences: list[list[int]]) -> torch.Tensor:
         """Scores ``(batch, n_items)`` given item-index sequences (most recent last)."""
@@ -56,7 +60,7 @@ class SASRec(nn.Module):
         pos = torch.arange(width).clamp(max=MAX_LEN).unsqueeze(0)
         h = self.encoder(self.items(ids) + self.pos(pos), src_key_padding_mask=ids == 0)
         q = self.norm(h[:, -1])
-        return q @ self.items.weight[1 : self.n_items + 1].T
+        return q @ self.items.weight[1 : self.n_items + 1].T + self.item_bias
 
 
 class SASRecRanker:
@@ -80,6 +84,8 @@ def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
     names, tokens = vocabulary(env)
     item_ix = {n: i for i, n in enumerate(names)}
     model = SASRec(len(names), cfg.dim, n_tokens=len(tokens))
+    with torch.no_grad():
+        model.item_bias.copy_(torch.log1p(torch.tensor([float(env.popularity.get(n, 0)) for n in names])))
     rows = context_rows(env, split_samples(env, "train"), tokens, item_ix)[: cfg.max_train_rows]
     valid = split_samples(env, "valid")[:300]
     ranker = SASRecRanker(env, model, names, tokens)
@@ -103,7 +109,7 @@ def load_ranker(env: ExpertEnv) -> tuple[SASRecRanker, dict[str, Any]]:
     state, config, metrics = load_checkpoint(env.dataset, NAME)
     names, tokens = vocabulary(env)
     model = SASRec(config["n_items"], config["dim"], n_tokens=config["n_tokens"])
-    model.load_state_dict(state)
+    load_state(model, state, env.dataset, NAME)
     model.eval()
     return SASRecRanker(env, model, names, tokens), metrics
 
