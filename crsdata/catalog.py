@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,18 @@ def split_title(name: str) -> tuple[str, int | None]:
     return name[: m.start()].strip(), int(m.group(1))
 
 
+ARTICLE = re.compile(r"^(the|a|an) ")
+
+
+def title_key(name: str) -> str:
+    """What title search compares: lower-case words of the title, year and leading article removed.
+
+    >>> title_key("The Shining  (1980)"), title_key("Heat"), title_key("A Quiet Place (2018)")
+    ('shining', 'heat', 'quiet place')
+    """
+    return ARTICLE.sub("", utils.default_process(split_title(norm_name(name))[0]))
+
+
 def default_url() -> str:
     """``LLMCRS_CATALOG_URL`` or an SQLite file under the llmcrs home directory."""
     return os.environ.get(ENV_CATALOG_URL) or f"sqlite:///{home_dir() / 'catalog.sqlite'}"
@@ -129,6 +142,7 @@ class Catalog:
         metadata.create_all(self.engine)
         self._root = root
         self._names: dict[str, dict[int, str]] = {}
+        self._keys: dict[str, tuple[dict[int, str], dict[str, set[int]]]] = {}
         self._values: dict[tuple[str, str], list[str]] = {}
 
     # ---- building ------------------------------------------------------------------------
@@ -172,6 +186,7 @@ class Catalog:
                 self._replace(conn, ds, items, triples, fp)
                 out[ds] = len(items)
             self._names.pop(ds, None)
+            self._keys.pop(ds, None)
             self._values = {k: v for k, v in self._values.items() if k[0] != ds}
         return out
 
@@ -285,26 +300,50 @@ class Catalog:
         found = self.by_pks(pks[:1])
         return found[0] if found else None
 
-    def search_title(self, dataset: str, query: str, limit: int = 5, min_score: float = 60.0) -> list[tuple[Item, float]]:
-        """Fuzzy title search (rapidfuzz WRatio over the full names, year included).
+    def _title_index(self, dataset: str) -> tuple[dict[int, str], dict[str, set[int]]]:
+        """Search keys of the titles (year and leading article removed) and a token -> items index."""
+        if dataset not in self._keys:
+            keys = {pk: title_key(name) for pk, name in self._name_index(dataset).items()}
+            tokens: dict[str, set[int]] = defaultdict(set)
+            for pk, key in keys.items():
+                for tok in key.split():
+                    tokens[tok].add(pk)
+            self._keys[dataset] = (keys, dict(tokens))
+        return self._keys[dataset]
 
-        Returns:
-            ``(item, score)`` pairs, best first, score in 0..100.
+    def search_title(self, dataset: str, query: str, limit: int = 5, min_score: float = 60.0) -> list[tuple[Item, float]]:
+        """Fuzzy title search, best first, scores 0..100.
+
+        An exact title scores 100; a close spelling scores by rapidfuzz's ``QRatio`` (whole-string
+        similarity, so a typo matches but an unrelated title sharing one word does not); a title that
+        contains every word of the query scores 90 minus a small length penalty. A year in the query
+        ("Heat (1995)") prefers that year's item.
         """
         if not query or not query.strip():
             return []
+        keys, tokens = self._title_index(dataset)
+        q = title_key(query)
+        if not q:
+            return []
+        _, year = split_title(norm_name(query))
+        scores: dict[int, float] = {}
+        for _, score, pk in process.extract(q, keys, scorer=fuzz.QRatio, processor=None, limit=limit * 4, score_cutoff=min_score):
+            scores[pk] = float(score)
+        words = q.split()
+        if all(w in tokens for w in words):
+            for pk in set.intersection(*(tokens[w] for w in words)):
+                scores[pk] = max(scores.get(pk, 0.0), max(min_score, 90.0 - 0.5 * (len(keys[pk]) - len(q))))
         names = self._name_index(dataset)
-        hits = process.extract(query, names, scorer=fuzz.WRatio, processor=utils.default_process, limit=limit * 4, score_cutoff=min_score)
-        # Prefer exact title matches (with or without year) over partial ones of equal score.
-        qn = utils.default_process(query)
-
-        def key(h: tuple[str, float, int]) -> tuple[float, float]:
-            exact = qn in (utils.default_process(h[0]), utils.default_process(split_title(h[0])[0]))
-            return (100.0 if exact else h[1], -len(h[0]))
-
-        hits = sorted(hits, key=key, reverse=True)[:limit]
-        found = {it_pk: it for it_pk, it in zip([h[2] for h in hits], self.by_pks([h[2] for h in hits]), strict=True)}
-        return [(found[h[2]], key(h)[0]) for h in hits]
+        for pk in scores:
+            if keys[pk] == q:
+                scores[pk] = 100.0
+        ranked = sorted(
+            scores,
+            key=lambda pk: (scores[pk] + (5.0 if year and split_title(names[pk])[1] == year else 0.0), -len(names[pk])),
+            reverse=True,
+        )[:limit]
+        found = dict(zip(ranked, self.by_pks(ranked), strict=True))
+        return [(found[pk], scores[pk]) for pk in ranked if scores[pk] >= min_score]
 
     def attribute_values(self, dataset: str, key: str) -> list[str]:
         """Distinct values of an attribute (e.g. every genre)."""
