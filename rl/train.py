@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -30,7 +31,7 @@ class ScriptArguments:
     valid_contexts: int = field(default=16, metadata={"help": "held-out contexts for the before/after reward (valid split)"})
 
 
-def load_policy(name: str) -> tuple[object, object]:
+def load_policy(name: str) -> tuple[Any, Any]:
     """Model and tokenizer to train (fp32)."""
     from agent.llm import embedded_model_dir, load_hf
 

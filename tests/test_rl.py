@@ -99,3 +99,32 @@ def test_two_training_steps_change_the_weights_and_load_back(tiny_model_dir, rea
     g = build_crs_graph(model=str(out), data_root=str(real_root), n_demos=0)
     res = g.invoke({"messages": [HumanMessage("I like horror movies")]}, context=Context(max_new_tokens=4))
     assert res["trajectory"][0]["method"] == "constrained"
+
+
+def test_sft_examples_are_labelled_detection_prompts(real_root):
+    from agent.subtasks import SUBTASKS
+    from rl.sft import detection_examples
+
+    ex = detection_examples("redial", "valid", 20, 1, str(real_root), seed=0)
+    assert len(ex) == 20
+    for e in ex:
+        assert e["label"] in SUBTASKS and json.loads(e["completion"]) == {"name": e["label"]}
+        assert "#1 Sub-task Detection Stage" in e["prompt"] and "Now the dialogue context is:" in e["prompt"]
+    assert len({e["label"] for e in ex}) >= 2
+
+
+@pytest.mark.integration
+def test_sft_two_steps_on_the_tiny_model(tiny_model_dir, real_root, tmp_path):
+    from rl.sft import main
+
+    out = tmp_path / "sft"
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(
+        f"model_name_or_path: {tiny_model_dir}\ndataset: redial\ndata_root: {real_root}\ntrain_examples: 8\nvalid_examples: 4\nn_demos: 0\n"
+        f"output_dir: {out}\nmax_steps: 2\nper_device_train_batch_size: 2\nlearning_rate: 0.01\ncompletion_only_loss: true\nmax_length: 2048\n"
+        "gradient_checkpointing: false\nbf16: false\nuse_cpu: true\nsave_strategy: 'no'\nreport_to: none\nlogging_steps: 1\n"
+    )
+    assert main(["--config", str(cfg)]) == 0
+    summary = json.loads((out / "sft_summary.json").read_text())
+    assert summary["steps"] == 2 and 0.0 <= summary["accuracy_after"] <= 1.0
+    assert (out / "model.safetensors").is_file()

@@ -19,6 +19,32 @@ def expert_tool(func: Callable[..., dict[str, Any]], subtask: str, name: str | N
     return tool
 
 
+RECOMMENDER_ARGS = """
+Args:
+    category: The item category, e.g. "movie".
+    dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
+    top_k: How many items to return, best first.
+"""
+
+
+def recommender_tool(name: str, rank: Callable[[str, int], list[str]], description: str, text: str) -> BaseTool:
+    """A recommendation expert from a ranking function.
+
+    Args:
+        name: The tool's ID.
+        rank: ``(dialogue_context, top_k) -> item names``, best first.
+        description: The model description (the shared ``Args:`` section is appended).
+        text: Output sentence with ``{items}`` for the top three.
+    """
+
+    def recommend(category: str, dialogue_context: str, top_k: int = 50) -> dict[str, Any]:
+        items = rank(dialogue_context, top_k)
+        return {"items": items, "text": text.format(items=", ".join(items[:3]))}
+
+    recommend.__doc__ = description.rstrip() + "\n" + RECOMMENDER_ARGS
+    return expert_tool(recommend, "recommendation", name=name)
+
+
 def subtask_of(tool: BaseTool) -> str | None:
     """The sub-task a tool declares in its metadata."""
     return (tool.metadata or {}).get("subtask")

@@ -18,11 +18,10 @@ from langchain_core.tools import BaseTool
 from torch import nn
 from torch_geometric.nn import RGCNConv
 
-from agent.subtasks import RECOMMENDATION
 from crsdata.io import read_json
 from crsdata.loaders import norm_name
 from crsdata.paths import DataError
-from tools.base import expert_tool
+from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
     Row,
@@ -181,11 +180,6 @@ DOC = """KBRD recommender: a relational graph convolutional network (R-GCN, basi
 {dataset} knowledge graph of items, genres and people; self-attention pools the entities the dialogue
 mentions into a user vector that scores every item. Knowledge-aware: strong when the user names movies,
 genres or people; knows only this dataset's items. English. Measured: validation HIT@10 {hit:.3f}.
-
-Args:
-    category: The item category, e.g. "movie".
-    dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
-    top_k: How many items to return, best first.
 """
 
 
@@ -193,9 +187,9 @@ def make_kbrd_recommender(env: ExpertEnv) -> BaseTool:
     """The trained KBRD expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
 
-    def kbrd_recommender(category: str, dialogue_context: str, top_k: int = 50) -> dict[str, Any]:
-        items = ranker.rank(dialogue_context, top_k)
-        return {"items": items, "text": f"Based on what you mentioned: {', '.join(items[:3])}."}
-
-    kbrd_recommender.__doc__ = DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"])
-    return expert_tool(kbrd_recommender, RECOMMENDATION)
+    return recommender_tool(
+        "kbrd_recommender",
+        ranker.rank,
+        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
+        "Based on what you mentioned: {items}.",
+    )

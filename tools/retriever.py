@@ -9,8 +9,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from agent.subtasks import RECOMMENDATION
-from tools.base import expert_tool
+from tools.base import recommender_tool
 from tools.dialogue import parse_dialogue
 from tools.env import ExpertEnv, item_index
 from tools.learned import evaluate_ranker, load_checkpoint, save_checkpoint, split_samples
@@ -40,11 +39,6 @@ DOC = """Text retriever: embeds the latest dialogue turns with a sentence-transf
 and returns the {dataset} items whose descriptions (title, genres, director, cast, plot) are closest.
 Strong for descriptive requests ("a funny heist movie set in space") that name no item; weaker on
 collaborative signal. English. Measured: validation HIT@10 {hit:.3f}.
-
-Args:
-    category: The item category, e.g. "movie".
-    dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
-    top_k: How many items to return, best first.
 """
 
 
@@ -52,9 +46,9 @@ def make_text_retriever(env: ExpertEnv) -> BaseTool:
     """The retriever expert of ``env``'s dataset as a tool (needs ``python -m tools.train retriever``)."""
     _, _, metrics = load_checkpoint(env.dataset, NAME)
 
-    def text_retriever(category: str, dialogue_context: str, top_k: int = 50) -> dict[str, Any]:
-        items = rank(env, dialogue_context, top_k)
-        return {"items": items, "text": f"Matching your description: {', '.join(items[:3])}."}
-
-    text_retriever.__doc__ = DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"])
-    return expert_tool(text_retriever, RECOMMENDATION)
+    return recommender_tool(
+        "text_retriever",
+        lambda text, k: rank(env, text, k),
+        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
+        "Matching your description: {items}.",
+    )

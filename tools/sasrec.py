@@ -13,8 +13,7 @@ import torch
 from langchain_core.tools import BaseTool
 from torch import nn
 
-from agent.subtasks import RECOMMENDATION
-from tools.base import expert_tool
+from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
     Row,
@@ -125,11 +124,6 @@ DOC = """SASRec sequential recommender: a two-layer self-attentive Transformer o
 genres and people the {dataset} dialogue has mentioned so far predicts the item to recommend, learned
 from real conversations. Strong when the user names several things; without any it falls back to what
 conversations usually open with. English. Measured: validation HIT@10 {hit:.3f}.
-
-Args:
-    category: The item category, e.g. "movie".
-    dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
-    top_k: How many items to return, best first.
 """
 
 
@@ -137,9 +131,9 @@ def make_sasrec_recommender(env: ExpertEnv) -> BaseTool:
     """The trained SASRec expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
 
-    def sasrec_recommender(category: str, dialogue_context: str, top_k: int = 50) -> dict[str, Any]:
-        items = ranker.rank(dialogue_context, top_k)
-        return {"items": items, "text": f"People who talk about these also liked: {', '.join(items[:3])}."}
-
-    sasrec_recommender.__doc__ = DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"])
-    return expert_tool(sasrec_recommender, RECOMMENDATION)
+    return recommender_tool(
+        "sasrec_recommender",
+        ranker.rank,
+        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
+        "People who talk about these also liked: {items}.",
+    )
