@@ -24,7 +24,6 @@ from crsdata.paths import DataError
 from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
-    Row,
     TrainConfig,
     context_rows,
     evaluate_ranker,
@@ -152,14 +151,11 @@ def train(env: ExpertEnv, cfg: TrainConfig, num_bases: int = 8, min_relation_cou
     valid = split_samples(env, "valid")[:300]
     ranker = KBRDRanker(env, model, ent2id, names)
 
-    def loss_fn(batch: list[Row]) -> torch.Tensor:
-        return nn.functional.cross_entropy(model([r.entities for r in batch]), torch.tensor([r.target for r in batch]))
-
     def validate() -> float:
         ranker.refresh()
         return evaluate_ranker(ranker.rank, valid)["hit@10"]
 
-    result = train_loop(model, rows, loss_fn, validate, cfg, f"kbrd/{env.dataset}")
+    result = train_loop(model, rows, validate, cfg, f"kbrd/{env.dataset}")
     config = {**cfg.as_dict(), "num_bases": num_bases, "min_relation_count": min_relation_count, "train_rows": len(rows)}
     save_checkpoint(env.dataset, NAME, model.state_dict(), config, result)
     return result

@@ -142,12 +142,15 @@ def evaluate_ranker(rank: Callable[[str, int], list[str]], samples: list[RecSamp
 def train_loop(
     model: torch.nn.Module,
     rows: list[Row],
-    loss_fn: Callable[[list[Row]], torch.Tensor],
     validate: Callable[[], float],
     cfg: TrainConfig,
     desc: str,
 ) -> dict[str, Any]:
-    """Adam over shuffled mini-batches with early stopping on validation HIT@10; keeps the best weights."""
+    """Adam over shuffled mini-batches with early stopping on validation HIT@10; keeps the best weights.
+
+    ``model`` maps a batch of entity-index sequences to scores over every item (KBRD and SASRec
+    both do); the loss is the cross-entropy of each row's target item.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = random.Random(cfg.seed)
     best, best_state, bad, history = -1.0, None, 0, []
@@ -160,7 +163,8 @@ def train_loop(
         batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
         for batch in tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", leave=False):
             opt.zero_grad()
-            loss = loss_fn(batch)
+            scores = model([r.entities for r in batch])
+            loss = torch.nn.functional.cross_entropy(scores, torch.tensor([r.target for r in batch]))
             loss.backward()
             opt.step()
             total += loss.item() * len(batch)

@@ -16,7 +16,6 @@ from torch import nn
 from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
-    Row,
     TrainConfig,
     context_rows,
     evaluate_ranker,
@@ -89,10 +88,7 @@ def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
     valid = split_samples(env, "valid")[:300]
     ranker = SASRecRanker(env, model, names, tokens)
 
-    def loss_fn(batch: list[Row]) -> torch.Tensor:
-        return nn.functional.cross_entropy(model([r.entities for r in batch]), torch.tensor([r.target for r in batch]))
-
-    result = train_loop(model, rows, loss_fn, lambda: evaluate_ranker(ranker.rank, valid)["hit@10"], cfg, f"sasrec/{env.dataset}")
+    result = train_loop(model, rows, lambda: evaluate_ranker(ranker.rank, valid)["hit@10"], cfg, f"sasrec/{env.dataset}")
     save_checkpoint(
         env.dataset,
         NAME,
