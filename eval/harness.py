@@ -72,7 +72,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
         system.name += suffix
         return system
     if name.startswith("expert:"):
-        tools = {t.name: t for t in default_experts(cfg.dataset, cfg.data_root)}
+        tools = {t.name: t for t in default_experts(cfg.dataset, cfg.data_root, validated_only=False)}
         want = name.split(":", 1)[1]
         if want not in tools:
             raise ValueError(f"unknown expert {want!r}; known: {', '.join(tools)}")

@@ -221,8 +221,9 @@ class TTest:
     mean_diff: float
 
 
-def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
-    """Paired two-sided t-test of system ``a`` against ``b`` on the same turns (scipy ``ttest_rel``).
+def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: Literal["two-sided", "greater", "less"] = "two-sided") -> TTest:
+    """Paired t-test of system ``a`` against ``b`` on the same turns (scipy ``ttest_rel``); two-sided
+    by default, ``alternative="greater"`` tests whether ``a`` is better.
 
     Identical samples give ``statistic=0, pvalue=1`` instead of scipy's NaN.
 
@@ -238,6 +239,7 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TTest:
     if all(d == diffs[0] for d in diffs):
         if diffs[0] == 0:
             return TTest(0.0, 1.0, len(a), 0.0)
-        return TTest(math.copysign(math.inf, diffs[0]), 0.0, len(a), mean_diff)
-    res = stats.ttest_rel(a, b)
+        agrees = {"two-sided": True, "greater": diffs[0] > 0, "less": diffs[0] < 0}[alternative]
+        return TTest(math.copysign(math.inf, diffs[0]), 0.0 if agrees else 1.0, len(a), mean_diff)
+    res = stats.ttest_rel(a, b, alternative=alternative)
     return TTest(float(res.statistic), float(res.pvalue), len(a), mean_diff)

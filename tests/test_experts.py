@@ -86,6 +86,57 @@ def test_absent_checkpoint_names_the_train_command(redial_env, experts_home):
     assert "popularity_recommender" in names and "kbrd_recommender" not in names
 
 
+def test_floor_evidence_on_real_validation_turns(real_root):
+    from tools.env import expert_env
+    from tools.learned import floor_evidence, split_samples
+    from tools.popularity import floor_rank
+
+    env = expert_env("inspired", str(real_root))
+    answers = {format_turns(s.context): s.targets for s in split_samples(env, "valid")}
+    oracle = floor_evidence(env, lambda text, k: answers[text][:k])
+    assert oracle["rows"] == sum(len(t) for t in answers.values()) == 49
+    assert oracle["hit@10"] == 1.0 and oracle["floor_hit@10"] < 0.1
+    assert oracle["pvalue"] < 1e-6 and oracle["beats"]
+    same = floor_evidence(env, lambda text, k: floor_rank(env, text, k))
+    assert same["hit@10"] == same["floor_hit@10"] and same["pvalue"] == 1.0 and not same["beats"]
+    nothing = floor_evidence(env, lambda text, k: [])
+    assert nothing["hit@10"] == 0.0 and not nothing["beats"]
+
+
+def test_experts_below_the_floor_are_withheld(real_root, experts_home):
+    import json
+    import warnings
+
+    from tools import default_experts, retriever
+    from tools.env import expert_env
+
+    env = expert_env("inspired", str(real_root))
+    result = retriever.train(env, limit=20)
+    assert set(result["floor"]) == {"rows", "hit@10", "floor_hit@10", "pvalue", "alpha", "beats"}
+    metrics_file = experts_home / "inspired" / "retriever" / "metrics.json"
+
+    def offered(evidence, **kw):
+        metrics = json.loads(metrics_file.read_text())
+        metrics.pop("floor", None)
+        if evidence is not None:
+            metrics["floor"] = evidence
+        metrics_file.write_text(json.dumps(metrics))
+        return "text_retriever" in [t.name for t in default_experts("inspired", str(real_root), **kw)]
+
+    below = {"rows": 49, "hit@10": 0.06, "floor_hit@10": 0.02, "pvalue": 0.16, "alpha": 0.05, "beats": False}
+    with pytest.warns(UserWarning, match=r"retriever for inspired is withheld: validation HIT@10 0.0600 vs popularity 0.0200 on 49 rows"):
+        assert not offered(below)
+    assert offered(below, validated_only=False)
+    assert offered({**below, "pvalue": 0.01, "beats": True})
+    with pytest.warns(UserWarning, match=r"no comparison with the popularity floor.*python -m tools.train retriever --dataset inspired"):
+        assert not offered(None)
+    # INSPIRED has no KG: no warning tells the user to train a KBRD that cannot exist
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        offered(None)
+    assert not any("kbrd" in str(w.message) for w in caught)
+
+
 def test_kbrd_needs_a_kg(real_root, experts_home):
     from tools import kbrd
     from tools.env import expert_env
@@ -140,3 +191,21 @@ def test_popularity_respects_likes_and_dislikes(redial_env):
     assert all("horror" in redial_env.item_attributes[i]["genre"] for i in horror)
     no_horror = rank_by_preferences(redial_env, "User: I hate horror movies", 50)
     assert not any("horror" in redial_env.item_attributes[i]["genre"] for i in no_horror)
+
+
+def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
+    import json
+
+    from tools import bench, retriever
+    from tools.env import expert_env
+
+    retriever.train(expert_env("inspired", str(real_root)), limit=20)
+    out = tmp_path / "experts.json"
+    args = ["--datasets", "inspired", "--limit", "30", "--data-root", str(real_root), "--out", str(out)]
+    assert bench.main(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"inspired/popularity", "inspired/popularity+prefs", "inspired/retriever"}  # sasrec untrained, no KBRD
+    assert res["inspired/popularity"]["offered"] == "floor" and res["inspired/popularity"]["test_hit@10_pvalue_vs_floor"] is None
+    found = res["inspired/retriever"]
+    assert found["offered"] == ("yes" if found["valid_vs_floor"]["beats"] else "withheld")
+    assert 0.0 <= found["test_hit@10_pvalue_vs_floor"] <= 1.0 and found["n_rows"] > 0

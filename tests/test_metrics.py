@@ -107,6 +107,11 @@ def test_paired_ttest():
     assert res.statistic == pytest.approx(mean / (sd / 2))
     assert 0 < res.pvalue < 0.01
     assert paired_ttest([1, 2], [1, 2]).pvalue == 1.0
+    # one-sided: half the two-sided p in the direction of the difference, 1 - p/2 against it
+    assert paired_ttest(a, b, alternative="greater").pvalue == pytest.approx(res.pvalue / 2)
+    assert paired_ttest(b, a, alternative="greater").pvalue == pytest.approx(1 - res.pvalue / 2)
+    assert paired_ttest([1, 1], [0, 0], alternative="greater").pvalue == 0.0
+    assert paired_ttest([0, 0], [1, 1], alternative="greater").pvalue == 1.0
     with pytest.raises(ValueError, match="differ in length"):
         paired_ttest([1, 2], [1])
     with pytest.raises(ValueError, match="at least 2"):

@@ -7,21 +7,31 @@ import warnings
 
 from langchain_core.tools import BaseTool
 
+from crsdata.paths import DataError
 from tools.base import expert_tool, subtask_of
 from tools.env import ExpertEnv, expert_env
 
 
 def default_experts(
-    dataset: str = "redial", root: str | None = None, catalog_url: str | None = None, learned: bool = True
+    dataset: str = "redial",
+    root: str | None = None,
+    catalog_url: str | None = None,
+    learned: bool = True,
+    validated_only: bool = True,
 ) -> list[BaseTool]:
     """The built-in experts of a dataset: one per sub-task, plus every learned recommender that has
-    been trained (``python -m tools.train all --dataset <name>``); untrained ones are skipped with a
-    warning that names the train command."""
+    been trained (``python -m tools.train all --dataset <name>``) and beats the popularity floor.
+
+    An untrained expert is skipped with a warning that names the train command. A trained one whose
+    validation HIT@10 does not beat popularity (one-sided paired t-test, see
+    :func:`tools.learned.floor_evidence`) is withheld with a warning giving the figures, so model
+    matching never offers an expert that is worse than the floor; ``validated_only=False`` offers it
+    anyway (to measure it, as ``python -m eval run --systems expert:<id>`` does)."""
     from tools.detail import make_catalog_search
     from tools.elicitation import make_preference_elicitor
     from tools.explanation import make_explainer
     from tools.kbrd import make_kbrd_recommender
-    from tools.learned import CheckpointMissing
+    from tools.learned import CheckpointMissing, checkpoint_metrics, offer_verdict
     from tools.popularity import make_popularity_recommender
     from tools.retriever import make_text_retriever
     from tools.sasrec import make_sasrec_recommender
@@ -29,11 +39,19 @@ def default_experts(
     env = expert_env(dataset, root, catalog_url)
     experts = [make_preference_elicitor(env), make_popularity_recommender(env), make_explainer(env), make_catalog_search(env)]
     if learned:
-        for make in (make_kbrd_recommender, make_sasrec_recommender, make_text_retriever):
+        for name, make in (("kbrd", make_kbrd_recommender), ("sasrec", make_sasrec_recommender), ("retriever", make_text_retriever)):
             try:
-                experts.append(make(env))
+                tool = make(env)
             except CheckpointMissing as exc:
                 warnings.warn(str(exc), stacklevel=2)
+                continue
+            except DataError:  # the dataset cannot have this expert (KBRD without a KG): nothing to train
+                continue
+            why = offer_verdict(name, dataset, checkpoint_metrics(dataset, name)) if validated_only else None
+            if why:
+                warnings.warn(why, stacklevel=2)
+            else:
+                experts.append(tool)
     return experts
 
 

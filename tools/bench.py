@@ -2,6 +2,9 @@
 each recommendation expert on the test split of each dataset, with training and inference time.
 
 ``popularity`` is the floor (training-split mention counts, mentioned items removed);
+``offered`` says whether ``default_experts`` offers the expert to model matching, i.e. whether it
+beat the floor on the validation split (:func:`tools.learned.floor_evidence`); ``p > floor`` is the
+one-sided paired t-test of its test HIT@10 rows against popularity's;
 ``popularity+prefs`` is the ``popularity_recommender`` tool (the same counts inside the genres and
 people the user likes).
 
@@ -21,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from crsdata.loaders import available_datasets, load_samples
-from eval.metrics import RecEvaluator
+from eval.metrics import RecEvaluator, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import expert_env
-from tools.learned import CheckpointMissing, checkpoint_dir
+from tools.learned import CheckpointMissing, checkpoint_dir, checkpoint_metrics, offer_verdict
 
 COLS = ["hit@1", "hit@10", "hit@50", "mrr@1", "mrr@10", "mrr@50", "ndcg@1", "ndcg@10", "ndcg@50", "dedup_hit@10", "dedup_hit@50"]
 
@@ -32,15 +35,13 @@ COLS = ["hit@1", "hit@10", "hit@50", "mrr@1", "mrr@10", "mrr@50", "ndcg@1", "ndc
 def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
     """Ranking functions of every recommendation expert available for ``dataset``."""
     from tools import kbrd, retriever, sasrec
-    from tools.popularity import rank_by_preferences
+    from tools.popularity import floor_rank, rank_by_preferences
 
     env = expert_env(dataset, data_root)
-
-    def pure_popularity(text: str, k: int) -> list[str]:
-        named = set(env.mentioned_items(text))
-        return [n for n in env.ranked_by_popularity if n not in named][:k]
-
-    out: dict[str, object] = {"popularity": pure_popularity, "popularity+prefs": lambda text, k: rank_by_preferences(env, text, k)}
+    out: dict[str, object] = {
+        "popularity": lambda text, k: floor_rank(env, text, k),
+        "popularity+prefs": lambda text, k: rank_by_preferences(env, text, k),
+    }
     for name, mod in (("kbrd", kbrd), ("sasrec", sasrec)):
         try:
             out[name] = mod.load_ranker(env)[0].rank  # type: ignore[attr-defined]
@@ -68,19 +69,36 @@ def main(argv: list[str] | None = None) -> int:
     for ds in datasets:
         samples = load_samples(ds, "test", args.data_root, limit=args.limit)
         table = Table(title=f"{ds}: recommendation experts on {len(samples)} test turns")
-        for c in ["expert", *COLS, "train s", "infer ms/turn"]:
+        for c in ["expert", *COLS, "train s", "infer ms/turn", "p > floor", "offered"]:
             table.add_column(c, justify="right")
+        floor_hits: list[float] = []
         for name, rank in rankers(ds, args.data_root).items():
             ev = RecEvaluator()
+            hits: list[float] = []
             start = time.perf_counter()
             for s in samples:
-                ev.add(rank(format_turns(s.context), 50), s.targets, s.context_items)  # type: ignore[operator]
+                rows = ev.add(rank(format_turns(s.context), 50), s.targets, s.context_items)  # type: ignore[operator]
+                hits += [r["hit@10"] for r in rows if "hit@10" in r]
             infer = (time.perf_counter() - start) / max(1, len(samples)) * 1000
             rep = ev.report()
-            mfile = checkpoint_dir(ds, name) / "metrics.json"
-            train_s = json.loads(mfile.read_text()).get("wall_seconds", 0.0) if mfile.is_file() else 0.0
-            results[f"{ds}/{name}"] = {**rep, "train_seconds": train_s, "infer_ms_per_turn": infer}
-            table.add_row(name, *(f"{rep[c]:.4f}" for c in COLS), f"{train_s:.0f}", f"{infer:.1f}")
+            floor_hits = floor_hits or hits  # popularity comes first
+            # one-sided paired t-test on test HIT@10 rows: is this expert better than popularity?
+            pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if name != "popularity" and len(hits) > 1 else None
+            metrics = checkpoint_metrics(ds, name)
+            train_s = metrics.get("wall_seconds", 0.0)
+            offered = (
+                "floor" if name.startswith("popularity") else "yes" if metrics and offer_verdict(name, ds, metrics) is None else "withheld"
+            )
+            results[f"{ds}/{name}"] = {
+                **rep,
+                "train_seconds": train_s,
+                "infer_ms_per_turn": infer,
+                "offered": offered,
+                "test_hit@10_pvalue_vs_floor": pvalue,
+                "valid_vs_floor": metrics.get("floor"),
+            }
+            p_text = "-" if pvalue is None else f"{pvalue:.2g}"
+            table.add_row(name, *(f"{rep[c]:.4f}" for c in COLS), f"{train_s:.0f}", f"{infer:.1f}", p_text, offered)
         console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))

@@ -27,6 +27,7 @@ from tools.learned import (
     TrainConfig,
     context_rows,
     evaluate_ranker,
+    floor_evidence,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -38,15 +39,20 @@ from tools.learned import (
 NAME = "kbrd"
 
 
+def require_kg(env: ExpertEnv) -> None:
+    """Raise :class:`DataError` when the dataset has no knowledge graph (e.g. INSPIRED)."""
+    if not (env.root / env.dataset / "kg.json").is_file():
+        raise DataError(f"{env.dataset} has no knowledge graph (kg.json), so KBRD cannot train on it")
+
+
 def load_kg(env: ExpertEnv, min_relation_count: int = 1) -> tuple[dict[str, int], torch.Tensor, torch.Tensor, int]:
     """Entity ids, edge index (with reverse edges), edge types and the number of relation types.
 
     Raises:
         DataError: The dataset has no knowledge graph (e.g. INSPIRED).
     """
+    require_kg(env)
     folder = env.root / env.dataset
-    if not (folder / "kg.json").is_file():
-        raise DataError(f"{env.dataset} has no knowledge graph (kg.json), so KBRD cannot train on it")
     ent2id = {norm_name(k): int(v) for k, v in read_json(folder / "entity2id.json", env.dataset).items()}
     kg = read_json(folder / "kg.json", env.dataset)
     triples = [(int(h), int(r), int(t)) for h, edges in kg.items() for r, t in edges]
@@ -156,13 +162,21 @@ def train(env: ExpertEnv, cfg: TrainConfig, num_bases: int = 8, min_relation_cou
         return evaluate_ranker(ranker.rank, valid)["hit@10"]
 
     result = train_loop(model, rows, validate, cfg, f"kbrd/{env.dataset}")
+    ranker.refresh()
+    result["floor"] = floor_evidence(env, ranker.rank)
     config = {**cfg.as_dict(), "num_bases": num_bases, "min_relation_count": min_relation_count, "train_rows": len(rows)}
     save_checkpoint(env.dataset, NAME, model.state_dict(), config, result)
     return result
 
 
 def load_ranker(env: ExpertEnv) -> tuple[KBRDRanker, dict[str, Any]]:
-    """The trained ranker and its metrics (raises CheckpointMissing with the train command)."""
+    """The trained ranker and its metrics.
+
+    Raises:
+        DataError: The dataset has no knowledge graph, so there is no KBRD to load.
+        CheckpointMissing: Not trained yet; names the train command.
+    """
+    require_kg(env)
     state, config, metrics = load_checkpoint(env.dataset, NAME)
     model, ent2id, names, _ = build(env, config["dim"], config["num_bases"], config["min_relation_count"])
     load_state(model, state, env.dataset, NAME)

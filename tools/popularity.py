@@ -11,6 +11,12 @@ from tools.base import expert_tool
 from tools.env import ExpertEnv
 
 
+def floor_rank(env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:
+    """The floor: items by training-split mention count, without those the dialogue already names."""
+    named = set(env.mentioned_items(dialogue_context))
+    return [n for n in env.ranked_by_popularity if n not in named][:top_k]
+
+
 def rank_by_preferences(env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:
     """Items ranked by (liked people matched, liked genres matched, training popularity).
 

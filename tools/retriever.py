@@ -12,7 +12,7 @@ from langchain_core.tools import BaseTool
 from tools.base import recommender_tool
 from tools.dialogue import parse_dialogue
 from tools.env import ExpertEnv, item_index
-from tools.learned import evaluate_ranker, load_checkpoint, save_checkpoint, split_samples
+from tools.learned import evaluate_ranker, floor_evidence, load_checkpoint, save_checkpoint, split_samples
 
 NAME = "retriever"
 RECENT_TURNS = 4
@@ -30,7 +30,8 @@ def train(env: ExpertEnv, limit: int = 300) -> dict[str, Any]:
     start = time.perf_counter()
     item_index(env)
     metrics = evaluate_ranker(lambda text, k: rank(env, text, k), split_samples(env, "valid")[:limit])
-    result = {"valid_hit@10": metrics["hit@10"], "train_seconds": time.perf_counter() - start}
+    result: dict[str, Any] = {"valid_hit@10": metrics["hit@10"], "train_seconds": time.perf_counter() - start}
+    result["floor"] = floor_evidence(env, lambda text, k: rank(env, text, k))
     save_checkpoint(env.dataset, NAME, {}, {"embedder": "all-MiniLM-L6-v2", "recent_turns": RECENT_TURNS}, result)
     return result
 

@@ -19,6 +19,7 @@ from tools.learned import (
     TrainConfig,
     context_rows,
     evaluate_ranker,
+    floor_evidence,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -89,6 +90,7 @@ def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
     ranker = SASRecRanker(env, model, names, tokens)
 
     result = train_loop(model, rows, lambda: evaluate_ranker(ranker.rank, valid)["hit@10"], cfg, f"sasrec/{env.dataset}")
+    result["floor"] = floor_evidence(env, ranker.rank)
     save_checkpoint(
         env.dataset,
         NAME,

@@ -12,7 +12,7 @@ import time
 
 from crsdata.paths import DataError
 from tools.env import expert_env
-from tools.learned import TrainConfig, checkpoint_dir
+from tools.learned import TrainConfig, checkpoint_dir, floor_summary, offer_verdict
 
 EXPERTS = ("kbrd", "sasrec", "retriever")
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{name}/{args.dataset}: valid HIT@10 {res['valid_hit@10']:.4f} in {res['wall_seconds']:.0f}s -> {checkpoint_dir(args.dataset, name)}"
             )
+            print(f"{name}/{args.dataset}: " + (offer_verdict(name, args.dataset, res) or floor_summary(res)))
         except DataError as exc:
             print(f"{name}/{args.dataset}: skipped: {exc}", file=sys.stderr)
             if args.expert != "all":
