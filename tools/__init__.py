@@ -40,18 +40,17 @@ def default_experts(
     experts = [make_preference_elicitor(env), make_popularity_recommender(env), make_explainer(env), make_catalog_search(env)]
     if learned:
         for name, make in (("kbrd", make_kbrd_recommender), ("sasrec", make_sasrec_recommender), ("retriever", make_text_retriever)):
+            metrics = checkpoint_metrics(dataset, name)  # empty when untrained: make() then says how to train
+            why = offer_verdict(name, dataset, metrics) if validated_only and metrics else None
+            if why:  # decided before make(), so a withheld model is never loaded
+                warnings.warn(why, stacklevel=2)
+                continue
             try:
-                tool = make(env)
+                experts.append(make(env))
             except CheckpointMissing as exc:
                 warnings.warn(str(exc), stacklevel=2)
-                continue
             except DataError:  # the dataset cannot have this expert (KBRD without a KG): nothing to train
                 continue
-            why = offer_verdict(name, dataset, checkpoint_metrics(dataset, name)) if validated_only else None
-            if why:
-                warnings.warn(why, stacklevel=2)
-            else:
-                experts.append(tool)
     return experts
 
 

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                 hits += [r["hit@10"] for r in rows if "hit@10" in r]
             infer = (time.perf_counter() - start) / max(1, len(samples)) * 1000
             rep = ev.report()
-            floor_hits = floor_hits or hits  # popularity comes first
+            if name == "popularity":  # the first ranker: the rows every other expert is tested against
+                floor_hits = hits
             # one-sided paired t-test on test HIT@10 rows: is this expert better than popularity?
             pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if name != "popularity" and len(hits) > 1 else None
             metrics = checkpoint_metrics(ds, name)

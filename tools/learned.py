@@ -182,13 +182,14 @@ def floor_evidence(env: ExpertEnv, rank: Callable[[str, int], list[str]], k: int
     }
 
 
+def _versus_floor(ev: dict[str, Any]) -> str:
+    return f"validation HIT@10 {ev['hit@10']:.4f} vs popularity {ev['floor_hit@10']:.4f} on {ev['rows']} rows"
+
+
 def floor_summary(metrics: dict[str, Any]) -> str:
     """One line: the expert against the floor on validation."""
     ev = metrics["floor"]
-    return (
-        f"offered: validation HIT@10 {ev['hit@10']:.4f} vs popularity {ev['floor_hit@10']:.4f} on {ev['rows']} rows "
-        f"(one-sided paired t-test p={ev['pvalue']:.3g})"
-    )
+    return f"offered: {_versus_floor(ev)} (one-sided paired t-test p={ev['pvalue']:.3g})"
 
 
 def offer_verdict(expert: str, dataset: str, metrics: dict[str, Any]) -> str | None:
@@ -199,8 +200,8 @@ def offer_verdict(expert: str, dataset: str, metrics: dict[str, Any]) -> str | N
     if ev["beats"]:
         return None
     return (
-        f"{expert} for {dataset} is withheld: validation HIT@10 {ev['hit@10']:.4f} vs popularity {ev['floor_hit@10']:.4f} "
-        f"on {ev['rows']} rows does not beat the floor (one-sided paired t-test p={ev['pvalue']:.3f}, needs < {ev['alpha']})"
+        f"{expert} for {dataset} is withheld: {_versus_floor(ev)} does not beat the floor "
+        f"(one-sided paired t-test p={ev['pvalue']:.3f}, needs < {ev['alpha']})"
     )
 
 
