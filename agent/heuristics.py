@@ -58,10 +58,38 @@ def heuristic_subtask(dialogue: list[tuple[Role, str]], results: list[dict[str, 
     return RECOMMENDATION
 
 
-def label_turn(context: list[tuple[Role, str]], response: str, targets: tuple[str, ...], env: ExpertEnv) -> str:
-    """Sub-task label of a training recommender turn, from its reference response (for demonstrations)."""
+DETAIL_CUES = re.compile(
+    r"\b(review|reviews|rating|rated|critics?|received|gory|scary|version|sequel|who else|(tell me|know) (anything|a little|more)? ?about)\b",
+    re.I,
+)
+ASKS = re.compile(r"\?|^\s*(who|what|when|which|where|how|is|does|did|was|were|are|has|have)\b", re.I)
+REFERS_BACK = re.compile(r"\b(it|that|this one|that one|the movie|the film|the book)\b", re.I)
+
+
+def asks_about_item(context: list[tuple[Role, str]], env: ExpertEnv) -> bool:
+    """Whether the last user turn asks a factual question about an item, named or referred to ("it", "that one")."""
     text = last_user(context)
-    if targets:
+    if not ASKS.search(text) or not (attribute_from_text(text) or DETAIL_CUES.search(text)):
+        return False
+    if env.linker.link(text).items:
+        return True
+    return bool(REFERS_BACK.search(text)) and previous_item(context[:-1], [], env) is not None
+
+
+def label_turn(context: list[tuple[Role, str]], response: str, targets: tuple[str, ...], env: ExpertEnv) -> str:
+    """Sub-task label of a corpus recommender turn, from its reference response (for demonstrations and the
+    manager's training data).
+
+    Checked by hand on 100 validation turns per dataset (README): only *new* catalog items count as a
+    recommendation (a target the dialogue already named, or a genre, is not one), and a factual question
+    about an item, named or referred to, is item detail search even when the answer names the item.
+    """
+    text = last_user(context)
+    mentioned = set(env.linker.link(" ".join(t for _, t in context)).items)
+    new = [t for t in targets if t in env.item_attributes and t not in mentioned]
+    if asks_about_item(context, env) and not new:
+        return DETAIL_SEARCH
+    if new:
         return EXPLANATION if WHY.search(text) else RECOMMENDATION
     if WHY.search(text):
         return EXPLANATION

@@ -99,9 +99,9 @@ def load_hf(path_or_id: str | os.PathLike[str]) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=offline)
         model = AutoModelForCausalLM.from_pretrained(src, local_files_only=offline, dtype=torch.float32)
     except OSError as exc:
+        hint = "HF_HUB_OFFLINE=1 is set, so hub ids cannot load" if offline else "or the hub could not be reached"
         raise ModelError(
-            f"cannot load model {src!r}: {exc.__class__.__name__}. Give a local folder, or a hub id with internet access "
-            "(HF_HUB_OFFLINE is set)" * offline
+            f"cannot load model {src!r} ({exc.__class__.__name__}: {exc}): give a local model folder, or a hub id with internet access ({hint})"
         ) from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -294,6 +294,35 @@ class LocalHFChatModel(BaseChatModel):
         state = (list(prompt_ids), copy.deepcopy(out.past_key_values), out.logits[:, -1, :])
         self._prefix_cache = [state, *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]
         return out.past_key_values, out.logits[:, -1, :]
+
+    def hidden_features(
+        self, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 128, progress: str | None = None
+    ) -> torch.Tensor:
+        """Pooled hidden states of plain texts (no chat template): the final layer's last token and mean,
+        and the mean of the middle layer, concatenated (``[len(texts), 3 * hidden_size]``).
+
+        Texts are left-truncated to ``max_tokens`` (the end of a dialogue matters most) and run in
+        batches; this is what the trained manager's decision head reads (:mod:`agent.manager`).
+        """
+        from tqdm import tqdm
+
+        out = []
+        device = next(self.hf_model.parameters()).device
+        pad = self.hf_tokenizer.pad_token_id if self.hf_tokenizer.pad_token_id is not None else self.hf_tokenizer.eos_token_id
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc=progress, disable=progress is None, unit="batch"):
+            ids = [self._ids(t)[-max_tokens:] or [pad] for t in texts[start : start + batch_size]]
+            width = max(len(x) for x in ids)
+            batch = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
+            with torch.no_grad():
+                hs = self.hf_model.model(input_ids=batch, attention_mask=mask, output_hidden_states=True).hidden_states
+            last, middle = hs[-1], hs[len(hs) // 2]
+            m = mask[..., None].float()
+            ends = mask.sum(1) - 1
+            pooled = [last[torch.arange(len(ids)), ends], (last * m).sum(1) / m.sum(1), (middle * m).sum(1) / m.sum(1)]
+            out.append(torch.cat(pooled, dim=-1).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, 3 * int(self.hf_model.config.hidden_size))
 
     def completion_logprob(self, messages: Sequence[BaseMessage], completion: str, prefix: str = "") -> torch.Tensor:
         """Sum of the token log-probabilities of ``completion`` after the rendered prompt (and ``prefix``)."""

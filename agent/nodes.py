@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
 from typing import Any
 
 import torch
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
 from langchain_core.tools import BaseTool
 
 import prompts
+from agent.boundary import REJECTED, rejected, trim
 from agent.context import Context
 from agent.decide import can_score, decide
 from agent.heuristics import heuristic_subtask, last_user, resolve_args
@@ -48,9 +50,42 @@ def description_line(tool: BaseTool) -> str:
     return " ".join(tool.description.split())
 
 
+def conversation(state: State) -> list[tuple[Role, str]]:
+    """The dialogue of the state: the bounded summary of what left the window (as a user line), then the window."""
+    earlier = state.get("earlier") or ""
+    head: list[tuple[Role, str]] = [("user", f"(earlier) {earlier}")] if earlier else []
+    return head + dialogue_of(state.get("messages", []))
+
+
 def _dialogue_text(state: State, ctx: Context) -> tuple[list[tuple[Role, str]], str]:
-    dialogue = dialogue_of(state.get("messages", []))
+    dialogue = conversation(state)
     return dialogue, format_dialogue(dialogue[-ctx.max_context_turns :])
+
+
+# ---- 0. the input boundary ---------------------------------------------------------------------
+
+
+PER_TURN: dict[str, Any] = {"subtask": None, "candidates": [], "expert": None, "expert_output": None, "summary": None, "response": None}
+
+
+def admit_input(state: State) -> dict[str, Any]:
+    """Refuse what the boundary marked (:mod:`agent.boundary`) or an input with no new message, before
+    any model runs; the refused messages are removed, so the thread is left as it was."""
+    messages = state.get("messages", [])
+    bad = rejected(messages)
+    if bad:
+        why = "; ".join(str(m.additional_kwargs[REJECTED]) for m in bad)
+    elif not messages or messages[-1].id == state.get("answered"):
+        why = "no new message under 'messages'; send {'messages': [{'role': 'user', 'content': '...'}]}"
+    else:
+        return {"error": None}
+    rec = LLMCall(stage="admission", method="refused", fallback=True, error=why, seconds=0.0)
+    return {**PER_TURN, "messages": [RemoveMessage(id=m.id) for m in bad if m.id], "error": f"input refused: {why}", "trajectory": [rec]}
+
+
+def route_after_admission(state: State) -> str:
+    """A refused input ends the turn; otherwise detection."""
+    return "end" if state.get("error") else "detect"
 
 
 # ---- 1. sub-task detection ---------------------------------------------------------------------
@@ -69,7 +104,7 @@ def detection_prompt(res: Resources, dialogue_text: str) -> str:
 def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     """Stage 1: choose the sub-task and resolve its arguments. Resets the per-turn fields."""
     start = time.perf_counter()
-    fresh: dict[str, Any] = {"candidates": [], "expert": None, "expert_output": None, "summary": None, "response": None, "error": None}
+    fresh: dict[str, Any] = {**PER_TURN, "error": None}
     dialogue, text = _dialogue_text(state, ctx)
     if not last_user(dialogue).strip():
         rec = LLMCall(stage="detection", method="skipped", fallback=False, error="empty dialogue", seconds=0.0)
@@ -79,6 +114,13 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
     if not res.ablations.management:
         name = RECOMMENDATION
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
+    elif res.decider == "trained":
+        assert res.trained is not None
+        det, _, decision = res.trained.distributions(dialogue, results)
+        name, rec = head_choice("detection", decision, list(SUBTASKS), det, bool(getattr(res.model, "sample_choices", False)))
+    elif res.decider == "rule":
+        name = heuristic_subtask(dialogue, results, res.env)
+        rec = LLMCall(stage="detection", method="rule", parsed=name, fallback=False, error="no trained manager: the rule decides")
     else:
         name, rec, obj = decide(
             res.model,
@@ -95,8 +137,18 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             args["item name"] = res.env.linker.resolve_item(named) or args.get("item name", "")
     call = make_call(name, args)
     candidates = [LLM_EXPERT] if not res.ablations.experts else [t.name for t in res.candidates(name)]
+    if not res.ablations.management:  # w/o M: no dynamic matching either, the first (default) expert
+        candidates = candidates[:1]
     rec["seconds"] = time.perf_counter() - start
     return {**fresh, "subtask": call, "candidates": candidates, "trajectory": [rec]}
+
+
+def head_choice(stage: str, text: str, options: list[str], logprobs: torch.Tensor, sample: bool) -> tuple[str, LLMCall]:
+    """A decision of the trained manager: the argmax of the head's distribution (sampled during RLPF rollouts)."""
+    index = int(torch.multinomial(logprobs.exp(), 1)) if sample else int(torch.argmax(logprobs))
+    rec = LLMCall(stage=stage, method="head", prompt=text, options=list(options), logprobs=[round(float(x), 6) for x in logprobs],
+                  parsed=options[index], sampled=sample, fallback=False)  # fmt: skip
+    return options[index], rec
 
 
 def route_after_detection(state: State) -> str:
@@ -120,7 +172,18 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     start = time.perf_counter()
     tools = [t for name in state["candidates"] if (t := res.tool(name)) is not None]
     ids = [t.name for t in tools]
-    expert, rec, _ = decide(res.model, "matching", matching_prompt(res, state, tools), ids, "id", lambda: ids[0])
+    known = [i for i in ids if res.trained is not None and i in res.trained.head.experts] if res.decider == "trained" else []
+    if known:
+        assert res.trained is not None
+        dialogue = conversation(state)
+        _, match, decision = res.trained.distributions(dialogue, state.get("results", []))
+        lp = torch.log_softmax(match[[res.trained.head.experts.index(i) for i in known]], -1)
+        expert, rec = head_choice("matching", decision, known, lp, bool(getattr(res.model, "sample_choices", False)))
+    elif res.decider == "prompt":
+        expert, rec, _ = decide(res.model, "matching", matching_prompt(res, state, tools), ids, "id", lambda: ids[0])
+    else:  # the rule, or no candidate the head knows: the first (default) expert
+        expert = ids[0]
+        rec = LLMCall(stage="matching", method="rule", parsed=expert, fallback=res.decider == "trained", error="the default expert")
     rec["seconds"] = time.perf_counter() - start
     return {"expert": expert, "trajectory": [*state.get("trajectory", []), rec]}
 
@@ -207,6 +270,11 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
     else:
         try:
             output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx)))
+            if output.get("items") and call["name"] == RECOMMENDATION:  # never offer again what this conversation already offered
+                offered = {str(r["output"]["items"][0]) for r in state.get("results", []) if (r.get("output") or {}).get("items")}
+                fresh = [i for i in output["items"] if i not in offered]
+                if fresh != output["items"]:
+                    output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}
             rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=False)
         except Exception as exc:  # a dead endpoint or a bug in an expert must not end the conversation
             msg = f"{type(exc).__name__}: {exc}"
@@ -312,7 +380,7 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
     traj = list(state.get("trajectory", []))
     if state.get("error") or not state.get("subtask"):
         rec = LLMCall(stage="response", method="skipped", completion=EMPTY_TURN, fallback=True, error=str(state.get("error")), seconds=0.0)
-        return {"messages": [AIMessage(EMPTY_TURN)], "response": EMPTY_TURN, "summary": None, "trajectory": [*traj, rec]}
+        return {**_close_turn(state, EMPTY_TURN), "response": EMPTY_TURN, "summary": None, "trajectory": [*traj, rec]}
     _, text = _dialogue_text(state, ctx)
     prompt = response_prompt(state, res, text)
     prefix = response_prefix(state, res, ctx)
@@ -329,4 +397,11 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
         answer = template_response(state)
     rec["seconds"] = time.perf_counter() - start
-    return {"messages": [AIMessage(answer)], "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}
+    return {**_close_turn(state, answer), "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}
+
+
+def _close_turn(state: State, answer: str) -> dict[str, Any]:
+    """Append the answer, mark the turn answered, and keep the messages window bounded."""
+    reply = AIMessage(answer, id=str(uuid.uuid4()))
+    window = trim([*state.get("messages", []), reply], state.get("earlier") or "")
+    return {"messages": [reply, *window.get("messages", [])], "answered": reply.id, **({"earlier": window["earlier"]} if window else {})}

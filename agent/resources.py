@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from agent.llm import load_chat_model
+from agent.manager import TrainedManager, trained_manager
 from tools.base import registered_experts, subtask_of
 from tools.env import ExpertEnv, expert_env
 
@@ -44,6 +45,12 @@ class Ablations:
         return cls(**flags[name])
 
 
+#: Who makes the manager's decisions: the trained decision head (default; the rule with a warning when
+#: none is trained for the dataset or the model has no hidden states), the LLM prompted with the
+#: paper's Table 2 prompts (capable chat models, the paper's ablations), or the rule alone.
+MANAGERS = ("trained", "prompt", "rule")
+
+
 class Resources:
     """Lazily loaded run-time resources of one graph."""
 
@@ -56,15 +63,36 @@ class Resources:
         n_demos: int,
         ablations: Ablations,
         seed: int,
+        manager: str = "trained",
     ) -> None:
+        if manager not in MANAGERS:
+            raise ValueError(f"unknown manager {manager!r}; known: {', '.join(MANAGERS)}")
         self._model_spec = model
         self._tools = tools
         self.dataset, self.data_root, self.n_demos, self.ablations, self.seed = dataset, data_root, n_demos, ablations, seed
+        # the paper's prompt ablations (w/o SI, w/o DI) ablate the prompted manager, so they imply it
+        prompt_ablation = not (ablations.schema and ablations.demonstrations)
+        self.manager_mode = "prompt" if prompt_ablation and manager == "trained" else manager
 
     @cached_property
     def model(self) -> BaseChatModel:
         """The manager LLM."""
         return load_chat_model(self._model_spec)
+
+    @cached_property
+    def trained(self) -> TrainedManager | None:
+        """The trained decision head (``manager="trained"``), or ``None``: then the rule decides (with a warning)."""
+        if self.manager_mode != "trained":
+            return None
+        return trained_manager(self.dataset, self.model, self.env)
+
+    @property
+    def decider(self) -> str:
+        """Who takes the manager's decisions: ``trained`` (the decision head), ``prompt`` (the LLM on the
+        paper's prompts) or ``rule`` (the deterministic fallback)."""
+        if self.manager_mode == "trained":
+            return "trained" if self.trained is not None else "rule"
+        return self.manager_mode
 
     @cached_property
     def env(self) -> ExpertEnv:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
-from langgraph.graph.message import add_messages
 
+from agent.boundary import add_checked_messages, keep_recent_results
 from agent.subtasks import SubTaskCall
 
 
@@ -34,11 +33,21 @@ class LLMCall(TypedDict, total=False):
     seconds: float
 
 
+class InputState(TypedDict):
+    """What a turn takes: new messages (``{"role": "user", "content": "..."}`` or LangChain messages;
+    content is text or standard content blocks). Checked at the boundary (:mod:`agent.boundary`)."""
+
+    messages: Annotated[list[AnyMessage], add_checked_messages]
+
+
 class State(TypedDict, total=False):
     """Everything one conversation carries.
 
     Attributes:
-        messages: The dialogue (``add_messages`` appends).
+        messages: The recent dialogue: new messages are checked and appended; the state keeps the
+            last :data:`agent.boundary.MESSAGES_WINDOW` (the checkpoint history keeps all).
+        earlier: A bounded summary of the user's words that left the window.
+        answered: Id of the last message when the previous turn ended (a turn needs a newer one).
         subtask: The detected sub-task as a schema instance.
         candidates: IDs of the experts that solve it.
         expert: The chosen expert's ID.
@@ -46,12 +55,14 @@ class State(TypedDict, total=False):
         summary: The structured summary handed to response generation.
         response: The final response text.
         trajectory: Every LLM call (and the expert run) of the current turn.
-        results: Past turns' ``{subtask, expert, output}`` (appended), so that
-            "why that one?" can refer to the item recommended before.
+        results: The last turns' ``{subtask, expert, output}``, so that "why that one?" can refer
+            to the item recommended before and no item is offered twice.
         error: Why the turn could not run normally, if it could not.
     """
 
-    messages: Annotated[list[AnyMessage], add_messages]
+    messages: Annotated[list[AnyMessage], add_checked_messages]
+    earlier: str
+    answered: str | None
     subtask: SubTaskCall | None
     candidates: list[str]
     expert: str | None
@@ -59,5 +70,5 @@ class State(TypedDict, total=False):
     summary: str | None
     response: str | None
     trajectory: list[LLMCall]
-    results: Annotated[list[dict[str, Any]], operator.add]
+    results: Annotated[list[dict[str, Any]], keep_recent_results]
     error: str | None

@@ -2,6 +2,7 @@
 
     python -m eval run --systems full,wo_m,expert:popularity_recommender,llm_only --sample 200
     python -m eval report --dataset redial
+    python -m eval manager --dataset redial   # the trained manager on the full test split (cached decisions)
 
 ``run`` also writes the report when it finishes.
 """
@@ -20,6 +21,11 @@ from eval.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["manager"]:
+        from eval.manager import main as manager_main
+
+        return manager_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("run", "report"):
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demos", type=int, default=4)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--budget-minutes", type=float, default=60.0)
+    p.add_argument("--manager", default="trained", help="trained (default), prompt or rule: who makes the graph systems' decisions")
     args = parser.parse_args(argv)
     try:
         folder = args.results_dir / args.dataset / args.split
@@ -45,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = RunConfig(
                 dataset=args.dataset, split=args.split, systems=[s.strip() for s in args.systems.split(",") if s.strip()], limit=args.limit,
                 sample=args.sample, seed=args.seed, results_dir=args.results_dir, model=args.model, model_label=args.model_label,
-                n_demos=args.demos, max_new_tokens=args.max_new_tokens, data_root=args.data_root, budget_minutes=args.budget_minutes,
+                n_demos=args.demos, max_new_tokens=args.max_new_tokens, data_root=args.data_root, budget_minutes=args.budget_minutes, manager=args.manager,
             )  # fmt: skip
             start = time.perf_counter()
             run(cfg)

@@ -1,5 +1,11 @@
-"""``python -m eval.bench_llm``: latency of a constrained detection decision on the embedded default,
-with and without the prompt-prefix KV cache, on real test contexts (figures and their ratio)."""
+"""``python -m eval.bench_llm``: latency of the manager's decisions on the embedded default, on real
+test contexts (figures and ratios, never asserted in tests):
+
+* the trained manager (``--manager trained``, the default): detection and matching of one turn by
+  the decision head, one LLM pass over the compact decision prompt shared by both;
+* the prompted manager (``--manager prompt``): a constrained detection decision on the paper's
+  prompt, with and without the prompt-prefix KV cache.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +28,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_llm", description=__doc__)
     parser.add_argument("--contexts", type=int, default=20)
     parser.add_argument("--demos", type=int, default=4)
+    parser.add_argument("--dataset", default="redial")
+    parser.add_argument("--manager", default="trained", choices=("trained", "prompt"))
     args = parser.parse_args(argv)
     model = load_chat_model()
     assert isinstance(model, LocalHFChatModel)
+    if args.manager == "trained":
+        bench_trained(model, args.dataset, args.contexts)
+        return
     res = Resources(model, [], "redial", None, args.demos, Ablations(), 0)
     prompts = [detection_prompt(res, format_turns(s.context[-6:])) for s in load_samples("redial", "test", limit=args.contexts)]
     tokens = [len(model._ids(model.render([HumanMessage(p)]))) for p in prompts]
@@ -42,6 +53,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:>12}: median {statistics.median(times):.3f}s  mean {statistics.mean(times):.3f}s  (first {times[0]:.3f}s)")
     print(
         f"prompt tokens: median {statistics.median(tokens)}; speed-up of the median: {statistics.median(rows['no cache']) / statistics.median(rows['prefix cache']):.2f}x"
+    )
+
+
+def bench_trained(model: LocalHFChatModel, dataset: str, n: int) -> None:
+    """Per-turn latency of the trained manager's two decisions (detection + matching)."""
+    from agent.manager import TrainedManager, load_manager, manager_dir
+    from tools.env import expert_env
+
+    folder = manager_dir(dataset)
+    if folder is None:
+        raise SystemExit(f"no trained manager for {dataset}")
+    head, meta = load_manager(folder)
+    env = expert_env(dataset)
+    manager = TrainedManager(head, meta, model, env)
+    samples = load_samples(dataset, "test", limit=n + 1)
+    manager.distributions([(t.role, t.text) for t in samples[0].context], [])  # warm-up
+    det, both = [], []
+    for s in samples[1:]:
+        dialogue = [(t.role, t.text) for t in s.context]
+        start = time.perf_counter()
+        manager.distributions(dialogue, [])  # detection: the LLM pass and the head
+        mid = time.perf_counter()
+        manager.distributions(dialogue, [])  # matching: the same pass (cached) and the head
+        end = time.perf_counter()
+        det.append(mid - start)
+        both.append(end - start)
+    q = sorted(both)[int(0.95 * (len(both) - 1))]
+    print(
+        f"trained manager on {len(both)} {dataset} test turns: detection median {statistics.median(det):.3f}s; "
+        f"detection + matching median {statistics.median(both):.3f}s, p95 {q:.3f}s"
     )
 
 

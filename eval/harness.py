@@ -43,6 +43,7 @@ class RunConfig:
     max_new_tokens: int = 32
     data_root: str | None = None
     budget_minutes: float = 60.0
+    manager: str = "trained"
 
 
 def select_samples(cfg: RunConfig) -> list[RecSample]:
@@ -65,7 +66,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
         shared["model"] = load_chat_model(cfg.model)
     suffix = f"@{cfg.model_label}" if cfg.model_label else ""
     if name in GRAPH_SYSTEMS:
-        return GraphSystem(name, shared["model"], cfg.dataset, cfg.data_root, cfg.n_demos, ctx, label=name + suffix)
+        return GraphSystem(name, shared["model"], cfg.dataset, cfg.data_root, cfg.n_demos, ctx, label=name + suffix, manager=cfg.manager)
     env = expert_env(cfg.dataset, cfg.data_root)
     if name == "llm_only":
         system = LLMOnlySystem(shared["model"], env.linker, ctx)

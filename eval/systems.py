@@ -65,12 +65,13 @@ class GraphSystem:
         n_demos: int,
         ctx: Context,
         label: str | None = None,
+        manager: str = "trained",
     ) -> None:
         from agent.graph import build_crs_graph
 
         self.name = label or name
         self.ctx = ctx
-        self.graph = build_crs_graph(model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos)
+        self.graph = build_crs_graph(model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager)
 
     def predict(self, sample: RecSample) -> Prediction:
         out = self.graph.invoke({"messages": context_messages(sample.context)}, context=self.ctx)

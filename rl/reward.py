@@ -8,7 +8,7 @@ reference did is not rewarded). BLEU is CRSLab's BLEU-1 of the response against 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eval.metrics import bleu_crslab
@@ -23,9 +23,47 @@ def hit(ranked: Sequence[str], targets: Sequence[str], k: int = 10) -> float:
     return float(any(t in ranked[:k] for t in targets))
 
 
+def hit_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Sequence[Sequence[str]], targets: Sequence[Sequence[str]],
+               k: int = 10, **kwargs: Any) -> list[float]:  # fmt: skip
+    """TRL-style reward function: HIT@k of each completion's executed recommendation.
+
+    >>> hit_reward(["c", "c"], ["", ""], ranked=[["a", "b"], []], targets=[["b"], ["b"]], k=2)
+    [1.0, 0.0]
+    """
+    return [hit(r, t, k) for r, t in zip(ranked, targets, strict=True)]
+
+
+def bleu_reward(prompts: Sequence[Any], completions: Sequence[str], *, references: Sequence[str], **kwargs: Any) -> list[float]:
+    """TRL-style reward function: CRSLab's BLEU-1 of each completion against its reference.
+
+    >>> bleu_reward(["c"], ["You might like Heat (1995)."], references=["You might like Heat (1995)."])
+    [1.0]
+    """
+    return [bleu_crslab([c], [r], 1) for c, r in zip(completions, references, strict=True)]
+
+
+RewardFunc = Callable[..., list[float]]
+
+
+def weighted_reward(reward_funcs: Sequence[RewardFunc], reward_weights: Sequence[float], prompts: Sequence[Any],
+                    completions: Sequence[str], **kwargs: Any) -> list[float]:  # fmt: skip
+    """Sum of reward functions with weights (TRL's ``reward_funcs`` / ``reward_weights``).
+
+    >>> weighted_reward([hit_reward, bleu_reward], [0.5, 0.5], ["c"], ["no"], ranked=[["b"]], targets=[["b"]], references=["yes"])
+    [0.5]
+    """
+    if len(reward_funcs) != len(reward_weights):
+        raise ValueError(f"{len(reward_funcs)} reward functions but {len(reward_weights)} weights")
+    total = [0.0] * len(completions)
+    for func, weight in zip(reward_funcs, reward_weights, strict=True):
+        for i, value in enumerate(func(prompts, completions, **kwargs)):
+            total[i] += weight * value
+    return total
+
+
 def crs_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Sequence[Sequence[str]], targets: Sequence[Sequence[str]],
                references: Sequence[str], lam: float = 0.5, k: int = 10, **kwargs: Any) -> list[float]:  # fmt: skip
-    """TRL-style reward function: one reward per completion (the graph's final response).
+    """The paper's reward, lambda * HIT@k + (1 - lambda) * BLEU-1, one per completion (the graph's final response).
 
     Args:
         prompts: The contexts (unused, as in TRL's signature).
@@ -44,7 +82,5 @@ def crs_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Se
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
-    out = []
-    for completion, rank, tgt, ref in zip(completions, ranked, targets, references, strict=True):
-        out.append(lam * hit(rank, tgt, k) + (1 - lam) * bleu_crslab([completion], [ref], 1))
-    return out
+    return weighted_reward([hit_reward, bleu_reward], [lam, 1 - lam], prompts, completions, ranked=ranked, targets=targets,
+                           references=references, k=k)  # fmt: skip

@@ -2,8 +2,8 @@
 
 log P(S | theta) sums over the trajectory: a constrained choice (detection, matching) contributes
 the log-probability of the chosen option normalised over the allowed options; the response
-contributes the sum of its token log-probabilities (after any forced prefix). Skipped stages and
-expert runs contribute nothing.
+contributes the sum of its token log-probabilities (after any forced prefix), unless the graph
+discarded it for the template fallback. Skipped stages and expert runs contribute nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def trajectory_logprob(policy: LocalHFChatModel, trajectory: list[LLMCall]) -> t
             suffix = '"}' if rec.get("stage") in ("detection", "matching") else ""
             lp = policy.choice_logprobs([HumanMessage(rec["prompt"])], rec["options"], prefix=rec.get("prefix", ""), suffix=suffix)
             total = total + lp[rec["options"].index(rec["parsed"])]
-        elif rec.get("stage") == "response" and rec.get("method") == "generated" and rec.get("completion"):
+        elif rec.get("stage") == "response" and rec.get("method") == "generated" and rec.get("completion") and not rec.get("fallback"):
+            # a completion the graph discarded (template fallback) was not the answer: it earns no credit or blame
             total = total + policy.completion_logprob([HumanMessage(rec["prompt"])], rec["completion"], prefix=rec.get("prefix", ""))
     return total

@@ -1,9 +1,18 @@
-"""``python -m rl.train --config rl/configs/tiny.yaml``: RLPF of the manager LLM.
+"""``python -m rl.train --config rl/configs/manager_redial.yaml``: train the manager.
 
-Every field of :class:`ScriptArguments` and :class:`rl.trainer.RLPFConfig` is settable from the
-command line or the YAML file (``TrlParser``). Writes the fine-tuned model folder (load it with
-``build_crs_graph(model=<output_dir>)`` or ``python -m eval run --model <output_dir>``), the training
-log, the reward curve and a summary with the mean validation reward before and after.
+Two policies, one command:
+
+* ``policy: head`` (the default, what ships): SFT then RLPF of the manager's decision head on the
+  LLM's cached hidden states and cached rewards (:mod:`rl.manager`; build the data first with
+  ``python -m rl.decisions --dataset <name>``). Minutes on a CPU. Writes ``manager.pt`` and
+  ``manager.json`` to ``output_dir`` (default ``$LLMCRS_HOME/managers/<dataset>``, where the graph
+  finds it), the training log, the reward curve and a summary.
+* ``policy: full``: RLPF of the whole LLM over graph rollouts (:mod:`rl.trainer`, the paper's setting
+  for a GPU; ``rl/configs/tiny.yaml`` and ``paper.yaml``). Writes the fine-tuned model folder (load it
+  with ``build_crs_graph(model=<output_dir>)``).
+
+Every field of :class:`ScriptArguments` and of the policy's config is settable from the command line
+or the YAML file (``TrlParser``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ class ScriptArguments:
     data_root: str | None = field(default=None, metadata={"help": "data directory"})
     train_contexts: int = field(default=16, metadata={"help": "training contexts (seeded sample of the train split)"})
     valid_contexts: int = field(default=16, metadata={"help": "held-out contexts for the before/after reward (valid split)"})
+    policy: str = field(default="head", metadata={"help": "head (decision head on cached features) or full (whole-LLM rollouts)"})
+    save_sft: bool = field(default=True, metadata={"help": "head: also save the SFT-only manager (sft/, the w/o RL ablation)"})
 
 
 def load_policy(name: str) -> tuple[Any, Any]:
@@ -39,15 +50,67 @@ def load_policy(name: str) -> tuple[Any, Any]:
     return model, tok
 
 
+def train_head(script: ScriptArguments, cfg: Any) -> int:
+    """SFT + RLPF of the decision head on cached decisions; save it where the graph finds it."""
+    from agent.manager import ManagerHead, save_manager
+    from crsdata.paths import home_dir
+    from rl.decisions import load_features, load_split, recommenders_of
+    from rl.manager import decision_tensors, train_manager
+    from rl.trainer import write_logs
+
+    torch_seed(cfg.seed)
+    start = time.perf_counter()
+    experts = recommenders_of(script.dataset, "train")
+    data = {
+        split: decision_tensors(load_split(script.dataset, split), load_features(script.dataset, split), experts, cfg.lam, cfg.hit_k)
+        for split in ("train", "valid")
+    }
+    feats = load_features(script.dataset, "train")
+    head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
+    if cfg.rl_split not in data:
+        raise SystemExit(f"rl_split must be train or valid, got {cfg.rl_split!r}")
+    report = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
+    out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
+    history = report.pop("history")
+    sft_head = report.pop("sft_head", None)
+    meta = {"dataset": script.dataset, "model": feats["model"], "experts": experts, "train_rows": len(data["train"]),
+            "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam, **report,
+            "command": f"python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+    save_manager(head, out, meta)
+    if sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
+        save_manager(sft_head, out / "sft", {**meta, "phase": "sft"})
+    write_logs([h for h in history if h.get("phase") == "rlpf"], out)
+    (out / "rlpf_summary.json").write_text(json.dumps(meta, indent=1))
+    for key, value in report.items():
+        print(f"{key}: {value:.4f}", flush=True)
+    print(f"saved the trained manager to {out} ({meta['seconds']:.0f}s)")
+    return 0
+
+
+def torch_seed(seed: int) -> None:
+    """Seed torch and Python's random."""
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     from datasets import Dataset
     from trl import TrlParser
 
     from crsdata.loaders import load_samples
+    from rl.manager import ManagerConfig
     from rl.trainer import RLPFConfig, RLPFTrainer, mean_reward, write_logs
 
-    parser = TrlParser((ScriptArguments, RLPFConfig))  # type: ignore[arg-type]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    policy = _policy_of(argv)
+    if policy not in ("head", "full"):
+        raise SystemExit(f"unknown policy {policy!r}: head or full")
+    parser = TrlParser((ScriptArguments, ManagerConfig if policy == "head" else RLPFConfig))  # type: ignore[arg-type]
     script, cfg = parser.parse_args_and_config(args=argv)
+    if script.policy == "head":
+        return train_head(script, cfg)
     rng = random.Random(cfg.seed)
     train_all = load_samples(script.dataset, "train", script.data_root)
     valid_all = load_samples(script.dataset, "valid", script.data_root)
@@ -78,6 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     (out / "rlpf_summary.json").write_text(json.dumps(summary, indent=1))
     print(f"saved {out} ({summary['seconds']:.0f}s): load it with build_crs_graph(model='{out}')")
     return 0
+
+
+def _policy_of(argv: list[str]) -> str:
+    """The ``policy`` of a command line or its YAML config (it decides which config class parses the rest)."""
+    import yaml
+
+    for i, arg in enumerate(argv):
+        if arg.startswith("--policy"):
+            return arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config"):
+            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
+            return str((yaml.safe_load(Path(path).read_text()) or {}).get("policy", "head"))
+    return "head"
 
 
 if __name__ == "__main__":

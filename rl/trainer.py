@@ -21,39 +21,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl.trainer.base_config import _BaseConfig
 from trl.trainer.base_trainer import _BaseTrainer
 
 from agent.context import Context
 from agent.llm import LocalHFChatModel
 from crsdata.schema import RecSample
 from rl.baseline import MovingAverageBaseline
+from rl.config import RLPFBaseConfig
 from rl.reward import crs_reward
 from rl.rollout import executed_ranking, rollout, trajectory_logprob
 
 
 @dataclass
-class RLPFConfig(_BaseConfig):
+class RLPFConfig(RLPFBaseConfig):
     """Trainer configuration: the TRL/transformers training arguments plus RLPF's own.
 
     Defaults suit a CPU: fp32, no gradient checkpointing, batch 1 (the paper's), Adam with weight decay.
     """
 
-    lam: float = field(default=0.5, metadata={"help": "lambda: weight of HIT in R = lambda*HIT + (1-lambda)*BLEU"})
-    hit_k: int = field(default=10, metadata={"help": "HIT cut-off"})
-    baseline_beta: float = field(default=0.9, metadata={"help": "moving-average factor of the baseline b(S)"})
     source_length: int = field(default=1024, metadata={"help": "max prompt tokens (left-truncated)"})
     target_length: int = field(default=32, metadata={"help": "max response tokens"})
     n_demos: int = field(default=2, metadata={"help": "demonstrations in the detection prompt"})
-    remove_unused_columns: bool = False
-    gradient_checkpointing: bool = False
-    bf16: bool | None = False
-    use_cpu: bool = True
     per_device_train_batch_size: int = 1
     learning_rate: float = 5e-5
-    weight_decay: float = 0.01
     logging_steps: float = 1
-    save_strategy: str = "no"
 
 
 class RLPFTrainer(_BaseTrainer):
@@ -74,7 +65,7 @@ class RLPFTrainer(_BaseTrainer):
         self.policy = LocalHFChatModel(
             hf_model=model, hf_tokenizer=processing_class, model_name="policy", prefix_cache_size=0, max_prompt_tokens=args.source_length
         )
-        self.graph = build_crs_graph(model=self.policy, dataset=dataset, data_root=data_root, n_demos=args.n_demos)
+        self.graph = build_crs_graph(model=self.policy, dataset=dataset, data_root=data_root, n_demos=args.n_demos, manager="prompt")
         self.ctx = Context(max_new_tokens=args.target_length)
         self.samples = samples
         self.baseline = MovingAverageBaseline(args.baseline_beta)

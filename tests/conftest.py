@@ -18,15 +18,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip with a reason; in CI (``CI=true``) a missing model or data set is a failure, not a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: end-to-end tests must run)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def real_root() -> Path:
-    """The real CRS data (../shared/data or $LLMCRS_DATA_DIR); skips when absent."""
+    """The real CRS data (../shared/data or $LLMCRS_DATA_DIR); skips when absent (fails in CI)."""
     try:
         root = data_root()
     except DataError as exc:
-        pytest.skip(f"real CRS data absent: {exc}")
+        skip_or_fail(f"real CRS data absent: {exc}")
     if not (root / "redial").is_dir():
-        pytest.skip(f"real CRS data absent: {root} has no redial/")
+        skip_or_fail(f"real CRS data absent: {root} has no redial/")
     return root
 
 

@@ -50,7 +50,7 @@ def test_ground_truth_never_reaches_the_system(real_root, tmp_path):
         "REFERENCE-ZZ9 answer",
     )
     llm = cycling_fake('{"name": "recommendation"}', "You might like Heat (1995).")
-    system = GraphSystem("full", llm, "redial", str(real_root), 1, Context())
+    system = GraphSystem("full", llm, "redial", str(real_root), 1, Context(), manager="prompt")
     system.graph.resources._tools = [spy]  # type: ignore[attr-defined]
     path = tmp_path / "r.jsonl"
     run_system(system, [sample], path, progress=False)

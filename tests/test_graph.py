@@ -40,9 +40,11 @@ def experts(real_root, redial_env):
 
 
 def graph_with(llm, experts, real_root, **kw):
+    """The graph with the LLM prompted on the paper's prompts (the fakes script its decisions)."""
     return build_crs_graph(
-        model=llm, tools=experts, checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=kw.pop("n_demos", 2), **kw
-    )
+        model=llm, tools=experts, checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=kw.pop("n_demos", 2),
+        manager=kw.pop("manager", "prompt"), **kw,
+    )  # fmt: skip
 
 
 def run(graph, text, thread="t"):
@@ -119,7 +121,7 @@ def test_empty_dialogue_gets_a_clear_answer_without_llm_calls(experts, real_root
     llm = fake_llm()
     g = graph_with(llm, experts, real_root)
     out = g.invoke({"messages": []}, {"configurable": {"thread_id": "e"}}, context=CTX)
-    assert out["response"] == EMPTY_TURN and out["error"].startswith("empty dialogue")
+    assert out["response"] is None and "no new message under 'messages'" in out["error"]  # refused at the boundary
     out = run(g, "   ", thread="e2")
     assert out["response"] == EMPTY_TURN
     assert llm.prompts == []
@@ -208,7 +210,14 @@ def test_wo_e_recommendation_ranks_embedding_candidates(real_root):
     inspired = defaults("inspired", str(real_root), learned=False)
     llm = fake_llm('{"name": "recommendation"}', '{"item": "nonsense"}', "no idea", "Enjoy!")
     g = build_crs_graph(
-        model=llm, tools=inspired, checkpointer=InMemorySaver(), dataset="inspired", data_root=str(real_root), ablations="wo_e", n_demos=0
+        model=llm,
+        tools=inspired,
+        checkpointer=InMemorySaver(),
+        dataset="inspired",
+        data_root=str(real_root),
+        ablations="wo_e",
+        n_demos=0,
+        manager="prompt",
     )
     out = run(g, "I want a funny animated movie for kids")
     items = out["expert_output"]["items"]
@@ -270,3 +279,21 @@ def test_bad_build_arguments():
         build_crs_graph(ablations="wo_everything")
     with pytest.raises(ValueError, match="n_demos"):
         build_crs_graph(n_demos=-1)
+
+
+def test_no_item_is_offered_twice_and_no_question_is_asked_twice(experts, real_root):
+    from itertools import cycle
+
+    from langchain_core.messages import AIMessage
+
+    from tests.conftest import RecordingFake
+
+    llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])  # empty answers: the template answers
+    g = graph_with(llm, experts, real_root, manager="rule")
+    first = run(g, "I like The Shining (1980), something similar?", thread="o")
+    second = run(g, "I like The Shining (1980), something similar?", thread="o")
+    assert first["subtask"]["name"] == second["subtask"]["name"] == RECOMMENDATION
+    assert first["expert_output"]["items"][0] != second["expert_output"]["items"][0]
+    assert first["expert_output"]["items"][0] not in second["expert_output"]["items"]
+    asked = [run(g, text, thread="q")["response"] for text in ("hello", "hi", "hey there", "hello again")]
+    assert len(set(asked)) == len(asked)  # the elicitor never repeats a question

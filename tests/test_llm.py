@@ -61,7 +61,12 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
 
 def test_graph_runs_on_the_tiny_model_with_constrained_decisions(tiny, real_root):
     g = build_crs_graph(
-        model=tiny, tools=default_experts("redial", str(real_root)), checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=1
+        model=tiny,
+        tools=default_experts("redial", str(real_root)),
+        checkpointer=InMemorySaver(),
+        data_root=str(real_root),
+        n_demos=1,
+        manager="prompt",
     )
     out = g.invoke(
         {"messages": [HumanMessage("I want a scary movie like The Shining (1980)")]},
@@ -99,3 +104,24 @@ def test_sampled_decisions_explore(tiny):
     assert len(picks) > 1
     greedy = {decide(tiny, "detection", "Pick one.", OPTIONS, "name", lambda: OPTIONS[0])[0] for _ in range(3)}
     assert len(greedy) == 1
+
+
+@pytest.mark.parametrize("offline", ["1", None])
+def test_unloadable_model_error_names_cause_and_fix(monkeypatch, offline):
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise OSError("We couldn't connect to the hub")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", refuse)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    from agent.llm import load_hf
+
+    with pytest.raises(ModelError) as err:
+        load_hf("nobody/no-such-model")
+    text = str(err.value)
+    assert "nobody/no-such-model" in text and "couldn't connect" in text and "local model folder" in text
+    assert ("HF_HUB_OFFLINE=1 is set" in text) == bool(offline)

@@ -45,7 +45,7 @@ def test_trajectory_logprob_matches_its_parts(tiny_model_dir, real_root):
     from rl.rollout import rollout, trajectory_logprob
 
     policy = load_chat_model(str(tiny_model_dir))
-    g = build_crs_graph(model=policy, data_root=str(real_root), n_demos=1)
+    g = build_crs_graph(model=policy, data_root=str(real_root), n_demos=1, manager="prompt")
     state = rollout(g, load_samples("redial", "train", real_root, limit=1)[0], Context(max_new_tokens=4))
     traj = state["trajectory"]
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_two_training_steps_change_the_weights_and_load_back(tiny_model_dir, rea
     out = tmp_path / "rl"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
-        f"model_name_or_path: {tiny_model_dir}\ndataset: redial\ndata_root: {real_root}\ntrain_contexts: 2\nvalid_contexts: 2\n"
+        f"policy: full\nmodel_name_or_path: {tiny_model_dir}\ndataset: redial\ndata_root: {real_root}\ntrain_contexts: 2\nvalid_contexts: 2\n"
         f"output_dir: {out}\nmax_steps: 2\nlearning_rate: 0.05\nlam: 0.0\ntarget_length: 4\nn_demos: 1\nlogging_steps: 1\nseed: 0\nreport_to: none\n"
     )
     assert main(["--config", str(cfg)]) == 0
@@ -96,7 +96,7 @@ def test_two_training_steps_change_the_weights_and_load_back(tiny_model_dir, rea
 
     from agent.context import Context
 
-    g = build_crs_graph(model=str(out), data_root=str(real_root), n_demos=0)
+    g = build_crs_graph(model=str(out), data_root=str(real_root), n_demos=0, manager="prompt")
     res = g.invoke({"messages": [HumanMessage("I like horror movies")]}, context=Context(max_new_tokens=4))
     assert res["trajectory"][0]["method"] == "constrained"
 
@@ -128,3 +128,20 @@ def test_sft_two_steps_on_the_tiny_model(tiny_model_dir, real_root, tmp_path):
     summary = json.loads((out / "sft_summary.json").read_text())
     assert summary["steps"] == 2 and 0.0 <= summary["accuracy_after"] <= 1.0
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_discarded_completion_contributes_no_logprob():
+    from rl.rollout import trajectory_logprob
+
+    class Stub:
+        def choice_logprobs(self, messages, options, prefix="", suffix=""):
+            return torch.log(torch.tensor([0.25, 0.75]))
+
+        def completion_logprob(self, messages, completion, prefix=""):
+            return torch.tensor(-5.0)
+
+    det = {"stage": "detection", "method": "constrained", "prompt": "p", "options": ["a", "b"], "parsed": "b", "prefix": ""}
+    kept = {"stage": "response", "method": "generated", "prompt": "p", "completion": "text", "fallback": False}
+    discarded = {**kept, "fallback": True}  # the graph answered with the template instead
+    assert float(trajectory_logprob(Stub(), [det, kept])) == pytest.approx(float(torch.log(torch.tensor(0.75))) - 5.0)
+    assert float(trajectory_logprob(Stub(), [det, discarded])) == pytest.approx(float(torch.log(torch.tensor(0.75))))

@@ -17,6 +17,7 @@ from langchain_core.tools import BaseTool
 
 from agent.subtasks import ELICITATION
 from tools.base import expert_tool
+from tools.dialogue import parse_dialogue
 from tools.env import ExpertEnv
 from tools.popularity import rank_by_preferences
 
@@ -43,20 +44,34 @@ def split_information(values: list[str | None]) -> tuple[float, list[str]]:
     return (sum(c / n * math.log2(n / c) for c in groups.values()) if n else 0.0), top
 
 
+def asked_attributes(dialogue_context: str) -> set[str]:
+    """The attributes the assistant has already asked about (by the opening words of :data:`QUESTION`).
+
+    >>> sorted(asked_attributes("Assistant: Which genre are you in the mood for: a, b or c?\\nUser: comedy"))
+    ['genre']
+    """
+    said = " ".join(t for r, t in parse_dialogue(dialogue_context) if r == "recommender")
+    return {key for key, q in QUESTION.items() if q.split("{")[0].strip() in said}
+
+
 def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200) -> dict[str, Any]:
-    """Preferences so far and the most informative question (see the module docstring)."""
+    """Preferences so far and the most informative question not asked before (see the module docstring)."""
     prefs = env.preferences(dialogue_context)
     candidates = rank_by_preferences(env, dialogue_context, n_candidates)
     stated = {"genre": bool(prefs.genres), "director": bool(prefs.people), "cast": bool(prefs.people), "decade": False}
+    asked = asked_attributes(dialogue_context)
     best: tuple[float, str, list[str], float] | None = None
     for key in QUESTION:
+        if key in asked:  # never the same question twice
+            continue
         firsts = [min(env.item_attributes[c][key], default=None) for c in candidates]
         bits, top = split_information(firsts)
         score = bits - (10.0 if stated[key] else 0.0)
         if len(top) == 3 and (best is None or score > best[0]):
             best = (score, key, top, bits)
     if best is None:
-        text = f"Tell me about a {env.category} you loved recently, and what you liked about it."
+        loved = f"Tell me about a {env.category} you loved recently, and what you liked about it."
+        text = loved if loved not in dialogue_context else f"What else should the {env.category} have, a mood, a theme or an actor?"
         return {"text": text, "preferences": prefs.as_dict(), "attribute": None, "options": [], "information_bits": 0.0}
     _, key, top, bits = best
     a, b, c = top

@@ -1,0 +1,232 @@
+"""The trained manager: the local LLM's decisions (sub-task detection, then model matching) made by a
+small decision head on the LLM's hidden states, as TRL's value head or transformers'
+``*ForSequenceClassification`` do.
+
+Why a head and not prompted choices: a 135M model cannot pick sub-tasks zero-shot from the paper's
+600-token prompt (it chose elicitation on 30 of 30 scripted turns), and full-model backprop costs
+1.8-2.8 s per example here. The head reads the LLM's hidden states of a compact decision prompt
+(``prompts/decision.txt``: the last utterances only), pooled three ways (last token and mean of the
+final layer, mean of a middle layer), plus the dialogue-state features the graph computes anyway
+(what the entity linker found, what the rule would do). The LLM runs once per turn for both
+decisions (about 0.1-0.3 s here); the head costs microseconds. Training (``python -m rl.train``)
+reads features cached once per example, so an SFT or RLPF update costs milliseconds.
+
+With a GPU or a larger model the same head trains on that model's hidden states: the model is a
+configuration value (``--model`` of ``python -m rl.decisions``), the code is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+import prompts
+from agent.heuristics import QUESTION_ABOUT, WHY, heuristic_subtask, last_user
+from agent.subtasks import SUBTASKS
+from crsdata.paths import home_dir
+from crsdata.schema import Role
+from tools.detail import attribute_from_text
+from tools.dialogue import format_dialogue
+from tools.env import ExpertEnv
+
+DECISION_TURNS = 3
+WORDS_PER_TURN = 30
+MAX_TOKENS = 80
+SUBTASK_NAMES = list(SUBTASKS)
+FEATURE_VERSION = 2
+SHIPPED_PACKAGE = "agent.managers"
+
+
+@runtime_checkable
+class HiddenStateModel(Protocol):
+    """A chat model that can give pooled hidden states of texts (the embedded and any local HF model)."""
+
+    model_name: str
+
+    def hidden_features(self, texts: Sequence[str], batch_size: int = 8, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
+        """``[len(texts), dim]`` pooled hidden states."""
+        ...
+
+
+# ---- what the head reads ---------------------------------------------------------------------------
+
+
+def decision_text(dialogue: list[tuple[Role, str]], category: str) -> str:
+    """The compact decision prompt: the last utterances, each cut to a few dozen words.
+
+    >>> decision_text([("user", "hi there"), ("recommender", "Hello! What do you like?")], "movie").splitlines()[1:3]
+    ['User: hi there', 'Assistant: Hello! What do you like?']
+    """
+    recent = [(r, " ".join(t.split()[:WORDS_PER_TURN])) for r, t in dialogue[-DECISION_TURNS:]]
+    return prompts.render("decision", {"Category": category, "Dialogue Context": format_dialogue(recent)})
+
+
+STATE_FEATURES = (
+    "rule:elicitation", "rule:recommendation", "rule:explanation", "rule:detail", "why", "question", "attribute", "ends_with_?",
+    "items_in_last_user", "items_by_user", "liked_entities", "turns", "assistant_named_item", "assistant_asked", "had_result",
+)  # fmt: skip
+
+
+def state_features(dialogue: list[tuple[Role, str]], results: list[dict[str, Any]], env: ExpertEnv) -> list[float]:
+    """The dialogue-state features (:data:`STATE_FEATURES`): what the linker found and what the rule would choose."""
+    import math
+
+    text = last_user(dialogue)
+    rule = heuristic_subtask(dialogue, results, env)
+    user_items = env.linker.link(" ".join(t for r, t in dialogue if r == "user")).items
+    prefs = env.linker.link_dialogue([t for r, t in dialogue if r == "user"])
+    last_rec = next((t for r, t in reversed(dialogue) if r == "recommender"), "")
+    return [
+        *[float(rule == n) for n in SUBTASK_NAMES],
+        float(bool(WHY.search(text))),
+        float(bool(QUESTION_ABOUT.search(text))),
+        float(attribute_from_text(text) is not None),
+        float(text.strip().endswith("?")),
+        min(len(env.linker.link(text).items), 3) / 3,
+        math.log1p(len(user_items)),
+        math.log1p(len(prefs.liked_entities())),
+        math.log1p(len(dialogue)),
+        float(bool(env.linker.link(last_rec).items)) if last_rec else 0.0,
+        float(last_rec.strip().endswith("?")),
+        float(bool(results)),
+    ]
+
+
+# ---- the head --------------------------------------------------------------------------------------
+
+
+class ManagerHead(nn.Module):
+    """A shared trunk over standardised features, a detection head (the sub-tasks) and a matching head
+    (the recommendation experts it was trained with)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    det_bias: torch.Tensor
+
+    def __init__(self, llm_dim: int, state_dim: int, experts: Sequence[str], hidden: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.experts = list(experts)
+        # the transformers Trainer (TRL's trainer base) reads model.config; a plain config keeps it happy
+        from transformers import PretrainedConfig
+
+        self.config = PretrainedConfig()
+        self.spec = {"llm_dim": llm_dim, "state_dim": state_dim, "experts": self.experts, "hidden": hidden, "dropout": dropout}
+        self.register_buffer("mean", torch.zeros(llm_dim))
+        self.register_buffer("std", torch.ones(llm_dim))
+        self.register_buffer("det_bias", torch.zeros(len(SUBTASK_NAMES)))  # calibrated on validation (rl.manager)
+        self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(llm_dim + state_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.detect = nn.Linear(hidden, len(SUBTASK_NAMES))
+        self.match = nn.Linear(hidden, max(1, len(self.experts)))
+
+    def fit_scaler(self, llm: torch.Tensor) -> None:
+        """Standardise the LLM features with the training set's mean and deviation."""
+        self.mean.copy_(llm.float().mean(0))
+        self.std.copy_(llm.float().std(0).clamp_min(1e-4))
+
+    def forward(self, llm: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detection and matching logits."""
+        h = self.trunk(torch.cat([(llm.float() - self.mean) / self.std, state.float()], dim=-1))
+        return self.detect(h) + self.det_bias, self.match(h)
+
+
+# ---- the trained artifact ---------------------------------------------------------------------------
+
+
+def train_command(dataset: str) -> str:
+    """The commands that make a trained manager for ``dataset``."""
+    return f"python -m rl.decisions --dataset {dataset} && python -m rl.train --config rl/configs/manager_{dataset}.yaml"
+
+
+def save_manager(head: ManagerHead, folder: Path, meta: dict[str, Any]) -> Path:
+    """Write ``manager.pt`` (fp16 weights) and ``manager.json`` (config, metadata, sha256)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "manager.pt"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in head.state_dict().items()}, weights)
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (folder / "manager.json").write_text(json.dumps({**meta, "config": head.spec, "sha256": sha}, indent=1) + "\n")
+    return folder
+
+
+class ManagerError(RuntimeError):
+    """A trained manager is corrupt or does not fit the model; the message names the retrain command."""
+
+
+def load_manager(folder: Path) -> tuple[ManagerHead, dict[str, Any]]:
+    """Load a trained manager, checking its checksum."""
+    meta = json.loads((folder / "manager.json").read_text())
+    data = (folder / "manager.pt").read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise ManagerError(
+            f"{folder / 'manager.pt'} does not match its sha256 in manager.json; retrain: {train_command(meta.get('dataset', '<dataset>'))}"
+        )
+    head = ManagerHead(**meta["config"])
+    state = torch.load(folder / "manager.pt", weights_only=True)
+    head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    head.eval()
+    return head, meta
+
+
+def manager_dir(dataset: str) -> Path | None:
+    """The trained manager of a dataset: ``$LLMCRS_MANAGER_DIR/<dataset>`` or ``$LLMCRS_HOME/managers/<dataset>``
+    (what ``python -m rl.train`` writes), else the one shipped in the package; ``None`` if neither exists."""
+    for base in (os.environ.get("LLMCRS_MANAGER_DIR"), str(home_dir() / "managers")):
+        if base and (Path(base) / dataset / "manager.json").is_file():
+            return Path(base) / dataset
+    shipped = Path(str(resources.files(SHIPPED_PACKAGE))) / dataset
+    return shipped if (shipped / "manager.json").is_file() else None
+
+
+class TrainedManager:
+    """The decision head with the LLM whose hidden states it reads."""
+
+    def __init__(self, head: ManagerHead, meta: dict[str, Any], model: HiddenStateModel, env: ExpertEnv) -> None:
+        self.head, self.meta, self.model, self.env = head, meta, model, env
+
+    @lru_cache(maxsize=8)  # noqa: B019 - one manager per graph; detection and matching of a turn share the LLM pass
+    def _features(self, text: str) -> torch.Tensor:
+        return self.model.hidden_features([text], max_tokens=MAX_TOKENS)
+
+    def distributions(self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Log-probabilities over the sub-tasks and over the head's experts, and the decision text."""
+        text = decision_text(dialogue, self.env.category)
+        llm = self._features(text)
+        state = torch.tensor([state_features(dialogue, results, self.env)])
+        with torch.no_grad():
+            det, match = self.head(llm, state)
+        return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text
+
+
+def trained_manager(dataset: str, model: Any, env: ExpertEnv) -> TrainedManager | None:
+    """The dataset's trained manager for ``model``, or ``None`` with a warning saying why (the graph then uses the rule)."""
+    folder = manager_dir(dataset)
+    if folder is None:
+        warnings.warn(
+            f"no trained manager for {dataset}: sub-tasks and experts are chosen by the rule; train one with `{train_command(dataset)}`",
+            stacklevel=2,
+        )
+        return None
+    if not isinstance(model, HiddenStateModel):
+        warnings.warn(
+            f"the trained manager of {dataset} reads a local model's hidden states; {type(model).__name__} has none, so the rule decides",
+            stacklevel=2,
+        )
+        return None
+    head, meta = load_manager(folder)
+    if meta.get("model") != model.model_name:
+        warnings.warn(
+            f"the trained manager of {dataset} was trained on {meta.get('model')!r} hidden states, not {model.model_name!r}: the rule decides; "
+            f"retrain with `{train_command(dataset)}` and --model",
+            stacklevel=2,
+        )
+        return None
+    return TrainedManager(head, meta, model, env)

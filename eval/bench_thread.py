@@ -1,0 +1,75 @@
+"""``python -m eval.bench_thread --turns 1000``: one long thread through ``build_crs_graph`` with the SQLite
+checkpointer, reporting at checkpoints (50, 200, 1000 turns) the database size, the bytes the last
+turns added per turn, the resident memory and the median turn latency. Figures for the report, never
+asserted in tests (``tests/test_boundary.py`` checks that the state itself stays bounded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+MESSAGES = [
+    "I like The Shining (1980) and It (2017)",
+    "why that one?",
+    "Who directed it?",
+    "something else, maybe a comedy?",
+    "hello again",
+]
+
+
+def rss_mb() -> float:
+    """Resident memory of this process (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench_thread", description=__doc__)
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--report", default="50,200,1000", help="turn counts to report at")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+    from langchain_core.messages import HumanMessage
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agent.context import Context
+    from agent.graph import build_crs_graph
+
+    marks = {int(x) for x in args.report.split(",")}
+    db = Path(tempfile.mkdtemp()) / "bench.sqlite"
+    rows, times, last_size, last_turn = [], [], 0, 0
+    with SqliteSaver.from_conn_string(str(db)) as saver, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = build_crs_graph(checkpointer=saver)
+        config: RunnableConfig = {"configurable": {"thread_id": "long"}}
+        ctx = Context(max_new_tokens=args.max_new_tokens)
+        for turn in range(1, args.turns + 1):
+            start = time.perf_counter()
+            graph.invoke({"messages": [HumanMessage(f"{MESSAGES[turn % len(MESSAGES)]} ({turn})")]}, config, context=ctx)
+            times.append(time.perf_counter() - start)
+            if turn in marks:
+                saver.conn.commit()
+                size = os.path.getsize(db)
+                row = {"turns": turn, "db_mb": round(size / 2**20, 2), "kb_per_turn_since_last": round((size - last_size) / 1024 / (turn - last_turn), 1),
+                       "rss_mb": round(rss_mb(), 1), "median_turn_s": round(statistics.median(times[last_turn:]), 3),
+                       "state_messages": len(graph.get_state(config).values["messages"])}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                last_size, last_turn = size, turn
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

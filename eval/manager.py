@@ -1,0 +1,209 @@
+"""``python -m eval manager --dataset redial``: the manager on the full test split, against its baselines.
+
+Reads the cached decision data and features (``python -m rl.decisions``), so every system is scored
+on every recommender turn of the test split in seconds, without running an expert or the LLM again:
+
+* **Detection** (all recommender turns, labels from :func:`agent.heuristics.label_turn`): majority
+  class, the fallback rule, TF-IDF + logistic regression over the last four utterances (a non-LLM
+  learned detector trained on the same training turns), the trained manager after SFT and after RLPF.
+  Accuracy with a 95% bootstrap CI, paired one-sided tests of the manager against each baseline
+  (t-test and Wilcoxon, Holm-corrected), confusion matrices.
+* **Recommendation** (the evaluation samples, CRSLab's per-target rows): each offered expert alone,
+  w/o M (always recommend with the default expert), the rule manager, the trained manager after SFT
+  (w/o RL) and after RLPF (full), and the per-turn oracle over the experts (an upper bound). HIT@10
+  and HIT@50 with CIs; the full manager against the best single expert, w/o M and w/o RL.
+
+Writes ``<results-dir>/manager/<dataset>/{tables.md,detection.csv,recommendation.csv}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.manager import SUBTASK_NAMES, load_manager, manager_dir
+from agent.subtasks import RECOMMENDATION
+from eval.metrics import bootstrap_ci, compare_paired, holm
+from rl.decisions import load_features, load_split, recommenders_of
+from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, greedy, target_hits
+from tools.dialogue import format_dialogue
+
+
+@dataclass
+class ManagerEvalArguments:
+    """``python -m eval manager``."""
+
+    dataset: str = "redial"
+    split: str = "test"
+    manager: str | None = None  # folder of a trained manager (default: the one the graph uses)
+    results_dir: str = "results"
+
+
+def tfidf_detector(train_rows: list[dict[str, Any]], test_rows: list[dict[str, Any]]) -> list[str]:
+    """TF-IDF (word 1-2 grams) + logistic regression over the last four utterances: a non-LLM learned detector."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    def text(r: dict[str, Any]) -> str:
+        return format_dialogue([(a, b) for a, b in r["context"][-4:]])
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x = vec.fit_transform([text(r) for r in train_rows])
+    clf = LogisticRegression(max_iter=2000, C=4.0).fit(x, [r["label"] for r in train_rows])
+    return [str(p) for p in clf.predict(vec.transform([text(r) for r in test_rows]))]
+
+
+def confusion(labels: list[str], preds: list[str]) -> list[list[int]]:
+    """Rows: corpus label; columns: prediction (order of :data:`SUBTASK_NAMES`)."""
+    m = [[0] * len(SUBTASK_NAMES) for _ in SUBTASK_NAMES]
+    for a, b in zip(labels, preds, strict=True):
+        m[SUBTASK_NAMES.index(a)][SUBTASK_NAMES.index(b)] += 1
+    return m
+
+
+def fixed(data: DecisionTensors, subtask: int, expert: int) -> Decisions:
+    """The same decision on every row."""
+    n = len(data)
+    return Decisions(torch.full((n,), subtask), torch.full((n,), expert))
+
+
+def oracle(data: DecisionTensors, k: int) -> Decisions:
+    """Per row, the expert with the most target hits@k (recommendation always): the upper bound of matching."""
+    hits = torch.nan_to_num(data.hits[k], nan=0.0).sum(-1)
+    return Decisions(torch.full((len(data),), REC), hits.argmax(-1))
+
+
+def _fmt_ci(values: list[float]) -> str:
+    lo, hi = bootstrap_ci(values)
+    mean = sum(values) / max(1, len(values))
+    return f"{mean:.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def evaluate(args: ManagerEvalArguments) -> Path:
+    """Compute every table; return the Markdown file."""
+    folder = Path(args.manager) if args.manager else manager_dir(args.dataset)
+    if folder is None:
+        raise FileNotFoundError(
+            f"no trained manager for {args.dataset}; train one with `python -m rl.train --config rl/configs/manager_{args.dataset}.yaml`"
+        )
+    heads = {"full (SFT + RLPF)": load_manager(folder)[0]}
+    if (folder / "sft" / "manager.json").is_file():
+        heads["w/o RL (SFT only)"] = load_manager(folder / "sft")[0]
+    experts = heads["full (SFT + RLPF)"].experts
+    train_rows = load_split(args.dataset, "train")
+    rows = load_split(args.dataset, args.split)
+    data = decision_tensors(rows, load_features(args.dataset, args.split), recommenders_of(args.dataset, args.split))
+    if data.experts != experts:
+        raise ValueError(
+            f"the manager was trained with experts {experts}, the {args.split} data has {data.experts}: rebuild with `python -m rl.decisions --force true`"
+        )
+    labels = [r["label"] for r in rows]
+    majority = max(SUBTASK_NAMES, key=[r["label"] for r in train_rows].count)
+    rule = [SUBTASK_NAMES[int(i)] for i in data.state[:, : len(SUBTASK_NAMES)].argmax(-1)]
+    decisions = {name: greedy(head, data) for name, head in heads.items()}
+    detectors: dict[str, list[str]] = {
+        "majority class": [majority] * len(rows),
+        "rule (fallback)": rule,
+        "TF-IDF + logistic regression": tfidf_detector(train_rows, rows),
+        **{f"LLM manager, {name}": [SUBTASK_NAMES[int(i)] for i in d.subtask] for name, d in decisions.items()},
+    }
+    correct = {name: [float(p == y) for p, y in zip(preds, labels, strict=True)] for name, preds in detectors.items()}
+    main = "LLM manager, full (SFT + RLPF)"
+    baselines = ["majority class", "rule (fallback)", "TF-IDF + logistic regression"]
+    comps = {b: compare_paired(correct[main], correct[b]) for b in baselines}
+    adj = dict(zip(baselines, holm([comps[b].ttest_p for b in baselines]), strict=True))
+    lines = [f"# The manager on {args.dataset}/{args.split} (all {len(rows)} recommender turns; {len(train_rows)} training turns)", ""]
+    lines += [
+        "## Sub-task detection accuracy",
+        "",
+        "| detector | accuracy [95% CI] | rows | vs manager: mean diff [95% CI], t-test p (Holm), Wilcoxon p |",
+        "|---|---|---|---|",
+    ]
+    for name, vals in correct.items():
+        cmp = ""
+        if name in comps:
+            c = comps[name]
+            cmp = (
+                f"{c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}], p={c.ttest_p:.3g} ({adj[name]:.3g}), p={c.wilcoxon_p:.3g}"
+            )
+        lines.append(f"| {name} | {_fmt_ci(vals)} | {len(vals)} | {cmp} |")
+    lines += ["", "Confusion matrices (rows: corpus label, columns: prediction; order: " + ", ".join(SUBTASK_NAMES) + ")", ""]
+    for name, preds in detectors.items():
+        lines.append(f"- {name}: {confusion(labels, preds)}")
+    # recommendation
+    systems: dict[str, Decisions] = {f"expert:{e} (always)": fixed(data, REC, i) for i, e in enumerate(experts)}
+    systems["w/o M (always recommend, default expert)"] = fixed(data, REC, 0)
+    rule_dec = Decisions(torch.tensor([SUBTASK_NAMES.index(r) for r in rule]), torch.zeros(len(rows), dtype=torch.long))
+    systems["rule manager (rule detection, default expert)"] = rule_dec
+    for name, d in decisions.items():
+        systems[name] = d
+    hits = {k: {name: target_hits(d, data, k).tolist() for name, d in systems.items()} for k in (10, 50)}
+    for k in (10, 50):
+        hits[k]["oracle expert per turn (upper bound)"] = target_hits(oracle(data, k), data, k).tolist()
+    n_rows = len(hits[10]["w/o M (always recommend, default expert)"])
+    best_expert = max((f"expert:{e} (always)" for e in experts), key=lambda s: sum(hits[10][s]))
+    against = [best_expert, "w/o M (always recommend, default expert)", *(["w/o RL (SFT only)"] if "w/o RL (SFT only)" in systems else [])]
+    lines += ["", f"## Recommendation on the {int(data.is_sample.sum())} evaluation turns ({n_rows} per-target rows, CRSLab's unit)", ""]
+    lines += ["| system | HIT@10 [95% CI] | HIT@50 [95% CI] | recommends on |", "|---|---|---|---|"]
+    samp = data.is_sample
+    for name in hits[10]:
+        share = float((systems[name].subtask[samp] == REC).float().mean()) if name in systems else 1.0
+        lines.append(f"| {name} | {_fmt_ci(hits[10][name])} | {_fmt_ci(hits[50][name])} | {share:.3f} |")
+    lines += ["", f"Full (SFT + RLPF) against each baseline (one-sided, a > b; Holm over the {len(against) * 2} comparisons):", ""]
+    lines += ["| baseline | k | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|---|"]
+    rec_comps = [(b, k, compare_paired(hits[k]["full (SFT + RLPF)"], hits[k][b])) for b in against for k in (10, 50)]
+    for (b, k, c), p in zip(rec_comps, holm([c.ttest_p for _, _, c in rec_comps]), strict=True):
+        lines.append(
+            f"| {b} | {k} | {c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}] | {c.ttest_p:.3g} | {p:.3g} | {c.wilcoxon_p:.3g} |"
+        )
+    out = Path(args.results_dir) / "manager" / args.dataset
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "detection.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["detector", "accuracy", "ci_low", "ci_high", "rows"])
+        for name, vals in correct.items():
+            w.writerow([name, sum(vals) / len(vals), *bootstrap_ci(vals), len(vals)])
+    with (out / "recommendation.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["system", "hit@10", "hit@10_low", "hit@10_high", "hit@50", "hit@50_low", "hit@50_high", "rows"])
+        for name in hits[10]:
+            w.writerow(
+                [
+                    name,
+                    sum(hits[10][name]) / n_rows,
+                    *bootstrap_ci(hits[10][name]),
+                    sum(hits[50][name]) / n_rows,
+                    *bootstrap_ci(hits[50][name]),
+                    n_rows,
+                ]
+            )
+    meta = json.loads((folder / "manager.json").read_text())
+    lines += [
+        "",
+        f"Manager: {folder} (trained on {meta.get('train_rows')} turns in {meta.get('seconds')} s, model {meta.get('model')}, experts {experts}).",
+    ]
+    md = out / "tables.md"
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(ManagerEvalArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
+    try:
+        md = evaluate(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(md.read_text(encoding="utf-8"))
+    return 0
+
+
+__all__ = ["RECOMMENDATION", "evaluate", "main"]

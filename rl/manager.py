@@ -1,0 +1,317 @@
+"""SFT, then RLPF, of the manager's decision head (:mod:`agent.manager`) on cached decisions.
+
+The paper's RLPF is REINFORCE with a moving-average baseline over the manager's decisions, with
+reward R = lambda * HIT + (1 - lambda) * BLEU. Rolling the graph out per update costs about 18 s here,
+so the rewards are cached instead: :mod:`rl.decisions` ran every expert once per training context, so
+the reward of every action (a sub-task, and for recommendation an expert) is a table lookup. Actions
+are *sampled* from the policy, the baseline b(S) is kept per sub-task, and an update costs
+milliseconds. :class:`ManagerTrainer` subclasses TRL's trainer base (the transformers ``Trainer``
+machinery: optimizer, scheduler, logging) like :class:`rl.trainer.RLPFTrainer`; ``phase="sft"``
+fits the detection head to the corpus labels by cross-entropy, ``phase="rlpf"`` is equation 5.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl.trainer.base_trainer import _BaseTrainer
+
+from agent.manager import SUBTASK_NAMES, ManagerHead
+from agent.subtasks import RECOMMENDATION
+from rl.baseline import MovingAverageBaseline
+from rl.config import RLPFBaseConfig
+from rl.reward import bleu_reward, hit_reward, weighted_reward
+
+REC = SUBTASK_NAMES.index(RECOMMENDATION)
+
+
+@dataclass
+class ManagerConfig(RLPFBaseConfig):
+    """Training arguments of the decision head: transformers' plus RLPF's own. Defaults train in seconds on a CPU."""
+
+    sft_epochs: float = field(default=20, metadata={"help": "epochs of supervised detection"})
+    rl_epochs: float = field(default=20, metadata={"help": "epochs of RLPF on cached rewards (0: SFT only)"})
+    rl_learning_rate: float = field(default=3e-4, metadata={"help": "learning rate of RLPF"})
+    kl_beta: float = field(
+        default=1.0, metadata={"help": "RLPF: weight of the KL divergence of detection from the SFT policy (TRL's beta)"}
+    )
+    rl_split: str = field(
+        default="valid", metadata={"help": "split whose cached rewards RLPF learns from: valid (no expert trained on it) or train"}
+    )
+    hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})
+    dropout: float = field(default=0.2, metadata={"help": "dropout of the head"})
+    per_device_train_batch_size: int = 64
+    learning_rate: float = 1e-3
+    logging_steps: float = 20
+    disable_tqdm: bool = True
+
+
+@dataclass
+class DecisionTensors:
+    """One split's decisions as tensors. Actions: every sub-task but recommendation, then recommendation with each expert."""
+
+    ids: list[str]
+    llm: torch.Tensor
+    state: torch.Tensor
+    labels: torch.Tensor
+    rewards: torch.Tensor  # [n, actions]
+    hits: dict[int, torch.Tensor]  # k -> [n, experts, max targets] per-target HIT, padded with NaN
+    experts: list[str]
+    actions: list[tuple[int, int]]  # (sub-task index, expert index or -1)
+    is_sample: torch.Tensor
+    rows: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def actions_of(experts: list[str]) -> list[tuple[int, int]]:
+    """The joint actions of detection and matching."""
+    return [(i, -1) for i in range(len(SUBTASK_NAMES)) if i != REC] + [(REC, e) for e in range(len(experts))]
+
+
+def decision_tensors(
+    rows: list[dict[str, Any]], feats: dict[str, Any], experts: list[str], lam: float = 0.5, k: int = 10
+) -> DecisionTensors:
+    """Align decision rows with their cached features and tabulate every action's reward."""
+    index = {i: n for n, i in enumerate(feats["ids"])}
+    missing = [r["id"] for r in rows if r["id"] not in index]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} decision rows have no cached features (first: {missing[0]}); rebuild with `python -m rl.decisions --force true`"
+        )
+    order = torch.tensor([index[r["id"]] for r in rows], dtype=torch.long)
+    actions = actions_of(experts)
+    completions, ranked, targets, refs = [], [], [], []
+    for r in rows:
+        for s, e in actions:
+            key = f"{RECOMMENDATION}:{experts[e]}" if e >= 0 else SUBTASK_NAMES[s]
+            completions.append(r["responses"].get(key, ""))
+            ranked.append(r["rankings"].get(experts[e], []) if e >= 0 else [])
+            targets.append(r["targets"])
+            refs.append(r["reference"])
+    flat = weighted_reward([hit_reward, bleu_reward], [lam, 1 - lam], [None] * len(completions), completions,
+                           ranked=ranked, targets=targets, references=refs, k=k)  # fmt: skip
+    width = max([len(dict.fromkeys(r["targets"])) for r in rows] + [1])
+    hits = {}
+    for kk in (10, 50):
+        t = torch.full((len(rows), len(experts), width), float("nan"))
+        for n, r in enumerate(rows):
+            for e, name in enumerate(experts):
+                rank = r["rankings"].get(name, [])
+                for j, tgt in enumerate(dict.fromkeys(r["targets"])):
+                    t[n, e, j] = float(tgt in rank[:kk])
+        hits[kk] = t
+    return DecisionTensors(
+        ids=[r["id"] for r in rows],
+        llm=feats["llm"][order].float(),
+        state=feats["state"][order].float(),
+        labels=torch.tensor([SUBTASK_NAMES.index(r["label"]) for r in rows]),
+        rewards=torch.tensor(flat).view(len(rows), len(actions)),
+        hits=hits,
+        experts=experts,
+        actions=actions,
+        is_sample=torch.tensor([bool(r["is_sample"]) for r in rows]),
+        rows=rows,
+    )
+
+
+def action_logprobs(det: torch.Tensor, match: torch.Tensor, actions: list[tuple[int, int]]) -> torch.Tensor:
+    """log pi(a) of every joint action: log P(sub-task) (+ log P(expert | recommendation))."""
+    ld, lm = torch.log_softmax(det, -1), torch.log_softmax(match, -1)
+    cols = [ld[:, s] + (lm[:, e] if e >= 0 else 0.0) for s, e in actions]
+    return torch.stack(cols, dim=-1)
+
+
+class _Rows(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        return {"row": i}
+
+
+class ManagerTrainer(_BaseTrainer):
+    """Supervised detection (``phase="sft"``) or RLPF over sampled joint actions (``phase="rlpf"``)."""
+
+    _tag_names = ["trl", "rlpf", "llmcrs"]
+    _name = "RLPF-manager"
+
+    def __init__(
+        self, head: ManagerHead, args: ManagerConfig, data: DecisionTensors, phase: str, reference: ManagerHead | None = None
+    ) -> None:
+        if phase not in ("sft", "rlpf"):
+            raise ValueError(f"phase must be sft or rlpf, got {phase!r}")
+        self.data, self.phase, self.reference = data, phase, reference
+        self.baseline = MovingAverageBaseline(args.baseline_beta)
+        self.history: list[dict[str, Any]] = []
+        self._pending: list[dict[str, float]] = []
+        self._generator = torch.Generator().manual_seed(args.seed)
+        super().__init__(
+            model=head,
+            args=args,
+            train_dataset=_Rows(len(data)),
+            data_collator=lambda feats: {"rows": torch.tensor([f["row"] for f in feats])},
+        )
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        rows = inputs["rows"].cpu()
+        d = self.data
+        det, match = model(d.llm[rows], d.state[rows])
+        if self.phase == "sft":
+            loss = torch.nn.functional.cross_entropy(det, d.labels[rows])
+            self._pending.append({"loss_sft": float(loss.detach()), "accuracy": float((det.argmax(-1) == d.labels[rows]).float().mean())})
+        else:
+            logp = action_logprobs(det, match, d.actions)
+            with torch.no_grad():
+                sampled = torch.multinomial(logp.exp(), 1, generator=self._generator).squeeze(1)  # sample, never greedy
+            reward = d.rewards[rows, sampled]
+            subtasks = [d.actions[int(a)][0] for a in sampled]
+            # b(S) is kept per sub-task S of the context (its corpus label), not of the sampled action:
+            # a baseline that depends on the action would bias the gradient and cancel the signal
+            # that tells one sub-task from another.
+            keys = [SUBTASK_NAMES[int(x)] for x in d.labels[rows]]
+            base = torch.tensor([self.baseline.value(k) for k in keys])
+            for k, r in zip(keys, reward.tolist(), strict=True):
+                self.baseline.update(k, r)
+            chosen = logp.gather(1, sampled[:, None]).squeeze(1)
+            loss = -((reward - base) * chosen).mean()
+            beta = float(getattr(self.args, "kl_beta", 0.0))
+            if self.reference is not None and beta > 0:  # stay near the SFT detection, as TRL's KL penalty does
+                with torch.no_grad():
+                    ref = torch.log_softmax(self.reference(d.llm[rows], d.state[rows])[0], -1)
+                kl = (ref.exp() * (ref - torch.log_softmax(det, -1))).sum(-1).mean()
+                loss = loss + beta * kl
+            self._pending.append(
+                {
+                    "reward": float(reward.mean()),
+                    "baseline": float(base.mean()),
+                    "recommend_share": float((torch.tensor(subtasks) == REC).float().mean()),
+                }
+            )
+        return (loss, {}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._pending:
+            for key in self._pending[0]:
+                logs[key] = statistics.mean(p[key] for p in self._pending)
+            self._pending = []
+        if "loss" in logs:
+            self.history.append({"phase": self.phase, "step": self.state.global_step, **logs})
+        super().log(logs, start_time)
+
+
+@dataclass
+class Decisions:
+    """What a manager (or a baseline) chose on a split: a sub-task and an expert per row."""
+
+    subtask: torch.Tensor
+    expert: torch.Tensor
+
+
+def greedy(head: ManagerHead, data: DecisionTensors) -> Decisions:
+    """The head's argmax decisions (what the graph does)."""
+    head.eval()
+    with torch.no_grad():
+        det, match = head(data.llm, data.state)
+    return Decisions(det.argmax(-1), match.argmax(-1))
+
+
+def expected_reward(decisions: Decisions, data: DecisionTensors) -> float:
+    """Mean cached reward of the decisions."""
+    idx = [data.actions.index((int(s), int(e) if int(s) == REC else -1)) for s, e in zip(decisions.subtask, decisions.expert, strict=True)]
+    return float(data.rewards[torch.arange(len(data)), torch.tensor(idx)].mean())
+
+
+def target_hits(decisions: Decisions, data: DecisionTensors, k: int) -> torch.Tensor:
+    """Per (sample row, target) HIT@k of the decisions, CRSLab's rows (0 where the manager did not recommend)."""
+    rows = torch.nonzero(data.is_sample).squeeze(1)
+    out = []
+    for n in rows.tolist():
+        h = data.hits[k][n, int(decisions.expert[n])]
+        h = h[~torch.isnan(h)]
+        out.append(h if int(decisions.subtask[n]) == REC else torch.zeros_like(h))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+OFFSETS = tuple(i / 4 for i in range(-12, 13))
+
+
+def calibrate_detection(head: ManagerHead, data: DecisionTensors, grid: tuple[float, ...] = OFFSETS) -> float:
+    """Set the detection head's per-sub-task logit offsets to maximise accuracy on ``data`` (coordinate
+    ascent over a grid, two sweeps): the usual recalibration of a classifier's priors on held-out data.
+    Returns the accuracy reached."""
+    head.eval()
+    with torch.no_grad():
+        det, _ = head(data.llm, data.state)
+    det = det - head.det_bias  # the raw logits
+    bias = torch.zeros(det.shape[1])
+
+    def accuracy(b: torch.Tensor) -> float:
+        return float(((det + b).argmax(-1) == data.labels).float().mean())
+
+    best = accuracy(bias)
+    for _ in range(2):
+        for c in range(1, det.shape[1]):  # offsets are relative to the first sub-task
+            for value in grid:
+                trial = bias.clone()
+                trial[c] = value
+                if (acc := accuracy(trial)) > best + 1e-9:
+                    best, bias = acc, trial
+    head.det_bias.copy_(bias)
+    return best
+
+
+def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
+                  rl_data: DecisionTensors | None = None) -> dict[str, Any]:  # fmt: skip
+    """SFT on ``train``, then RLPF on ``rl_data`` (default ``train``), then the detection offsets
+    calibrated on ``valid``; returns the validation figures after each phase, the training history and
+    the SFT-only head (calibrated the same way, for the w/o RL ablation).
+
+    Why RLPF may need other data than SFT: the learned experts' rankings of their own training
+    dialogues are optimistic (KBRD has seen those targets), so a matching policy rewarded on them learns
+    to over-trust the learned experts; rewards from dialogues no expert trained on are honest.
+    """
+    import copy
+    import dataclasses
+    import tempfile
+
+    head.fit_scaler(train.llm)
+    report: dict[str, Any] = {"history": []}
+    reference: ManagerHead | None = None
+
+    def measure(tag: str, model: ManagerHead) -> None:
+        dec = greedy(model, valid)
+        report[f"valid_accuracy_{tag}"] = float((dec.subtask == valid.labels).float().mean())
+        report[f"valid_reward_{tag}"] = expected_reward(dec, valid)
+        report[f"valid_hit@10_{tag}"] = float(target_hits(dec, valid, 10).mean())
+
+    measure("init", head)
+    for phase, epochs, lr, data in (
+        ("sft", cfg.sft_epochs, cfg.learning_rate, train),
+        ("rlpf", cfg.rl_epochs, cfg.rl_learning_rate, rl_data or train),
+    ):
+        if epochs <= 0:
+            continue
+        scratch = tempfile.mkdtemp(prefix=f"llmcrs-{phase}-")  # the Trainer's own folder; nothing of it is kept
+        args = dataclasses.replace(cfg, num_train_epochs=epochs, learning_rate=lr, output_dir=scratch)
+        trainer = ManagerTrainer(head, args, data, phase, reference=reference if phase == "rlpf" else None)
+        trainer.train()
+        report["history"] += trainer.history
+        measure(phase, head)
+        if phase == "sft":
+            reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
+            sft = copy.deepcopy(head).eval()  # the w/o RL manager, kept for the ablation
+            calibrate_detection(sft, valid)
+            measure("sft_calibrated", sft)
+            report["sft_head"] = sft
+    calibrate_detection(head, valid)
+    measure("final", head)
+    head.eval()
+    return report

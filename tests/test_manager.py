@@ -1,0 +1,144 @@
+"""The trained manager: the head learns on fixed data, artefacts load and are checked, the graph uses
+it (or the rule, with a warning), and the shipped one decides as a user expects."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.manager import SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager
+from agent.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
+from rl.manager import DecisionTensors, ManagerConfig, actions_of, decision_tensors, train_manager
+from tests.conftest import fake_llm, skip_or_fail
+
+
+def synthetic(n: int, seed: int) -> DecisionTensors:
+    """Decisions whose label is readable from the features and whose best expert depends on one feature."""
+    g = torch.Generator().manual_seed(seed)
+    llm = torch.randn(n, 16, generator=g)
+    state = torch.zeros(n, 3)
+    labels = llm[:, :4].argmax(-1)
+    experts = ["a", "b"]
+    actions = actions_of(experts)
+    good = (llm[:, 5] > 0).long()  # expert a (0) hits when feature 5 is positive, else b (1)
+    rewards = torch.zeros(n, len(actions))
+    hits = {k: torch.zeros(n, 2, 1) for k in (10, 50)}
+    rec = SUBTASK_NAMES.index(RECOMMENDATION)
+    for i in range(n):
+        for j, (s, e) in enumerate(actions):
+            if s == int(labels[i]) and s != rec:
+                rewards[i, j] = 0.5
+            if s == rec and int(labels[i]) == rec:
+                rewards[i, j] = 1.0 if e == int(good[i]) else 0.1
+        hits[10][i, int(good[i]), 0] = hits[50][i, int(good[i]), 0] = 1.0
+    return DecisionTensors([str(i) for i in range(n)], llm, state, labels, rewards, hits, experts, actions, labels == rec, [{}] * n)
+
+
+def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
+    torch.manual_seed(0)
+    train, valid = synthetic(600, 0), synthetic(300, 1)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=15, learning_rate=3e-3, rl_learning_rate=3e-3, seed=0)
+    report = train_manager(head, cfg, train, valid)
+    assert report["valid_accuracy_sft"] > report["valid_accuracy_init"] + 0.3  # SFT learns the labels
+    assert report["valid_reward_rlpf"] > report["valid_reward_sft"] + 0.05  # RLPF learns the matching
+    assert report["valid_hit@10_rlpf"] > report["valid_hit@10_sft"]
+    assert any(h["phase"] == "rlpf" and "reward" in h for h in report["history"])
+    sft = report["sft_head"]
+    assert not torch.equal(sft.match.weight, head.match.weight)  # the w/o RL head is a snapshot
+
+
+def test_rewards_are_tabulated_per_action():
+    rows = [
+        {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
+         "rankings": {"a": ["Heat (1995)"], "b": ["Up (2009)"]},
+         "responses": {ELICITATION: "What do you like?", "recommendation:a": "You might like Heat (1995).", "recommendation:b": "You might like Up (2009)."}},
+    ]  # fmt: skip
+    feats = {"ids": ["x/1"], "llm": torch.zeros(1, 4), "state": torch.zeros(1, 2)}
+    data = decision_tensors(rows, feats, ["a", "b"], lam=0.5, k=10)
+    rewards = dict(zip(data.actions, data.rewards[0].tolist(), strict=True))
+    assert rewards[(SUBTASK_NAMES.index(RECOMMENDATION), 0)] == pytest.approx(1.0)  # HIT and an exact reference
+    assert 0 < rewards[(SUBTASK_NAMES.index(RECOMMENDATION), 1)] < 0.5  # no HIT, some words shared
+    assert rewards[(SUBTASK_NAMES.index(EXPLANATION), -1)] == 0.0  # no answer for that action
+    with pytest.raises(ValueError, match="no cached features"):
+        decision_tensors(rows, {"ids": [], "llm": torch.zeros(0, 4), "state": torch.zeros(0, 2)}, ["a", "b"])
+
+
+def test_saved_manager_loads_and_a_corrupt_one_names_the_fix(tmp_path):
+    head = ManagerHead(8, 2, ["a"], hidden=8).eval()
+    save_manager(head, tmp_path, {"dataset": "redial", "model": "m"})
+    loaded, meta = load_manager(tmp_path)
+    x, s = torch.randn(3, 8), torch.randn(3, 2)
+    assert torch.allclose(loaded(x, s)[0], head(x, s)[0], atol=1e-2)  # stored in fp16
+    assert meta["config"]["experts"] == ["a"]
+    data = bytearray((tmp_path / "manager.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "manager.pt").write_bytes(bytes(data))
+    with pytest.raises(ManagerError, match="rl.train"):
+        load_manager(tmp_path)
+
+
+def test_without_a_trained_manager_the_rule_decides_with_a_warning(real_root, monkeypatch):
+    import agent.manager
+    from agent.graph import build_crs_graph
+    from tools import default_experts
+
+    monkeypatch.setattr(agent.manager, "manager_dir", lambda dataset: None)
+    llm = fake_llm("What do you like?")
+    g = build_crs_graph(model=llm, tools=default_experts("redial", str(real_root), learned=False), checkpointer=InMemorySaver(),
+                        data_root=str(real_root))  # fmt: skip
+    with pytest.warns(UserWarning, match="no trained manager for redial"):
+        out = g.invoke({"messages": [HumanMessage("hi there")]}, {"configurable": {"thread_id": "r"}})
+    assert out["trajectory"][0]["method"] == "rule"
+    assert out["subtask"]["name"] == ELICITATION
+    assert len(llm.prompts) == 1 and "decides which one sub-task" not in llm.prompts[0]  # the LLM only wrote the response
+
+
+# ---- the shipped trained manager, on the embedded model and the real data ------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_graph(real_root):
+    from agent.graph import build_crs_graph
+    from agent.llm import ModelError, load_chat_model
+    from agent.manager import manager_dir
+
+    try:
+        model = load_chat_model()
+    except ModelError as exc:
+        skip_or_fail(f"embedded default not installed: {exc}")
+    assert manager_dir("redial") is not None, "the trained ReDial manager ships in agent/managers/redial"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # untrained experts on a fresh machine are named in warnings
+        return build_crs_graph(model=model, checkpointer=InMemorySaver(), data_root=str(real_root))
+
+
+SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
+    [("I loved Get Out (2017), something like it?", RECOMMENDATION), ("why that one?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
+    [("Hi! Can you help me find a movie?", ELICITATION), ("I really like The Shining (1980) and It (2017)", RECOMMENDATION),
+     ("What makes it a good pick for me?", EXPLANATION)],
+    [("Who directed Titanic (1997)?", DETAIL_SEARCH), ("I enjoyed Titanic (1997) and The Notebook (2004), any similar romance?", RECOMMENDATION),
+     ("why do you think I'd like it", EXPLANATION)],
+    [("hello", ELICITATION), ("Any comedy like Superbad (2007)?", RECOMMENDATION), ("Who is in it?", DETAIL_SEARCH)],
+]  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_shipped_manager_in_scripted_conversations(shipped_graph):
+    right, total, repeats = 0, 0, 0
+    for n, script in enumerate(SCRIPTS):
+        config = {"configurable": {"thread_id": f"script-{n}"}}
+        replies: list[str] = []
+        for text, expected in script:
+            out = shipped_graph.invoke({"messages": [HumanMessage(text)]}, config)
+            assert out["trajectory"][0]["method"] == "head"
+            right += out["subtask"]["name"] == expected
+            total += 1
+            repeats += out["response"] in replies
+            replies.append(out["response"])
+    assert right / total >= 0.85, f"{right}/{total} sub-tasks right"
+    assert repeats == 0
