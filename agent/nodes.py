@@ -342,13 +342,27 @@ def clean_response(text: str, prefix: str = "") -> str:
     'Try Heat (1995).'
     >>> clean_response("It is tense. And long. And more.", "You might like Heat (1995). ")
     'You might like Heat (1995). It is tense.'
+    >>> clean_response("#2087456  1999   1     1", "The Matrix (1999) year: 1999 ")
+    'The Matrix (1999) year: 1999'
     """
     text = STOP.split(text, maxsplit=1)[0].strip()
     if prefix:
         first = SENTENCE_END.search(text)
         text = (text[: first.end()] if first else text).strip()
+        if not prose(text):  # numbers, ids and symbols after a forced prefix: keep the prefix alone
+            text = ""
         return f"{prefix.strip()} {text}".strip()
     return text
+
+
+def prose(text: str) -> bool:
+    """Whether a continuation reads as words: it starts with a letter and is mostly letters and spaces.
+
+    >>> prose("It is a classic."), prose("#14586 - 1 1 1"), prose("")
+    (True, False, False)
+    """
+    letters = sum(c.isalpha() or c.isspace() for c in text)
+    return bool(text) and text[0].isalpha() and letters >= 0.8 * len(text)
 
 
 def response_prefix(state: State, res: Resources, ctx: Context) -> str:

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", default="50,200,1000", help="turn counts to report at")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    parser.add_argument("--durability", default="async", choices=("sync", "async", "exit"), help="LangGraph durability of each turn")
     args = parser.parse_args(argv)
     from langchain_core.messages import HumanMessage
     from langchain_core.runnables import RunnableConfig
@@ -56,14 +57,16 @@ def main(argv: list[str] | None = None) -> None:
         ctx = Context(max_new_tokens=args.max_new_tokens)
         for turn in range(1, args.turns + 1):
             start = time.perf_counter()
-            graph.invoke({"messages": [HumanMessage(f"{MESSAGES[turn % len(MESSAGES)]} ({turn})")]}, config, context=ctx)
+            graph.invoke(
+                {"messages": [HumanMessage(f"{MESSAGES[turn % len(MESSAGES)]} ({turn})")]}, config, context=ctx, durability=args.durability
+            )
             times.append(time.perf_counter() - start)
             if turn in marks:
                 saver.conn.commit()
                 size = os.path.getsize(db)
                 row = {"turns": turn, "db_mb": round(size / 2**20, 2), "kb_per_turn_since_last": round((size - last_size) / 1024 / (turn - last_turn), 1),
                        "rss_mb": round(rss_mb(), 1), "median_turn_s": round(statistics.median(times[last_turn:]), 3),
-                       "state_messages": len(graph.get_state(config).values["messages"])}  # fmt: skip
+                       "state_messages": len(graph.get_state(config).values["messages"]), "durability": args.durability}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 last_size, last_turn = size, turn

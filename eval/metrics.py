@@ -293,7 +293,7 @@ def compare_paired(a: Sequence[float], b: Sequence[float]) -> PairedComparison:
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down; scipy has only Benjamini-Hochberg).
 
-    >>> holm([0.01, 0.04, 0.03])
+    >>> [round(p, 6) for p in holm([0.01, 0.04, 0.03])]
     [0.03, 0.06, 0.06]
     """
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
@@ -301,5 +301,5 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     running = 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        out[i] = round(running, 12)
+        out[i] = running
     return out
