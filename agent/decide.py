@@ -26,6 +26,11 @@ def can_score(model: BaseChatModel) -> bool:
     return callable(getattr(model, "choice_logprobs", None))
 
 
+def pick(logprobs: torch.Tensor, sample: bool) -> int:
+    """Index of the chosen option: drawn from the distribution during RLPF rollouts, else the most likely."""
+    return int(torch.multinomial(logprobs.exp(), 1)) if sample else int(torch.argmax(logprobs))
+
+
 def decide(
     model: BaseChatModel, stage: str, prompt: str, options: list[str], key: str, fallback: Callable[[], str]
 ) -> tuple[str, LLMCall, dict[str, Any] | None]:
@@ -49,7 +54,7 @@ def decide(
         with torch.no_grad():
             logprobs = model.choice_logprobs(messages, options, prefix=prefix, suffix='"}')  # type: ignore[attr-defined]
         sample = bool(getattr(model, "sample_choices", False))
-        index = int(torch.multinomial(logprobs.exp(), 1)) if sample else int(torch.argmax(logprobs))
+        index = pick(logprobs, sample)
         best = options[index]
         rec = LLMCall(
             stage=stage, method="constrained", prompt=prompt, prefix=prefix, completion=f'{best}"}}', options=list(options),

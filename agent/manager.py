@@ -22,7 +22,6 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -191,19 +190,24 @@ class TrainedManager:
 
     def __init__(self, head: ManagerHead, meta: dict[str, Any], model: HiddenStateModel, env: ExpertEnv) -> None:
         self.head, self.meta, self.model, self.env = head, meta, model, env
-
-    @lru_cache(maxsize=8)  # noqa: B019 - one manager per graph; detection and matching of a turn share the LLM pass
-    def _features(self, text: str) -> torch.Tensor:
-        return self.model.hidden_features([text], max_tokens=MAX_TOKENS)
+        self._last: tuple[str, tuple[torch.Tensor, torch.Tensor, str]] | None = None
 
     def distributions(self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """Log-probabilities over the sub-tasks and over the head's experts, and the decision text."""
+        """Log-probabilities over the sub-tasks and over the head's experts, and the decision text.
+
+        Detection and matching of one turn ask with the same dialogue and results: the second call
+        reuses the first's LLM pass and state features."""
+        key = json.dumps([dialogue, results], sort_keys=True, default=str)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
         text = decision_text(dialogue, self.env.category)
-        llm = self._features(text)
+        llm = self.model.hidden_features([text], max_tokens=MAX_TOKENS)
         state = torch.tensor([state_features(dialogue, results, self.env)])
         with torch.no_grad():
             det, match = self.head(llm, state)
-        return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text
+        out = (torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text)
+        self._last = (key, out)
+        return out
 
 
 def trained_manager(dataset: str, model: Any, env: ExpertEnv) -> TrainedManager | None:

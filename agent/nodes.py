@@ -21,7 +21,7 @@ from langchain_core.tools import BaseTool
 import prompts
 from agent.boundary import REJECTED, rejected, trim
 from agent.context import Context
-from agent.decide import can_score, decide
+from agent.decide import can_score, decide, pick
 from agent.heuristics import heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
 from agent.resources import Resources
@@ -145,7 +145,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
 
 def head_choice(stage: str, text: str, options: list[str], logprobs: torch.Tensor, sample: bool) -> tuple[str, LLMCall]:
     """A decision of the trained manager: the argmax of the head's distribution (sampled during RLPF rollouts)."""
-    index = int(torch.multinomial(logprobs.exp(), 1)) if sample else int(torch.argmax(logprobs))
+    index = pick(logprobs, sample)
     rec = LLMCall(stage=stage, method="head", prompt=text, options=list(options), logprobs=[round(float(x), 6) for x in logprobs],
                   parsed=options[index], sampled=sample, fallback=False)  # fmt: skip
     return options[index], rec

@@ -62,7 +62,6 @@ class DecisionTensors:
     experts: list[str]
     actions: list[tuple[int, int]]  # (sub-task index, expert index or -1)
     is_sample: torch.Tensor
-    rows: list[dict[str, Any]]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -115,7 +114,6 @@ def decision_tensors(
         experts=experts,
         actions=actions,
         is_sample=torch.tensor([bool(r["is_sample"]) for r in rows]),
-        rows=rows,
     )
 
 

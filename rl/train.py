@@ -52,20 +52,22 @@ def load_policy(name: str) -> tuple[Any, Any]:
 
 def train_head(script: ScriptArguments, cfg: Any) -> int:
     """SFT + RLPF of the decision head on cached decisions; save it where the graph finds it."""
+    from transformers import set_seed
+
     from agent.manager import ManagerHead, save_manager
     from crsdata.paths import home_dir
     from rl.decisions import load_features, load_split, recommenders_of
     from rl.manager import decision_tensors, train_manager
     from rl.trainer import write_logs
 
-    torch_seed(cfg.seed)
+    set_seed(cfg.seed)
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")
+    feats = {split: load_features(script.dataset, split) for split in ("train", "valid")}
     data = {
-        split: decision_tensors(load_split(script.dataset, split), load_features(script.dataset, split), experts, cfg.lam, cfg.hit_k)
+        split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k)
         for split in ("train", "valid")
     }
-    feats = load_features(script.dataset, "train")
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
     if cfg.rl_split not in data:
         raise SystemExit(f"rl_split must be train or valid, got {cfg.rl_split!r}")
@@ -73,7 +75,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
     history = report.pop("history")
     sft_head = report.pop("sft_head", None)
-    meta = {"dataset": script.dataset, "model": feats["model"], "experts": experts, "train_rows": len(data["train"]),
+    meta = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
             "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam, **report,
             "command": f"python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
     save_manager(head, out, meta)
@@ -85,14 +87,6 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
         print(f"{key}: {value:.4f}", flush=True)
     print(f"saved the trained manager to {out} ({meta['seconds']:.0f}s)")
     return 0
-
-
-def torch_seed(seed: int) -> None:
-    """Seed torch and Python's random."""
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,7 @@ def synthetic(n: int, seed: int) -> DecisionTensors:
             if s == rec and int(labels[i]) == rec:
                 rewards[i, j] = 1.0 if e == int(good[i]) else 0.1
         hits[10][i, int(good[i]), 0] = hits[50][i, int(good[i]), 0] = 1.0
-    return DecisionTensors([str(i) for i in range(n)], llm, state, labels, rewards, hits, experts, actions, labels == rec, [{}] * n)
+    return DecisionTensors([str(i) for i in range(n)], llm, state, labels, rewards, hits, experts, actions, labels == rec)
 
 
 def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
