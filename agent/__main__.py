@@ -87,11 +87,11 @@ def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    from agent.memory import open_checkpointer
 
     db = Path(args.db or home_dir() / "chat.sqlite")
     thread = args.thread or uuid.uuid4().hex[:8]
-    with SqliteSaver.from_conn_string(str(db)) as saver:
+    with open_checkpointer(db) as saver:
         graph = _build(args, saver)
         config = {"configurable": {"thread_id": thread}}
         history = graph.get_state(config).values.get("messages", [])
@@ -122,12 +122,12 @@ def transcript(graph: Any, config: dict[str, Any]) -> list[dict[str, str]]:
 def cmd_export(args: argparse.Namespace) -> None:
     import json
 
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    from agent.memory import open_checkpointer
 
     db = Path(args.db or home_dir() / "chat.sqlite")
     if not db.is_file():
         raise DataError(f"no chat sessions at {db}; start one with `python -m agent chat`")
-    with SqliteSaver.from_conn_string(str(db)) as saver:
+    with open_checkpointer(db) as saver:
         rows = transcript(_build(args, saver), {"configurable": {"thread_id": args.thread}})
     if not rows:
         raise DataError(f"thread {args.thread!r} has no messages in {db}")
@@ -160,6 +160,24 @@ def cmd_demo(args: argparse.Namespace) -> None:
         run_turn(graph, turn.text, config, Context(), stream=True)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    """``langgraph dev`` on this repo's langgraph.json, with the limits this machine can serve."""
+    import os
+    import shutil
+    import subprocess
+
+    cli = shutil.which("langgraph", path=str(Path(sys.executable).parent)) or shutil.which("langgraph")
+    if cli is None:
+        raise DataError("the LangGraph server is not installed; run `pip install -e '.[studio]'` (or `make setup`)")
+    config = Path(__file__).resolve().parents[1] / "langgraph.json"
+    env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(args.max_request_bytes)}
+    cmd = [cli, "dev", "--config", str(config), "--host", args.host, "--port", str(args.port), "--no-browser",
+           "--n-jobs-per-worker", str(args.jobs), *(() if args.reload else ("--no-reload",))]  # fmt: skip
+    console.print(f"[bold]llmcrs[/] LangGraph server on http://{args.host}:{args.port} (graph 'llmcrs', {args.jobs} concurrent runs, "
+                  f"requests up to {args.max_request_bytes} bytes)")  # fmt: skip
+    subprocess.run(cmd, env=env, check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     # the shared options are accepted before or after the sub-command (`--dataset redial demo` or `demo --dataset redial`)
     common = argparse.ArgumentParser(add_help=False)
@@ -184,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--thread", required=True)
     p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("serve", help="the LangGraph server API (langgraph dev) with this machine's limits", parents=[common])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=2024)
+    p.add_argument("--jobs", type=int, default=2, help="concurrent runs per worker (2 cores: 2; a GPU server: more)")
+    p.add_argument("--max-request-bytes", type=int, default=64 * 1024, help="larger request bodies get 413")
+    p.add_argument("--reload", action="store_true", help="reload on code changes")
+    p.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     if args.cmd is None:
         args = parser.parse_args([*(argv or sys.argv[1:]), "chat"])

@@ -42,15 +42,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from langchain_core.messages import HumanMessage
     from langchain_core.runnables import RunnableConfig
-    from langgraph.checkpoint.sqlite import SqliteSaver
 
     from agent.context import Context
     from agent.graph import build_crs_graph
+    from agent.memory import open_checkpointer
 
     marks = {int(x) for x in args.report.split(",")}
     db = Path(tempfile.mkdtemp()) / "bench.sqlite"
     rows, times, last_size, last_turn = [], [], 0, 0
-    with SqliteSaver.from_conn_string(str(db)) as saver, warnings.catch_warnings():
+    with open_checkpointer(db) as saver, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = build_crs_graph(checkpointer=saver)
         config: RunnableConfig = {"configurable": {"thread_id": "long"}}

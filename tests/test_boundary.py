@@ -77,3 +77,35 @@ def test_fake_chat_is_not_a_hidden_state_model():
     from agent.manager import HiddenStateModel
 
     assert not isinstance(FakeChat(messages=iter([])), HiddenStateModel)
+
+
+def test_turn_saver_keeps_one_state_per_turn_and_the_whole_transcript(real_root, tmp_path):
+    from agent.__main__ import transcript
+    from agent.memory import open_checkpointer
+    from tools import default_experts
+
+    def stored(saver) -> int:
+        rows = saver.conn.execute("SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0) FROM checkpoints").fetchone()[0]
+        return rows + saver.conn.execute("SELECT COALESCE(SUM(LENGTH(value)), 0) FROM writes").fetchone()[0]
+
+    config = {"configurable": {"thread_id": "long"}}
+    tools = default_experts("redial", str(real_root), learned=False)
+    with open_checkpointer(tmp_path / "chat.sqlite") as saver:
+        graph = build_crs_graph(model=echo_llm(), tools=tools, checkpointer=saver, data_root=str(real_root), manager="rule")
+        sizes = {}
+        for turn in range(1, 41):
+            graph.invoke({"messages": [HumanMessage(f"I like The Shining (1980), turn {turn}")]}, config)
+            sizes[turn] = stored(saver)
+        checkpoints = saver.conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+        assert checkpoints <= 40 + 6  # one per finished turn, plus the steps of the current one
+        # The 40th turn adds no more than the 20th (a saver keeping every step adds ~7 states a turn).
+        assert sizes[40] - sizes[39] <= 1.2 * (sizes[20] - sizes[19]) + 2048, sizes
+        assert sizes[40] / 40 <= 2.5 * len(saver.serde.dumps_typed(graph.get_state(config).values)[1])
+        rows = transcript(graph, config)
+    said = [r["content"] for r in rows if r["role"] == "user"]
+    assert said == [f"I like The Shining (1980), turn {t}" for t in range(1, 41)]  # nothing lost, in order
+    assert sum(r["role"] == "assistant" for r in rows) == 40
+    with open_checkpointer(tmp_path / "chat.sqlite") as saver:  # another process resumes the thread
+        graph = build_crs_graph(model=echo_llm(), tools=tools, checkpointer=saver, data_root=str(real_root), manager="rule")
+        out = graph.invoke({"messages": [HumanMessage("why that one?")]}, config)
+        assert out["response"] and not out["error"] and out["results"]

@@ -1,0 +1,86 @@
+"""Where conversations are kept: the one place that opens a checkpointer for the CLI and benchmarks.
+
+Every step of a turn (input, detect, match, execute, respond) writes a checkpoint holding the whole
+state, so a thread would store each turn about seven times. :class:`TurnSaver` is LangGraph's
+``SqliteSaver`` that prunes, when a new turn starts, the intermediate checkpoints of the turns before
+it: each turn keeps its input checkpoint (the state as the turn before ended, plus the new message;
+the message windows of these checkpoints hold the whole transcript), the current turn keeps all of its steps (a crash
+mid-turn still resumes from the last step). Storage per turn is then one state, flat in the length
+of the thread. We write this ourselves because ``SqliteSaver`` leaves ``prune`` unimplemented and has
+no policy between "keep everything" and "keep the latest".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+# Loop checkpoints of `thread` older than its last input checkpoint. An input checkpoint holds the state
+# as the turn before it ended, with the new user message among its writes, so keeping the input
+# checkpoints keeps every finished turn and every message.
+_STALE = """
+    SELECT checkpoint_id FROM checkpoints c
+    WHERE c.thread_id = ? AND c.checkpoint_ns = ''
+      AND json_extract(CAST(c.metadata AS TEXT), '$.source') != 'input'
+      AND c.checkpoint_id < (SELECT MAX(checkpoint_id) FROM checkpoints
+                             WHERE thread_id = c.thread_id AND checkpoint_ns = ''
+                               AND json_extract(CAST(metadata AS TEXT), '$.source') = 'input')
+"""
+
+
+class TurnSaver(SqliteSaver):
+    """``SqliteSaver`` keeping one checkpoint per finished turn (see the module docstring)."""
+
+    def put(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> RunnableConfig:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        if metadata.get("source") == "input" and not config["configurable"].get("checkpoint_ns"):
+            self.prune([str(config["configurable"]["thread_id"])], strategy="keep_turns")
+        return saved
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:
+        """Prune the threads' checkpoints.
+
+        Args:
+            thread_ids: The threads to prune.
+            strategy: ``keep_turns`` (each turn's input checkpoint and every step of the current
+                turn) or ``delete`` (everything; as ``delete_thread``).
+        """
+        if strategy not in ("keep_turns", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}; use 'keep_turns' or 'delete'")
+        for thread in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread)
+                continue
+            with self.cursor() as cur:
+                stale = [row[0] for row in cur.execute(_STALE, (thread,)).fetchall()]
+                for i in range(0, len(stale), 500):
+                    chunk = stale[i : i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    cur.execute(
+                        f"DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})", (thread, *chunk)
+                    )
+                    cur.execute(
+                        f"DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})",
+                        (thread, *chunk),
+                    )
+
+
+@contextmanager
+def open_checkpointer(where: str | Path) -> Iterator[Any]:
+    """A checkpointer for ``build_crs_graph``: a SQLite file path (pruned per turn, :class:`TurnSaver`).
+
+    Args:
+        where: Path of the SQLite file (created with its parent directory when missing).
+    """
+    path = Path(where)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with TurnSaver.from_conn_string(str(path)) as saver:
+        yield saver

@@ -1,0 +1,101 @@
+"""The LangGraph server API (``python -m agent serve`` = ``langgraph dev`` on langgraph.json), driven by
+the official ``langgraph_sdk`` client on a free loopback port: conversations on threads, malformed
+input refused with the field and the limit, oversized requests refused before any run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent.boundary import MAX_MESSAGE_CHARS
+from tests.conftest import skip_or_fail
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
+MAX_REQUEST_BYTES = 32 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        import langgraph_api  # noqa: F401
+    except ImportError:
+        skip_or_fail("the LangGraph server is not installed (pip install -e '.[studio]')")
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false"}
+    cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--max-request-bytes", str(MAX_REQUEST_BYTES)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                skip_or_fail(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"the server did not start in 120 s: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_limits_route_and_oversized_request_refused_before_a_run(server):
+    limits = httpx.get(f"{server}/llmcrs/limits").json()
+    assert limits["max_request_bytes"] == MAX_REQUEST_BYTES and limits["max_message_chars"] == MAX_MESSAGE_CHARS
+    thread = httpx.post(f"{server}/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": "llmcrs", "input": {"messages": [{"role": "user", "content": "x" * 50_000}]}}
+    r = httpx.post(f"{server}/threads/{thread}/runs/wait", json=body, timeout=30)
+    assert r.status_code == 413 and str(MAX_REQUEST_BYTES) in r.json()["detail"]
+    assert httpx.get(f"{server}/threads/{thread}/runs").json() == []  # no run was queued
+
+
+MALFORMED = {
+    "list of arbitrary dicts": ({"messages": [{"role": "user", "content": [{"foo": "bar"}, {"type": "weird", "x": 1}]}]}, "content"),
+    "dict that is no message": ({"messages": [{"foo": "bar"}]}, "messages[0]"),
+    "oversized message (under the request limit)": (
+        {"messages": [{"role": "user", "content": "y" * (MAX_MESSAGE_CHARS + 10)}]},
+        str(MAX_MESSAGE_CHARS),
+    ),
+    "no messages key": ({}, "messages"),
+    "content of a wrong type": ({"messages": [{"role": "user", "content": 42}]}, "content"),
+}
+
+
+def test_conversation_and_malformed_input_through_the_sdk(server):
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=server)
+    thread = client.threads.create()["thread_id"]
+    first = client.runs.wait(
+        thread, "llmcrs", input={"messages": [{"role": "user", "content": "I loved The Shining (1980), something like it?"}]}
+    )
+    assert first["response"] and not first.get("error")
+    ids = [m["id"] for m in client.threads.get_state(thread)["values"]["messages"]]
+    for case, (payload, names) in MALFORMED.items():
+        out = client.runs.wait(thread, "llmcrs", input=payload)
+        assert out["error"].startswith("input refused:") and names in out["error"], (case, out.get("error"))
+        assert [m["id"] for m in client.threads.get_state(thread)["values"]["messages"]] == ids, case  # thread unchanged
+    second = client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": "why that one?"}]})
+    assert second["response"] and not second.get("error")
+    assert second["subtask"]["name"] == "explanation"  # the second message sees the first
