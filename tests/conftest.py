@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -14,6 +20,8 @@ from langchain_core.outputs import ChatResult
 from crsdata.paths import DataError, data_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+SERVER_MAX_REQUEST_BYTES = 32 * 1024
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -122,3 +130,42 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of the tiny offline model (built once per session)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_llm"))
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m agent serve`` (the LangGraph server on langgraph.json) on a free loopback port; its URL."""
+    try:
+        import langgraph_api  # noqa: F401
+    except ImportError:
+        skip_or_fail("the LangGraph server is not installed (pip install -e '.[studio]')")
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false"}
+    cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--max-request-bytes", str(SERVER_MAX_REQUEST_BYTES)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                skip_or_fail(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"the server did not start in 120 s: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)

@@ -4,60 +4,13 @@ input refused with the field and the limit, oversized requests refused before an
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
 
 from agent.boundary import MAX_MESSAGE_CHARS
-from tests.conftest import skip_or_fail
+from tests.conftest import SERVER_MAX_REQUEST_BYTES as MAX_REQUEST_BYTES
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[1]
-MAX_REQUEST_BYTES = 32 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    try:
-        import langgraph_api  # noqa: F401
-    except ImportError:
-        skip_or_fail("the LangGraph server is not installed (pip install -e '.[studio]')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false"}
-    cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--max-request-bytes", str(MAX_REQUEST_BYTES)]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                skip_or_fail(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"the server did not start in 120 s: {log.read_text()[-2000:]}")
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def test_limits_route_and_oversized_request_refused_before_a_run(server):
