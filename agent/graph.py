@@ -7,6 +7,7 @@ instant: the LLM, the experts and the data load on the first turn.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -102,4 +103,5 @@ def build_crs_graph(
     return graph
 
 
-graph = build_crs_graph()
+# The server's graph (`python -m agent serve --dataset X` sets LLMCRS_DATASET).
+graph = build_crs_graph(dataset=os.environ.get("LLMCRS_DATASET", "redial"))

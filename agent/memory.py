@@ -1,5 +1,9 @@
 """Where conversations are kept: the one place that opens a checkpointer for the CLI and benchmarks.
 
+``open_checkpointer(where)`` takes a SQLite file path (the embedded default) or a ``postgresql://`` URL
+(LangGraph's ``PostgresSaver``, for sessions shared by several processes or machines; ``pip install -e
+'.[postgres]'``). ``where`` defaults to ``$LLMCRS_CHECKPOINTER``, else ``$LLMCRS_HOME/chat.sqlite``.
+
 Every step of a turn (input, detect, match, execute, respond) writes a checkpoint holding the whole
 state, so a thread would store each turn about seven times. :class:`TurnSaver` is LangGraph's
 ``SqliteSaver`` that prunes, when a new turn starts, the intermediate checkpoints of the turns before
@@ -12,6 +16,7 @@ no policy between "keep everything" and "keep the latest".
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,13 +78,43 @@ class TurnSaver(SqliteSaver):
                     )
 
 
+def default_checkpointer() -> str:
+    """``$LLMCRS_CHECKPOINTER`` (a path or a ``postgresql://`` URL), else ``$LLMCRS_HOME/chat.sqlite``."""
+    from crsdata.paths import home_dir
+
+    return os.environ.get("LLMCRS_CHECKPOINTER") or str(home_dir() / "chat.sqlite")
+
+
+def is_postgres(where: str | Path) -> bool:
+    """Whether ``where`` names a PostgreSQL database rather than a SQLite file."""
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
 @contextmanager
-def open_checkpointer(where: str | Path) -> Iterator[Any]:
-    """A checkpointer for ``build_crs_graph``: a SQLite file path (pruned per turn, :class:`TurnSaver`).
+def open_checkpointer(where: str | Path | None = None) -> Iterator[Any]:
+    """A checkpointer for ``build_crs_graph``, closed on exit.
 
     Args:
-        where: Path of the SQLite file (created with its parent directory when missing).
+        where: A SQLite file path (created with its parent directory; pruned per turn,
+            :class:`TurnSaver`) or a ``postgresql://`` URL (``PostgresSaver``, tables set up on first
+            use). ``None``: :func:`default_checkpointer`.
+
+    Raises:
+        DataError: The Postgres extra is not installed.
     """
+    where = where or default_checkpointer()
+    if is_postgres(where):
+        try:
+            from langgraph.checkpoint.postgres import PostgresSaver
+        except ImportError as exc:
+            from crsdata.paths import DataError
+
+            raise DataError(f"{str(where).split('@')[-1]} is a PostgreSQL URL but the Postgres checkpointer is not installed; "
+                            "run `pip install -e '.[postgres]'`") from exc  # fmt: skip
+        with PostgresSaver.from_conn_string(str(where)) as saver:
+            saver.setup()
+            yield saver
+        return
     path = Path(where)
     path.parent.mkdir(parents=True, exist_ok=True)
     with TurnSaver.from_conn_string(str(path)) as saver:
