@@ -367,11 +367,16 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
         return ChatHuggingFace(llm=HuggingFaceEndpoint(**{key: target}, max_new_tokens=max_new_tokens))  # type: ignore[arg-type]
     if spec.startswith("openai:"):
         try:
-            from langchain_openai import ChatOpenAI  # type: ignore[import-not-found]
+            from langchain_openai import ChatOpenAI
+            from pydantic import SecretStr
         except ImportError as exc:
-            raise ModelError("the openai: model spec needs `pip install langchain-openai`") from exc
+            raise ModelError("the openai: model spec needs `pip install -e '.[openai]'` (langchain-openai)") from exc
         name, _, base = spec.split(":", 1)[1].partition("@")
-        return ChatOpenAI(model=name, base_url=base or None, max_tokens=max_new_tokens)  # type: ignore[no-any-return]
+        # a self-hosted server (vLLM, TGI, llama.cpp) takes any key; OpenAI itself needs OPENAI_API_KEY
+        api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base else None)
+        return ChatOpenAI(
+            model=name, base_url=base or None, api_key=SecretStr(api_key) if api_key else None, max_completion_tokens=max_new_tokens
+        )
     path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
     model, tok = _cached_local(path)
     return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens)

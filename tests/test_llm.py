@@ -125,3 +125,45 @@ def test_unloadable_model_error_names_cause_and_fix(monkeypatch, offline):
     text = str(err.value)
     assert "nobody/no-such-model" in text and "couldn't connect" in text and "local model folder" in text
     assert ("HF_HUB_OFFLINE=1 is set" in text) == bool(offline)
+
+
+def test_openai_compatible_endpoint_is_a_configuration_change(real_root):
+    """`openai:<model>@<url>` (vLLM, TGI, ...) against a local fake server: the graph's LLM calls go there."""
+    import json
+    import re
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("langchain_openai", reason="pip install -e '.[openai]'")
+    seen: list[dict] = []
+
+    class Fake(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_POST(self):  # noqa: N802
+            seen.append({"path": self.path, **json.loads(self.rfile.read(int(self.headers["Content-Length"])))})
+            prompt = seen[-1]["messages"][-1]["content"]
+            item = re.search(r"Expert output:[^:]*: (.+?\(\d{4}\))", prompt)  # answer like a faithful LLM
+            text = f"{item.group(1) if item else 'Something'} has the same creeping dread."
+            body = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "fake-model",
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": text}}],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        g = build_crs_graph(model=f"openai:fake-model@{url}", tools=default_experts("redial", str(real_root), learned=False),
+                            checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule")  # fmt: skip
+        out = g.invoke({"messages": [HumanMessage("I loved The Shining (1980), something like it?")]}, {"configurable": {"thread_id": "o"}})
+    finally:
+        server.shutdown()
+    assert seen and seen[-1]["path"] == "/v1/chat/completions" and seen[-1]["model"] == "fake-model"
+    assert "creeping dread" in out["response"] and not out["trajectory"][-1].get("fallback")
