@@ -76,9 +76,10 @@ def run_turn(graph: Any, text: str | None, config: dict[str, Any], ctx: Context,
 
 def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
     from agent.graph import build_crs_graph
+    from agent.llm import load_chat_model
 
     return build_crs_graph(
-        model=args.model,
+        model=load_chat_model(args.model),  # now, so that a model that cannot load fails before the first turn
         checkpointer=checkpointer,
         n_demos=args.demos,
         ablations=args.ablation,
@@ -194,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--ablation", default=argparse.SUPPRESS, help="full, wo_si, wo_di, wo_sg, wo_m, wo_e")
     common.add_argument("--manager", default=argparse.SUPPRESS, help="trained (default), prompt or rule")
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__, parents=[common])
-    parser.set_defaults(model=None, dataset="redial", data_root=None, demos=4, ablation="full", manager="trained")
+    # not parser.set_defaults: it would set the default of the shared Action objects, which the sub-command's
+    # parser then applies over a value given before the sub-command (`--dataset x demo` -> redial)
+    shared = {"model": None, "dataset": "redial", "data_root": None, "demos": 4, "ablation": "full", "manager": "trained"}
     sub = parser.add_subparsers(dest="cmd")
     p = sub.add_parser("chat", help="interactive chat (default)", parents=[common])
     p.add_argument("--thread", default=None, help="resume this thread id")
@@ -222,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd is None:
         args = parser.parse_args([*(argv or sys.argv[1:]), "chat"])
+    for key, value in shared.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
     try:
         args.func(args)
     except (DataError, ModelError, ValueError) as exc:

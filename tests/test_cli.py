@@ -1,0 +1,47 @@
+"""The command lines: shared options anywhere, and a missing part is one ``error:`` line naming what to
+run, with exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_shared_options_before_or_after_the_subcommand(monkeypatch):
+    import agent.__main__ as cli
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_demo", lambda args: seen.append((args.dataset, args.model, args.manager, args.turns)))
+    cli.main(["--dataset", "opendialkg", "--model", "hf:/m", "demo", "--turns", "1"])
+    cli.main(["demo", "--dataset", "inspired", "--manager", "rule", "--turns", "2"])
+    cli.main(["demo"])
+    assert seen == [("opendialkg", "hf:/m", "trained", 1), ("inspired", None, "rule", 2), ("redial", None, "trained", 3)]
+
+
+MISSING = {
+    "unknown dataset (chat demo)": (["-m", "agent", "--dataset", "nosuch", "demo", "--turns", "1"], "unknown dataset 'nosuch'"),
+    "unknown dataset (decision data)": (["-m", "rl.decisions", "--dataset", "nosuch"], "unknown dataset 'nosuch'"),
+    "unknown dataset (expert bench)": (["-m", "tools.bench", "--datasets", "nosuch"], "unknown dataset 'nosuch'"),
+    "unknown dataset (evaluation)": (["-m", "eval", "run", "--dataset", "nosuch", "--limit", "1"], "unknown dataset 'nosuch'"),
+    "missing RL config": (["-m", "rl.train", "--config", "/nonexistent.yaml"], "rl/configs/"),
+    "missing model folder": (["-m", "agent", "--model", "/nonexistent", "demo", "--turns", "1"], "/nonexistent does not exist"),
+    "missing trained manager": (["-m", "eval", "manager", "--dataset", "gorecdial"], "python -m rl.train"),
+    "missing chat sessions": (["-m", "agent", "export", "--thread", "x", "--db", "/nonexistent/chat.sqlite"], "python -m agent chat"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSING))
+def test_a_missing_part_is_one_clear_line(case, real_root, tmp_path):
+    argv, names = MISSING[case]
+    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LLMCRS_MANAGER_DIR": str(tmp_path / "none")}
+    run = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out[-2000:]
+    assert "Traceback" not in out, out[-2000:]
+    error = [line for line in out.splitlines() if line.startswith("error:")]
+    assert error and names in " ".join(out.split()), out[-2000:]
