@@ -209,3 +209,15 @@ def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     found = res["inspired/retriever"]
     assert found["offered"] == ("yes" if found["valid_vs_floor"]["beats"] else "withheld")
     assert 0.0 <= found["test_hit@10_pvalue_vs_floor"] <= 1.0 and found["n_rows"] > 0
+
+
+def test_bench_lets_an_expert_crash_raise(real_root, monkeypatch):
+    """Only a missing checkpoint (or an expert the dataset cannot have) is "not available"; a crash is not."""
+    from tools import bench, kbrd
+
+    def crash(env):
+        raise RuntimeError("boom: a bug in the expert")
+
+    monkeypatch.setattr(kbrd, "load_ranker", crash)
+    with pytest.raises(RuntimeError, match="boom"):
+        bench.rankers("redial", str(real_root))

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crsdata.loaders import available_datasets, load_samples
-from crsdata.paths import run_cli
+from crsdata.paths import DataError, run_cli
 from eval.metrics import RecEvaluator, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import expert_env
@@ -46,8 +46,10 @@ def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
     for name, mod in (("kbrd", kbrd), ("sasrec", sasrec)):
         try:
             out[name] = mod.load_ranker(env)[0].rank  # type: ignore[attr-defined]
-        except (CheckpointMissing, Exception) as exc:  # noqa: BLE001 - a dataset without KG has no KBRD
+        except CheckpointMissing as exc:  # untrained: say how to train it; any other failure is a bug and raises
             print(f"{name}/{dataset}: not available ({exc})", file=sys.stderr)
+        except DataError as exc:  # the dataset cannot have this expert (KBRD without a knowledge graph)
+            print(f"{name}/{dataset}: not applicable ({exc})", file=sys.stderr)
     if (checkpoint_dir(dataset, "retriever") / "metrics.json").is_file():
         out["retriever"] = lambda text, k: retriever.rank(env, text, k)
     return out
