@@ -10,11 +10,11 @@ from collections import defaultdict
 from functools import lru_cache
 
 from agent.heuristics import label_turn
-from agent.subtasks import SUBTASKS
 from crsdata.loaders import load_dialogues
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
 from tools.env import expert_env
+from tools.subtasks import SUBTASKS
 
 
 @lru_cache(maxsize=16)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.env import ExpertEnv
+from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 WHY = re.compile(r"\b(why|what makes|explain)\b", re.I)
 QUESTION_ABOUT = re.compile(r"\b(who|when|what|which|tell me (more )?about|is it|was it)\b", re.I)

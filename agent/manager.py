@@ -31,12 +31,12 @@ from torch import nn
 
 import prompts
 from agent.heuristics import QUESTION_ABOUT, WHY, heuristic_subtask, last_user
-from agent.subtasks import SUBTASKS
 from crsdata.paths import SetupError, home_dir
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
 from tools.env import ExpertEnv
+from tools.subtasks import SUBTASKS
 
 DECISION_TURNS = 3
 WORDS_PER_TURN = 30

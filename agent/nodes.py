@@ -26,9 +26,9 @@ from agent.heuristics import heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
 from agent.resources import Resources
 from agent.state import LLMCall, State
-from agent.subtasks import ARG_KEYS, RECOMMENDATION, SUBTASKS, goal_text, make_call
 from crsdata.schema import Role
 from tools.dialogue import format_dialogue
+from tools.subtasks import ARG_KEYS, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.messages import AnyMessage
 
 from agent.boundary import add_checked_messages, keep_recent_results
-from agent.subtasks import SubTaskCall
+from tools.subtasks import SubTaskCall
 
 
 class LLMCall(TypedDict, total=False):

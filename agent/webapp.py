@@ -9,13 +9,12 @@ The page sets model output as text only, and its Content-Security-Policy admits 
 
 *Size limit.* A body over :data:`MAX_REQUEST_BYTES` (``LLMCRS_MAX_REQUEST_BYTES``) gets ``413`` with a
 JSON ``detail`` naming the limit, before the server parses it or queues a run; what passes is then
-checked message by message at the graph's input boundary (:mod:`agent.boundary`). Starlette has no
-body limit of its own, hence this small middleware.
+checked message by message at the graph's input boundary (:mod:`agent.boundary`). The middleware,
+:class:`~tools.serving.RequestSizeLimit`, is shared with the expert server.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.boundary import MAX_INPUT_MESSAGES, MAX_MESSAGE_CHARS
+from tools.serving import RequestSizeLimit
 
 # Room for a full input (MAX_INPUT_MESSAGES messages at the character limit, UTF-8, JSON) is far more
 # than a chat needs; the default admits any input the boundary would accept one message of, with headroom.
@@ -39,52 +38,8 @@ DOMAINS = {"redial": "movies", "inspired": "movies", "gorecdial": "movies", "tgr
 # The page's own script and the same-origin API only: inserted text can never run as script.
 CHAT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
-
-
-class RequestSizeLimit:
-    """Pure ASGI middleware refusing request bodies over ``max_bytes`` with 413."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(int(declared), send)
-            return
-        if declared is not None:
-            await self.app(scope, receive, send)
-            return
-        # No declared length (chunked): read up to the limit, then replay what was read.
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._refuse(size, send)
-                return
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, size: int, send: Send) -> None:
-        body = json.dumps(
-            {
-                "detail": f"request body of {size} bytes is over the limit of {self.max_bytes} bytes (LLMCRS_MAX_REQUEST_BYTES); "
-                f"a message may hold {MAX_MESSAGE_CHARS} characters, an input {MAX_INPUT_MESSAGES} messages"
-            }  # fmt: skip
-        ).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": body})
+# What a 413 adds after the limit: the setting, and what the input boundary admits.
+LIMIT_HINT = f"(LLMCRS_MAX_REQUEST_BYTES); a message may hold {MAX_MESSAGE_CHARS} characters, an input {MAX_INPUT_MESSAGES} messages"
 
 
 async def limits(request: Request) -> JSONResponse:  # noqa: ARG001
@@ -119,14 +74,15 @@ def create_app(**kwargs: Any) -> Starlette:
     """The mounted app: the ``/llmcrs/*`` routes and the request size limit on every route.
 
     Args:
-        **kwargs: Passed to :class:`RequestSizeLimit` (``max_bytes``).
+        **kwargs: Passed to :class:`RequestSizeLimit` (``max_bytes``, default :data:`MAX_REQUEST_BYTES`; ``hint``).
 
     Returns:
         The Starlette app.
     """
     routes = [Route("/llmcrs/limits", limits), Route("/llmcrs/info", info), Route("/llmcrs/chat", chat_page),
               Route("/llmcrs/chat.js", chat_script)]  # fmt: skip
-    return Starlette(routes=routes, middleware=[Middleware(RequestSizeLimit, **kwargs)])
+    limit = {"max_bytes": MAX_REQUEST_BYTES, "hint": LIMIT_HINT, **kwargs}
+    return Starlette(routes=routes, middleware=[Middleware(RequestSizeLimit, **limit)])
 
 
 app = create_app()

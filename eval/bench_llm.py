@@ -19,9 +19,9 @@ from langchain_core.messages import HumanMessage
 from agent.llm import LocalHFChatModel, load_chat_model
 from agent.nodes import detection_prompt
 from agent.resources import Ablations, Resources
-from agent.subtasks import SUBTASKS
 from crsdata.loaders import load_samples
 from tools.dialogue import format_turns
+from tools.subtasks import SUBTASKS
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,11 +28,11 @@ from typing import Any
 import torch
 
 from agent.manager import SUBTASK_NAMES, load_manager, manager_dir
-from agent.subtasks import RECOMMENDATION
-from eval.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from rl.decisions import load_features, load_split, recommenders_of
 from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, greedy, target_hits
 from tools.dialogue import format_dialogue
+from tools.subtasks import RECOMMENDATION
 
 
 @dataclass

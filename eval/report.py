@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.metrics import KS, RecEvaluator, conversation_metrics, hit_at_k, paired_ttest
+from crsdata.metrics import KS, RecEvaluator, conversation_metrics, hit_at_k, paired_ttest
 from eval.systems import GRAPH_SYSTEMS
 
 REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]

@@ -76,9 +76,9 @@ def recommender_turns(dialogues: list[Dialogue]) -> Iterator[tuple[Dialogue, int
 def action_responses(env: Any, tools: dict[str, Any], dialogue: list[tuple[Role, str]], rankings: dict[str, list[str]]) -> dict[str, str]:
     """The template answer of every action: ``<sub-task>`` for the one-expert sub-tasks, ``recommendation:<expert>``."""
     from agent.heuristics import resolve_args
-    from agent.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION
     from tools.base import subtask_of
     from tools.dialogue import format_dialogue
+    from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION
 
     out: dict[str, str] = {}
     text = format_dialogue(dialogue)
@@ -112,7 +112,7 @@ def follow_up_rows(rows: list[tuple[Dialogue, int, bool]], share: float, seed: i
     """
     import random
 
-    from agent.subtasks import DETAIL_SEARCH, EXPLANATION, RECOMMENDATION
+    from tools.subtasks import DETAIL_SEARCH, EXPLANATION, RECOMMENDATION
 
     rng = random.Random(seed)
     out = []

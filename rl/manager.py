@@ -20,10 +20,10 @@ import torch
 from trl.trainer.base_trainer import _BaseTrainer
 
 from agent.manager import SUBTASK_NAMES, ManagerHead
-from agent.subtasks import RECOMMENDATION
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
 from rl.reward import bleu_reward, hit_reward, weighted_reward
+from tools.subtasks import RECOMMENDATION
 
 REC = SUBTASK_NAMES.index(RECOMMENDATION)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eval.metrics import bleu_crslab
+from crsdata.metrics import bleu_crslab
 
 
 def hit(ranked: Sequence[str], targets: Sequence[str], k: int = 10) -> float:

@@ -64,7 +64,7 @@ def detection_accuracy(model: Any, tokenizer: Any, examples: list[dict[str, Any]
     from langchain_core.messages import HumanMessage
 
     from agent.llm import LocalHFChatModel
-    from agent.subtasks import SUBTASKS
+    from tools.subtasks import SUBTASKS
 
     chat = LocalHFChatModel(hf_model=model, hf_tokenizer=tokenizer, prefix_cache_size=4)
     options = list(SUBTASKS)

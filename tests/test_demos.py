@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agent.demos import demonstrations
-from agent.subtasks import SUBTASKS
+from tools.subtasks import SUBTASKS
 
 
 def test_demonstrations_are_balanced_schema_examples(real_root):

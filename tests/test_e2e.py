@@ -15,9 +15,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.context import Context
 from agent.graph import build_crs_graph
-from agent.subtasks import SUBTASKS
 from crsdata.loaders import load_samples
 from tests.conftest import skip_or_fail
+from tools.subtasks import SUBTASKS
 
 pytestmark = pytest.mark.e2e
 

@@ -12,9 +12,9 @@ from langchain_core.messages import AIMessage
 
 from agent.context import Context
 from crsdata.loaders import load_samples
+from crsdata.metrics import RecEvaluator, conversation_metrics
 from crsdata.schema import RecSample, Turn
 from eval.harness import RunConfig, done_ids, result_path, run_system, select_samples
-from eval.metrics import RecEvaluator, conversation_metrics
 from eval.report import build_report, write_report
 from eval.systems import ExpertSystem, GraphSystem
 from tests.conftest import RecordingFake

@@ -11,11 +11,11 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agent.context import Context
 from agent.graph import build_crs_graph
 from agent.nodes import EMPTY_TURN
-from agent.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS
 from tests.conftest import fake_llm
 from tools import default_experts
 from tools.base import expert_tool, register_expert, unregister_expert
 from tools.remote import ExpertServer, remote_experts
+from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS
 
 CTX = Context(top_k=10)
 

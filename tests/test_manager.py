@@ -11,9 +11,9 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.manager import SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager
-from agent.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 from rl.manager import DecisionTensors, ManagerConfig, actions_of, decision_tensors, train_manager
 from tests.conftest import fake_llm, skip_or_fail
+from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 
 def synthetic(n: int, seed: int) -> DecisionTensors:

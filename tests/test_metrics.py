@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from eval.metrics import (
+from crsdata.metrics import (
     RecEvaluator,
     bleu_crslab,
     bleu_standard,

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from eval.metrics import bleu_crslab
+from crsdata.metrics import bleu_crslab
 from rl.baseline import MovingAverageBaseline
 from rl.reward import crs_reward, hit
 
@@ -102,8 +102,8 @@ def test_two_training_steps_change_the_weights_and_load_back(tiny_model_dir, rea
 
 
 def test_sft_examples_are_labelled_detection_prompts(real_root):
-    from agent.subtasks import SUBTASKS
     from rl.sft import detection_examples
+    from tools.subtasks import SUBTASKS
 
     ex = detection_examples("redial", "valid", 20, 1, str(real_root), seed=0)
     assert len(ex) == 20

@@ -1,12 +1,11 @@
-"""``python -m tools serve``: serve a dataset's experts over HTTP (hybrid endpoints)."""
+"""``python -m tools serve``: serve a dataset's experts over HTTP (hybrid endpoints) with uvicorn."""
 
 from __future__ import annotations
 
 import argparse
-import time
 
 from tools import default_experts
-from tools.remote import ExpertServer
+from tools.serving import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT_SECONDS, serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,11 +15,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="redial")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES, help="larger request bodies get 413")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, help="seconds an expert call may take before 504")
     args = parser.parse_args(argv)
-    with ExpertServer(default_experts(args.dataset), args.host, args.port) as server:
-        print(f"serving {', '.join(server.tools)} at {server.url}/experts", flush=True)
-        while True:
-            time.sleep(3600)
+    tools = default_experts(args.dataset)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {', '.join(t.name for t in tools)} at http://{host}:{args.port}/experts", flush=True)
+    serve(tools, args.host, args.port, max_request_bytes=args.max_request_bytes, timeout_seconds=args.timeout)
 
 
 if __name__ == "__main__":

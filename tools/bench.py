@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from crsdata.loaders import available_datasets, load_samples
+from crsdata.metrics import RecEvaluator, paired_ttest
 from crsdata.paths import DataError, run_cli
-from eval.metrics import RecEvaluator, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import expert_env
 from tools.learned import CheckpointMissing, checkpoint_dir, checkpoint_metrics, offer_verdict

@@ -7,9 +7,9 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from agent.subtasks import DETAIL_SEARCH
 from tools.base import expert_tool
 from tools.env import ExpertEnv
+from tools.subtasks import DETAIL_SEARCH
 
 ATTRIBUTE_WORDS = {
     "director": ("director", "directed", "directs", "filmmaker", "made it", "made by"),

@@ -15,11 +15,11 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from agent.subtasks import ELICITATION
 from tools.base import expert_tool
 from tools.dialogue import parse_dialogue
 from tools.env import ExpertEnv
 from tools.popularity import rank_by_preferences
+from tools.subtasks import ELICITATION
 
 QUESTION = {
     "genre": "Which genre are you in the mood for: {a}, {b} or {c}?",

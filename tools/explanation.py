@@ -6,9 +6,9 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from agent.subtasks import EXPLANATION
 from tools.base import expert_tool
 from tools.env import ExpertEnv
+from tools.subtasks import EXPLANATION
 
 #: Evidence weights: a shared director says more than a shared genre.
 WEIGHTS = {"director": 3.0, "writer": 2.0, "cast": 2.0, "genre": 1.0}

@@ -20,9 +20,9 @@ import torch
 from tqdm import tqdm
 
 from crsdata.loaders import load_samples
+from crsdata.metrics import RecEvaluator, hit_at_k, paired_ttest
 from crsdata.paths import SetupError, home_dir
 from crsdata.schema import RecSample
-from eval.metrics import RecEvaluator, hit_at_k, paired_ttest
 from tools.dialogue import format_turns
 from tools.env import ExpertEnv
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
-from agent.subtasks import RECOMMENDATION
 from tools.base import expert_tool
 from tools.env import ExpertEnv
+from tools.subtasks import RECOMMENDATION
 
 
 def floor_rank(env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:
