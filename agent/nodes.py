@@ -269,17 +269,11 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=True, error=output["error"])
     else:
         try:
-            output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx)))
-            if output.get("items") and call["name"] == RECOMMENDATION:  # never offer again what this conversation already offered
-                offered = {str(r["output"]["items"][0]) for r in state.get("results", []) if (r.get("output") or {}).get("items")}
-                fresh = [i for i in output["items"] if i not in offered]
-                if fresh != output["items"]:
-                    output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}
+            output = _run_expert(tool, state, ctx)
             rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=False)
         except Exception as exc:  # a dead endpoint or a bug in an expert must not end the conversation
             msg = f"{type(exc).__name__}: {exc}"
-            output = {"text": f"Sorry, the {expert} expert is unavailable right now.", "error": msg}
-            rec = LLMCall(stage="execution", method="tool", parsed=expert, fallback=True, error=msg)
+            output, rec, expert = _instead_of(expert, msg, state, ctx, res)
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
     return {
@@ -288,6 +282,37 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         "trajectory": [*traj, rec],
         "results": [{"subtask": call["name"], "expert": expert, "output": kept}],
     }
+
+
+def _run_expert(tool: BaseTool, state: State, ctx: Context) -> dict[str, Any]:
+    """The expert's normalised output; a recommendation drops what this conversation already offered."""
+    call = state["subtask"]
+    assert call is not None
+    output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx)))
+    if output.get("items") and call["name"] == RECOMMENDATION:
+        offered = {str(r["output"]["items"][0]) for r in state.get("results", []) if (r.get("output") or {}).get("items")}
+        fresh = [i for i in output["items"] if i not in offered]
+        if fresh != output["items"]:
+            output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}
+    return output
+
+
+def _instead_of(failed: str, why: str, state: State, ctx: Context, res: Resources) -> tuple[dict[str, Any], LLMCall, str]:
+    """After ``failed`` raised: the first local candidate of the same sub-task that answers, with a notice
+    for the user; else a clear "unavailable" output. The trajectory records both."""
+    for alt in state.get("candidates") or []:
+        tool = res.tool(alt) if alt != failed else None
+        if tool is None or (tool.metadata or {}).get("endpoint"):  # only a local expert is a fallback
+            continue
+        try:
+            output = _run_expert(tool, state, ctx)
+        except Exception:  # noqa: BLE001, S112 - this one fails too: try the next
+            continue
+        notice = f"(The {failed} expert is unavailable right now; {alt} answered instead.)"
+        rec = LLMCall(stage="execution", method="tool", parsed=alt, fallback=True, error=f"{failed}: {why}; answered by {alt}")
+        return {**output, "notice": notice}, rec, alt
+    output = {"text": f"Sorry, the {failed} expert is unavailable right now.", "error": why}
+    return output, LLMCall(stage="execution", method="tool", parsed=failed, fallback=True, error=why), failed
 
 
 # ---- 4. response generation ----------------------------------------------------------------------
@@ -410,6 +435,8 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         rec["fallback"] = True
         rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
         answer = template_response(state)
+    if out.get("notice"):  # an expert failed and another answered: the user is told
+        answer = f"{answer} {out['notice']}"
     rec["seconds"] = time.perf_counter() - start
     return {**_close_turn(state, answer), "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}
 

@@ -297,3 +297,18 @@ def test_no_item_is_offered_twice_and_no_question_is_asked_twice(experts, real_r
     assert first["expert_output"]["items"][0] not in second["expert_output"]["items"]
     asked = [run(g, text, thread="q")["response"] for text in ("hello", "hi", "hey there", "hello again")]
     assert len(set(asked)) == len(asked)  # the elicitor never repeats a question
+
+
+def test_dead_remote_expert_falls_back_to_a_local_one_and_says_so(experts, real_root):
+    with ExpertServer(experts) as server:
+        remote = remote_experts(server.url)
+    recommender = next(t for t in experts if t.name == "popularity_recommender")
+    local = recommender.model_copy(update={"name": "local_popularity"})
+    g = graph_with(fake_llm("You might like it."), [*remote, local], real_root, manager="rule")
+    out = run(g, "I loved The Shining (1980), something like it?")  # the server is gone
+    assert out["subtask"]["name"] == "recommendation"
+    exe = next(r for r in out["trajectory"] if r["stage"] == "execution")
+    assert exe["fallback"] is True and "unreachable" in exe["error"] and exe["parsed"] == "local_popularity"
+    assert out["expert"] == "local_popularity" and out["expert_output"]["items"]
+    assert "unavailable right now; local_popularity answered instead" in out["response"]
+    assert out["expert_output"]["items"][0].split(" (")[0] in out["response"]

@@ -167,3 +167,16 @@ def test_openai_compatible_endpoint_is_a_configuration_change(real_root):
         server.shutdown()
     assert seen and seen[-1]["path"] == "/v1/chat/completions" and seen[-1]["model"] == "fake-model"
     assert "creeping dread" in out["response"] and not out["trajectory"][-1].get("fallback")
+
+
+def test_dead_llm_endpoint_answers_from_the_expert(real_root):
+    """An OpenAI-compatible endpoint that is down: the turn still answers (template from the expert output)."""
+    pytest.importorskip("langchain_openai", reason="pip install -e '.[openai]'")
+    from tests.conftest import free_port
+
+    g = build_crs_graph(model=f"openai:gone@http://127.0.0.1:{free_port()}/v1", tools=default_experts("redial", str(real_root), learned=False),
+                        checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule")  # fmt: skip
+    out = g.invoke({"messages": [HumanMessage("I loved The Shining (1980), something like it?")]}, {"configurable": {"thread_id": "d"}})
+    response = out["trajectory"][-1]
+    assert response["fallback"] and "Connection" in response["error"]
+    assert out["expert_output"]["items"][0].split(" (")[0] in out["response"]
