@@ -1,7 +1,8 @@
-"""``python -m eval.bench_thread --turns 1000``: one long thread through ``build_crs_graph`` with the SQLite
-checkpointer, reporting at checkpoints (50, 200, 1000 turns) the database size, the bytes the last
-turns added per turn, the resident memory and the median turn latency. Figures for the report, never
-asserted in tests (``tests/test_boundary.py`` checks that the state itself stays bounded).
+"""``python -m eval.bench_thread --turns 1000 [--threads 50]``: long conversations through
+``build_crs_graph`` with the SQLite checkpointer (one thread, or a soak spread round-robin over many),
+reporting at checkpoints (50, 200, 1000 turns) the database size, the bytes the last turns added per
+turn, the resident memory, the median and p95 turn latency and the turns that raised. Figures for the
+report, never asserted in tests (``tests/test_boundary.py`` checks that the state itself stays bounded).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", default="50,200,1000", help="turn counts to report at")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--out", default=None, help="write the rows as JSON here")
+    parser.add_argument("--threads", type=int, default=1, help="spread the turns round-robin over this many threads (a soak)")
     parser.add_argument("--durability", default="async", choices=("sync", "async", "exit"), help="LangGraph durability of each turn")
     args = parser.parse_args(argv)
     from langchain_core.messages import HumanMessage
@@ -49,24 +51,28 @@ def main(argv: list[str] | None = None) -> None:
 
     marks = {int(x) for x in args.report.split(",")}
     db = Path(tempfile.mkdtemp()) / "bench.sqlite"
-    rows, times, last_size, last_turn = [], [], 0, 0
+    rows, times, last_size, last_turn, errors = [], [], 0, 0, 0
     with open_checkpointer(db) as saver, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = build_crs_graph(checkpointer=saver)
-        config: RunnableConfig = {"configurable": {"thread_id": "long"}}
         ctx = Context(max_new_tokens=args.max_new_tokens)
         for turn in range(1, args.turns + 1):
+            config: RunnableConfig = {"configurable": {"thread_id": f"t{turn % args.threads}"}}
+            text = MESSAGES[(turn // args.threads) % len(MESSAGES)]
             start = time.perf_counter()
-            graph.invoke(
-                {"messages": [HumanMessage(f"{MESSAGES[turn % len(MESSAGES)]} ({turn})")]}, config, context=ctx, durability=args.durability
-            )
+            try:
+                graph.invoke({"messages": [HumanMessage(f"{text} ({turn})")]}, config, context=ctx, durability=args.durability)
+            except Exception as exc:  # noqa: BLE001 - counted and shown: a soak reports failures instead of stopping at the first
+                errors += 1
+                print(f"turn {turn}: {type(exc).__name__}: {exc}", flush=True)
             times.append(time.perf_counter() - start)
             if turn in marks:
                 saver.conn.commit()
                 size = os.path.getsize(db)
                 row = {"turns": turn, "db_mb": round(size / 2**20, 2), "kb_per_turn_since_last": round((size - last_size) / 1024 / (turn - last_turn), 1),
                        "rss_mb": round(rss_mb(), 1), "median_turn_s": round(statistics.median(times[last_turn:]), 3),
-                       "state_messages": len(graph.get_state(config).values["messages"]), "durability": args.durability}  # fmt: skip
+                       "p95_turn_s": round(sorted(times[last_turn:])[int(0.95 * (turn - last_turn))], 3), "errors": errors,
+                       "threads": args.threads, "state_messages": len(graph.get_state(config).values["messages"]), "durability": args.durability}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 last_size, last_turn = size, turn

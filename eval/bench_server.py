@@ -1,0 +1,97 @@
+"""``python -m eval.bench_server --threads 8 --turns 5``: concurrent conversations through the LangGraph
+server API (``python -m agent serve`` on a free loopback port, driven by ``langgraph_sdk``'s async
+client). Each thread says its own marked words; afterwards every thread's state must hold only its own
+(isolation). Reports p50/p95 turn latency, wall time and failures. Figures for the report, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+MESSAGES = ["I like {m} horror movies", "why that one?", "Who directed it?", "something else, maybe a comedy?", "thanks, one more please"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _conversation(client: object, marker: str, turns: int, latencies: list[float], failures: list[str]) -> str:
+    thread = (await client.threads.create())["thread_id"]  # type: ignore[attr-defined]
+    for i in range(turns):
+        text = MESSAGES[i % len(MESSAGES)].format(m=marker) + f" [{marker}]"
+        start = time.perf_counter()
+        out = await client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": text}]})  # type: ignore[attr-defined]
+        latencies.append(time.perf_counter() - start)
+        if not isinstance(out, dict) or not out.get("response") or out.get("error"):
+            failures.append(f"{marker} turn {i}: {str(out)[:200]}")
+    return thread
+
+
+async def _run(url: str, threads: int, turns: int) -> dict[str, object]:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url)
+    latencies: list[float] = []
+    failures: list[str] = []
+    markers = [f"u{i:02d}" for i in range(threads)]
+    start = time.perf_counter()
+    ids = await asyncio.gather(*(_conversation(client, m, turns, latencies, failures) for m in markers))
+    wall = time.perf_counter() - start
+    leaks = 0
+    for marker, thread in zip(markers, ids, strict=True):
+        values: dict = (await client.threads.get_state(thread))["values"]  # type: ignore[assignment]
+        said = [str(m["content"]) for m in values["messages"] if m["type"] == "human"]
+        leaks += sum(1 for text in said if f"[{marker}]" not in text)
+        leaks += len(said) != turns
+    ordered = sorted(latencies)
+    return {"threads": threads, "turns_per_thread": turns, "turns": len(latencies), "wall_s": round(wall, 1),
+            "p50_s": round(statistics.median(ordered), 2), "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+            "failures": len(failures), "isolation_violations": leaks, "failure_examples": failures[:3]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench_server", description=__doc__)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=5, help="turns per thread")
+    parser.add_argument("--jobs", type=int, default=2, help="the server's concurrent runs per worker")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_server_{port}.log"
+    with log.open("w") as out:
+        cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--jobs", str(args.jobs)]
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(1)
+        else:
+            raise SystemExit(f"the server did not start; see {log}")
+        row = {**asyncio.run(_run(url, args.threads, args.turns)), "jobs_per_worker": args.jobs}
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+    print(json.dumps(row), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(row, indent=1))
+
+
+if __name__ == "__main__":
+    main()
