@@ -16,8 +16,12 @@ names:
 
 * ``crslab``: BLEU-n is nltk's sentence BLEU with all weight on the n-gram
   precision, averaged over sentences, tokens split on spaces (CRSLab's
-  ``BleuMetric``); Distinct-n is the number of unique n-grams over the corpus
-  divided by the number of sentences (can exceed 1).
+  ``BleuMetric``) after tokenising hypotheses and references as CRSLab's
+  preprocessing of ReDial, OpenDialKG and INSPIRED does (:func:`crslab_tokens`:
+  nltk's word tokenizer; splitting raw text on spaces instead halves BLEU-1);
+  Distinct-n is the number of unique word n-grams over the corpus divided by the
+  number of sentences (can exceed 1); ``dist{n}_crslab_char`` counts character
+  n-grams, which is what CRSLab's released evaluator computes.
 * ``standard``: corpus BLEU with uniform weights up to n and a brevity penalty,
   13a tokenisation (the definition of ``evaluate``'s ``bleu`` metric, computed
   here with nltk because ``evaluate.load("bleu")`` fetches its script from the
@@ -28,12 +32,14 @@ names:
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nltk.tokenize import NLTKWordTokenizer
 from nltk.translate.bleu_score import corpus_bleu, sentence_bleu
 from nltk.util import ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
@@ -130,6 +136,22 @@ class RecEvaluator:
 # ---- conversation metrics ------------------------------------------------------------------
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORDS = NLTKWordTokenizer()
+
+
+def crslab_tokens(text: str) -> str:
+    """``text`` tokenised as CRSLab's English datasets are (nltk ``word_tokenize``), joined by spaces.
+
+    ``word_tokenize`` first splits sentences with the punkt model, a download; sentences are split on
+    end punctuation here instead, then each goes through the same ``NLTKWordTokenizer``.
+
+    >>> crslab_tokens("Have you seen It (2017)? It's great.")
+    "Have you seen It ( 2017 ) ? It 's great ."
+    """
+    return " ".join(tok for sentence in _SENTENCE_END.split(text.strip()) for tok in _WORDS.tokenize(sentence))
+
+
 def bleu_crslab(hyps: Sequence[str], refs: Sequence[str], n: int) -> float:
     """CRSLab's BLEU-n: mean sentence BLEU with weight only on n-gram precision.
 
@@ -201,13 +223,17 @@ def distinct_standard(hyps: Iterable[str], n: int) -> float:
 
 
 def conversation_metrics(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """BLEU-1/2 and Distinct-1/2 in both definitions, keys named for their definition."""
+    """BLEU-1/2 and Distinct-1/2 in their definitions, keys named for them (``crslab``: CRSLab tokens,
+    :func:`crslab_tokens`; ``standard``: 13a tokens for BLEU, CRSLab tokens for Distinct; ``crslab_char``:
+    character n-grams of the raw text)."""
     out = {}
+    hyp_toks, ref_toks = [crslab_tokens(h) for h in hyps], [crslab_tokens(r) for r in refs]
     for n in (1, 2):
-        out[f"bleu{n}_crslab"] = bleu_crslab(hyps, refs, n)
+        out[f"bleu{n}_crslab"] = bleu_crslab(hyp_toks, ref_toks, n)
         out[f"bleu{n}_standard"] = bleu_standard(hyps, refs, n)
-        out[f"dist{n}_crslab"] = distinct_crslab(hyps, n)
-        out[f"dist{n}_standard"] = distinct_standard(hyps, n)
+        out[f"dist{n}_crslab"] = distinct_crslab(hyp_toks, n)
+        out[f"dist{n}_crslab_char"] = distinct_crslab(hyps, n, unit="char")
+        out[f"dist{n}_standard"] = distinct_standard(hyp_toks, n)
     return out
 
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crsdata.metrics import KS, RecEvaluator, conversation_metrics, hit_at_k, paired_ttest
+from crsdata.metrics import KS, RecEvaluator, bootstrap_ci, compare_paired, conversation_metrics, hit_at_k, holm
 from eval.systems import GRAPH_SYSTEMS
 
 REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
-CONV_COLS = [f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)]
+CONV_COLS = [
+    *(f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)),
+    "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share",
+]  # fmt: skip
 STAGES = ("detection", "matching", "execution", "response")
 
 
@@ -83,6 +86,8 @@ class Report:
     pvalues: dict[str, float]
     baseline: str | None
     n_turns: int
+    cis: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    tests: dict[str, str] = field(default_factory=dict)
 
 
 def build_report(folder: Path) -> Report:
@@ -95,15 +100,21 @@ def build_report(folder: Path) -> Report:
     metrics = {s: system_metrics(rows) for s, rows in results.items()}
     baselines = [s for s in metrics if is_baseline(s)]
     baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
+    cis = {s: {f"hit@{k}": bootstrap_ci(list(hit_rows(rows, k).values())) for k in (10, 50)} for s, rows in results.items()}
     pvalues: dict[str, float] = {}
+    tests: dict[str, str] = {}
     if baseline:
         base = hit_rows(results[baseline], 10)
         keys = sorted(base)
+        compared = {}
         for s in metrics:
             if is_graph(s) and len(keys) >= 2:
                 mine = hit_rows(results[s], 10)
-                pvalues[s] = paired_ttest([mine[k] for k in keys], [base[k] for k in keys]).pvalue
-    return Report(metrics, pvalues, baseline, len(common))
+                compared[s] = compare_paired([mine[k] for k in keys], [base[k] for k in keys])
+        for (s, c), adjusted in zip(compared.items(), holm([c.ttest_p for c in compared.values()]), strict=True):
+            pvalues[s] = c.ttest_p
+            tests[s] = f"t {c.ttest_p:.2g} (Holm {adjusted:.2g}), Wilcoxon {c.wilcoxon_p:.2g}, n={c.n}"
+    return Report(metrics, pvalues, baseline, len(common), cis, tests)
 
 
 def _markdown(
@@ -113,20 +124,25 @@ def _markdown(
     metrics: dict[str, dict[str, float]],
     extra: dict[str, str] | None = None,
     bold: bool = True,
+    cis: dict[str, dict[str, tuple[float, float]]] | None = None,
 ) -> str:
     best = {}
     for c in cols:
         vals = [metrics[r].get(c, float("nan")) for r in rows]
         vals = [v for v in vals if v == v]
         best[c] = max(vals) if vals and bold else None
-    head = ["system", *cols, *(["p (HIT@10 vs best baseline)"] if extra is not None else [])]
+    head = ["system", *cols, *(["one-sided paired tests, HIT@10 > best baseline"] if extra is not None else [])]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = []
         for c in cols:
             v = metrics[r].get(c, float("nan"))
             cell = "n/a" if v != v else f"{v:.4f}"
-            cells.append(f"**{cell}**" if v == best[c] and len(rows) > 1 else cell)
+            cell = f"**{cell}**" if v == best[c] and len(rows) > 1 else cell
+            if cis and c in cis.get(r, {}):
+                low, high = cis[r][c]
+                cell += f" [{low:.3f}, {high:.3f}]"
+            cells.append(cell)
         if extra is not None:
             cells.append(extra.get(r, ""))
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
@@ -168,14 +184,16 @@ def write_report(folder: Path) -> Path:
     ops_cols = ["turns", "fallback_share", "recommend_share", "turn_median_s", "turn_p95_s", "turns_per_s"] + [
         f"{st}_{m}" for st in STAGES for m in ("median_s", "p95_s", "fallback_share")
     ]
-    pcol = {s: (f"{p:.2e}" if p == p else "n/a") for s, p in rep.pvalues.items()}
+    pcol = dict(rep.tests)
     if rep.baseline:
         pcol[rep.baseline] = "(best baseline)"
     md = [f"# Results: {folder}", "", f"{rep.n_turns} recommender turns evaluated by every system.",
           "Recommendation metrics follow CRSLab (one row per target); a ranked list shorter than k counts as a miss beyond its length; "
           "`dedup_` drops targets already mentioned in the dialogue. BLEU/Distinct are given in CRSLab's definition (`_crslab`: sentence BLEU "
-          "with only the n-gram weight; unique n-grams per sentence) and the standard one (`_standard`: corpus BLEU up to n; unique over total n-grams).", ""]  # fmt: skip
-    md.append(_markdown("Recommendation (Table 4)", systems, REC_COLS, rep.metrics, extra=pcol))
+          "with only the n-gram weight, on CRSLab's nltk tokens of hypothesis and reference; unique word n-grams per sentence; `_crslab_char`: character n-grams, "
+          "as CRSLab's released evaluator counts them) and the standard one (`_standard`: corpus BLEU up to n on 13a tokens; unique over total n-grams). "
+          "`response_fallback_share`: responses that are the template, not the LLM's. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
+    md.append(_markdown("Recommendation (Table 4)", systems, ["n_rows", *REC_COLS], rep.metrics, extra=pcol, cis=rep.cis))
     md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics))
     if len(graphs) > 1:
         md.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 
@@ -100,8 +101,10 @@ def test_report_matches_direct_computation_and_resumes(real_root, tmp_path):
     assert rep.n_turns == 6
 
     md = write_report(path.parent).read_text()
-    header = next(line for line in md.splitlines() if line.startswith("| system | hit@1"))
-    assert header.count("|") == 14  # system + 11 metrics + p-value column
+    header = next(line for line in md.splitlines() if line.startswith("| system | n_rows | hit@1"))
+    assert header.count("|") == 15  # system + rows + 11 metrics + the tests column
+    hit10 = next(line for line in md.splitlines() if line.startswith("| expert:")).split("|")[4]
+    assert re.search(r"\[\d\.\d{3}, \d\.\d{3}\]", hit10), hit10  # HIT@10 with its 95% interval
     assert (path.parent / "recommendation.csv").read_text().splitlines()[0].startswith("system,hit@1,hit@10,hit@50")
     assert (path.parent / "figures" / "systems_recommendation.png").stat().st_size > 1000
 

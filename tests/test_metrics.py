@@ -94,7 +94,10 @@ def test_distinct_by_hand():
 
 def test_conversation_metrics_names_definitions():
     m = conversation_metrics(["a b c"], ["a b c"])
-    assert set(m) == {f"{k}{n}_{d}" for k in ("bleu", "dist") for n in (1, 2) for d in ("crslab", "standard")}
+    assert set(m) == {f"{k}{n}_{d}" for k in ("bleu", "dist") for n in (1, 2) for d in ("crslab", "standard")} | {
+        "dist1_crslab_char",
+        "dist2_crslab_char",
+    }
     assert m["bleu2_standard"] == 1.0 and m["dist1_crslab"] == 3.0
 
 
@@ -116,3 +119,18 @@ def test_paired_ttest():
         paired_ttest([1, 2], [1])
     with pytest.raises(ValueError, match="at least 2"):
         paired_ttest([1], [1])
+
+
+def test_conversation_metrics_match_a_hand_computation():
+    from crsdata.metrics import bleu_crslab, conversation_metrics, crslab_tokens
+
+    # CRSLab tokens: hyp [I, like, It, (, 2017, ), .] vs ref [I, like, it, .]: 3 of 7 unigrams match, no brevity penalty
+    assert crslab_tokens("I like It (2017).") == "I like It ( 2017 ) ."
+    m = conversation_metrics(["I like It (2017)."], ["I like it."])
+    assert m["bleu1_crslab"] == pytest.approx(3 / 7)
+    assert bleu_crslab(["I like It (2017)."], ["I like it."], 1) == pytest.approx(2 / 4)  # raw split: the number CRSLab would not report
+    # Distinct, both ways, on ["a b a", "a b"]: words {a, b} over 2 sentences; characters {a, " ", b} and bigrams {"a ", " b", "b ", " a"}
+    m = conversation_metrics(["a b a", "a b"], ["x", "y"])
+    assert m["dist1_crslab"] == pytest.approx(1.0) and m["dist2_crslab"] == pytest.approx(1.0)
+    assert m["dist1_crslab_char"] == pytest.approx(1.5) and m["dist2_crslab_char"] == pytest.approx(2.0)
+    assert m["dist1_standard"] == pytest.approx(2 / 5)
