@@ -48,18 +48,25 @@ def _stage_line(node: str, update: dict[str, Any]) -> str | None:
 
 def run_turn(graph: Any, text: str | None, config: dict[str, Any], ctx: Context, stream: bool = True) -> str:
     """Send one user message (``None``: finish the thread's interrupted turn), print the stages and stream
-    the response; return the response."""
-    response = ""
-    printed = False
+    the response; return the response.
+
+    The response streams sentence by sentence: a sentence is printed once it ends, and the final response
+    (cleaned of a trailing cut sentence, or the template after a fallback) completes or replaces it, so
+    the terminal shows what the thread keeps.
+    """
+    response, streamed, shown = "", "", 0
     turn = None if text is None else {"messages": [HumanMessage(text)]}
     for mode, payload in graph.stream(turn, config, context=ctx, stream_mode=["updates", "messages"]):
         if mode == "updates":
             for node, update in payload.items():
                 if node == "respond":
                     response = update.get("response") or ""
-                    if not printed:
+                    fallback = (update.get("trajectory") or [{}])[-1].get("fallback")
+                    if not shown:
                         console.print("[cyan]4 response[/] " + escape(response), end="")
-                    elif (update.get("trajectory") or [{}])[-1].get("fallback"):
+                    elif response.startswith(streamed[:shown]) and not fallback:
+                        console.print(escape(response[shown:]), end="")
+                    else:
                         console.print("\n  [yellow](fallback)[/] " + escape(response), end="")
                     continue
                 line = _stage_line(node, update or {})
@@ -68,8 +75,11 @@ def run_turn(graph: Any, text: str | None, config: dict[str, Any], ctx: Context,
         elif stream and mode == "messages":
             chunk, meta = payload
             if meta.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and chunk.content:
-                console.print(("" if printed else "[cyan]4 response[/] ") + escape(str(chunk.content)), end="")
-                printed = True
+                streamed += str(chunk.content)
+                end = max(streamed.rfind(p) for p in ".!?") + 1
+                if end > shown:
+                    console.print(("" if shown else "[cyan]4 response[/] ") + escape(streamed[shown:end]), end="")
+                    shown = end
     console.print()
     return response
 

@@ -15,9 +15,12 @@ class Context:
         max_context_turns: Dialogue utterances shown to the prompts (most recent).
         prefix_forcing: On local models, start the response with the expert's result and let the
             LLM add one sentence (see :func:`agent.nodes.response_prefix`).
+        generate: Whether the LLM writes the response. ``False`` answers with the template from the
+            expert output and skips the LLM (recommendation-only evaluation, where the text is unused).
     """
 
     top_k: int = 50
     max_new_tokens: int = 32
     max_context_turns: int = 6
     prefix_forcing: bool = True
+    generate: bool = True

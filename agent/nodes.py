@@ -420,6 +420,10 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
     if state.get("error") or not state.get("subtask"):
         rec = LLMCall(stage="response", method="skipped", completion=EMPTY_TURN, fallback=True, error=str(state.get("error")), seconds=0.0)
         return {**_close_turn(state, EMPTY_TURN), "response": EMPTY_TURN, "summary": None, "trajectory": [*traj, rec]}
+    if not ctx.generate:  # recommendation-only evaluation: the text is not scored, the LLM is not run
+        answer = template_response(state)
+        rec = LLMCall(stage="response", method="skipped", completion=answer, fallback=False, seconds=time.perf_counter() - start)
+        return {**_close_turn(state, answer), "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}
     _, text = _dialogue_text(state, ctx)
     prompt = response_prompt(state, res, text)
     prefix = response_prefix(state, res, ctx)

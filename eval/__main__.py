@@ -3,6 +3,7 @@
     python -m eval run --systems full,wo_m,expert:popularity_recommender,llm_only --sample 200
     python -m eval report --dataset redial
     python -m eval manager --dataset redial   # the trained manager on the full test split (cached decisions)
+    python -m eval paper --dataset opendialkg  # the paper's tables on the full test split (recommendation, then conversation)
 
 ``run`` also writes the report when it finishes.
 """
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         from eval.manager import main as manager_main
 
         return manager_main(argv[1:])
+    if argv[:1] == ["paper"]:
+        from crsdata.paths import run_cli
+        from eval.paper import main as paper_main
+
+        return run_cli(lambda: paper_main(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("run", "report"):
@@ -34,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--split", default="test")
         p.add_argument("--results-dir", type=Path, default=Path("results"))
         p.add_argument("--data-root", default=None)
+        p.add_argument("--metrics", default="all", choices=("all", "rec"), help="rec: recommendation metrics only, no response generation")
     p = sub.choices["run"]
     p.add_argument("--systems", default="full", help="comma list: full, wo_si, wo_di, wo_sg, wo_m, wo_e, llm_only, expert:<id>")
     p.add_argument("--limit", type=int, default=None, help="first N turns (after --sample)")
@@ -47,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manager", default="trained", help="trained (default), prompt or rule: who makes the graph systems' decisions")
     args = parser.parse_args(argv)
     try:
-        folder = args.results_dir / args.dataset / args.split
+        folder = args.results_dir / args.dataset / (args.split if args.metrics == "all" else f"{args.split}_rec")
         if args.cmd == "run":
             cfg = RunConfig(
                 dataset=args.dataset, split=args.split, systems=[s.strip() for s in args.systems.split(",") if s.strip()], limit=args.limit,
                 sample=args.sample, seed=args.seed, results_dir=args.results_dir, model=args.model, model_label=args.model_label,
-                n_demos=args.demos, max_new_tokens=args.max_new_tokens, data_root=args.data_root, budget_minutes=args.budget_minutes, manager=args.manager,
+                n_demos=args.demos, max_new_tokens=args.max_new_tokens, data_root=args.data_root, budget_minutes=args.budget_minutes, manager=args.manager, metrics=args.metrics,
             )  # fmt: skip
             start = time.perf_counter()
             run(cfg)

@@ -44,6 +44,7 @@ class RunConfig:
     data_root: str | None = None
     budget_minutes: float = 60.0
     manager: str = "trained"
+    metrics: str = "all"  # "rec": recommendation metrics only, the response is not generated (results in <split>_rec/)
 
 
 def select_samples(cfg: RunConfig) -> list[RecSample]:
@@ -61,7 +62,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
     from tools import default_experts
     from tools.env import expert_env
 
-    ctx = Context(top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens)
+    ctx = Context(top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, generate=cfg.metrics != "rec")
     if "model" not in shared and (name in GRAPH_SYSTEMS or name == "llm_only"):
         shared["model"] = load_chat_model(cfg.model)
     suffix = f"@{cfg.model_label}" if cfg.model_label else ""
@@ -84,7 +85,14 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
 def result_path(cfg: RunConfig, system: str) -> Path:
     """Where a system's per-turn results go."""
     safe = system.replace(":", "__").replace("/", "_")
-    return cfg.results_dir / cfg.dataset / cfg.split / f"{safe}.jsonl"
+    return results_folder(cfg) / f"{safe}.jsonl"
+
+
+def results_folder(cfg: RunConfig) -> Path:
+    """Where a run's results and report go; a recommendation-only run keeps its own (its texts are templates)."""
+    if cfg.metrics not in ("all", "rec"):
+        raise ValueError(f"metrics must be 'all' or 'rec', not {cfg.metrics!r}")
+    return cfg.results_dir / cfg.dataset / (cfg.split if cfg.metrics == "all" else f"{cfg.split}_rec")
 
 
 def done_ids(path: Path) -> set[str]:
@@ -138,6 +146,10 @@ def run_system(system: System, samples: list[RecSample], path: Path, budget_minu
 def run(cfg: RunConfig, progress: bool = True) -> dict[str, Path]:
     """Run every system of ``cfg``; return their result files."""
     samples = select_samples(cfg)
+    what = "recommendation metrics only (no response generation)" if cfg.metrics == "rec" else "recommendation and conversation metrics"
+    tqdm.write(
+        f"{cfg.dataset}/{cfg.split}: {len(samples)} turns x {len(cfg.systems)} systems, {what}; budget {cfg.budget_minutes:.0f} min a system"
+    )
     shared: dict[str, Any] = {}
     paths = {}
     for name in cfg.systems:

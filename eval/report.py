@@ -137,8 +137,8 @@ def _markdown(
         cells = []
         for c in cols:
             v = metrics[r].get(c, float("nan"))
-            cell = "n/a" if v != v else f"{v:.4f}"
-            cell = f"**{cell}**" if v == best[c] and len(rows) > 1 else cell
+            cell = "n/a" if v != v else (f"{int(v)}" if c == "n_rows" else f"{v:.4f}")
+            cell = f"**{cell}**" if v == best[c] and len(rows) > 1 and c != "n_rows" else cell
             if cis and c in cis.get(r, {}):
                 low, high = cis[r][c]
                 cell += f" [{low:.3f}, {high:.3f}]"
@@ -194,7 +194,8 @@ def write_report(folder: Path) -> Path:
           "as CRSLab's released evaluator counts them) and the standard one (`_standard`: corpus BLEU up to n on 13a tokens; unique over total n-grams). "
           "`response_fallback_share`: responses that are the template, not the LLM's. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
     md.append(_markdown("Recommendation (Table 4)", systems, ["n_rows", *REC_COLS], rep.metrics, extra=pcol, cis=rep.cis))
-    md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics))
+    if not folder.name.endswith("_rec"):  # a recommendation-only run has template texts: no conversation table
+        md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics))
     if len(graphs) > 1:
         md.append(
             _markdown(

@@ -45,3 +45,38 @@ def test_a_missing_part_is_one_clear_line(case, real_root, tmp_path):
     assert "Traceback" not in out, out[-2000:]
     error = [line for line in out.splitlines() if line.startswith("error:")]
     assert error and names in " ".join(out.split()), out[-2000:]
+
+
+class ScriptedGraph:
+    """Replays a stream: response chunks (the model writes past its last sentence), then the final response."""
+
+    def __init__(self, chunks: list[str], final: str, fallback: bool = False) -> None:
+        self.chunks, self.final, self.fallback = chunks, final, fallback
+
+    def stream(self, *args, **kwargs):
+        from langchain_core.messages import AIMessageChunk
+
+        for c in self.chunks:
+            yield "messages", (AIMessageChunk(c), {"langgraph_node": "respond"})
+        yield "updates", {"respond": {"response": self.final, "trajectory": [{"fallback": self.fallback}]}}
+
+
+@pytest.mark.parametrize(
+    ("chunks", "final", "fallback", "shown"),
+    [
+        (["You might like Heat", " (1995).", " You're right! It"], "You might like Heat (1995). You're right!", False,
+         "4 response You might like Heat (1995). You're right!"),
+        (["Totally unrelated words."], "You might like Heat (1995).", True, "(fallback) You might like Heat (1995)."),
+    ],
+)  # fmt: skip
+def test_the_terminal_shows_the_response_the_thread_keeps(monkeypatch, chunks, final, fallback, shown):
+    from rich.console import Console
+
+    import agent.__main__ as cli
+    from agent.context import Context
+
+    monkeypatch.setattr(cli, "console", Console(record=True, width=300))
+    assert cli.run_turn(ScriptedGraph(chunks, final, fallback), "hi", {}, Context()) == final
+    out = cli.console.export_text()
+    assert shown in out and (fallback or out.strip().endswith(final))
+    assert "It\n" not in out  # the cut sentence the model wrote past its stop is never shown

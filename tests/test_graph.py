@@ -312,3 +312,15 @@ def test_dead_remote_expert_falls_back_to_a_local_one_and_says_so(experts, real_
     assert out["expert"] == "local_popularity" and out["expert_output"]["items"]
     assert "unavailable right now; local_popularity answered instead" in out["response"]
     assert out["expert_output"]["items"][0].split(" (")[0] in out["response"]
+
+
+def test_recommendation_only_runs_skip_the_llm(experts, real_root):
+    from agent.context import Context
+
+    llm = fake_llm("never used")
+    g = graph_with(llm, experts, real_root, manager="rule")
+    out = g.invoke({"messages": [HumanMessage("I loved The Shining (1980), something like it?")]}, {"configurable": {"thread_id": "r"}},
+                   context=Context(generate=False))  # fmt: skip
+    assert out["subtask"]["name"] == "recommendation" and out["expert_output"]["items"]
+    assert llm.prompts == []  # no LLM call at all: rule decisions, template answer
+    assert out["trajectory"][-1]["method"] == "skipped" and out["expert_output"]["items"][0].split(" (")[0] in out["response"]
