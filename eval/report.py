@@ -201,7 +201,13 @@ def write_report(folder: Path) -> Path:
             _markdown(
                 "Ablations (Tables 6-8)",
                 graphs,
-                ["hit@10", "hit@50", "dedup_hit@10", "bleu1_crslab", "dist2_crslab", "fallback_share"],
+                [
+                    "hit@10",
+                    "hit@50",
+                    "dedup_hit@10",
+                    *(() if folder.name.endswith("_rec") else ("bleu1_crslab", "dist2_crslab")),
+                    "fallback_share",
+                ],
                 rep.metrics,
             )
         )

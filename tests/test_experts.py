@@ -221,3 +221,22 @@ def test_bench_lets_an_expert_crash_raise(real_root, monkeypatch):
     monkeypatch.setattr(kbrd, "load_ranker", crash)
     with pytest.raises(RuntimeError, match="boom"):
         bench.rankers("redial", str(real_root))
+
+
+def test_trained_kbrd_beats_popularity_on_fixed_test_turns(redial_env, experts_home):
+    """A trained recommender must beat the popularity floor on a fixed evaluation subset (fails if training
+    does nothing: an untrained KBRD ranks by random embeddings)."""
+    from crsdata.metrics import RecEvaluator
+    from tools import kbrd
+    from tools.popularity import floor_rank
+
+    kbrd.train(redial_env, TrainConfig(dim=32, epochs=8, batch_size=64, seed=0))
+    ranker = kbrd.load_ranker(redial_env)[0]
+    trained, floor = RecEvaluator(), RecEvaluator()
+    for sample in load_samples("redial", "test", redial_env.root, limit=600):
+        text = format_turns(sample.context)
+        trained.add(ranker.rank(text, 50), sample.targets, sample.context_items)
+        floor.add(floor_rank(redial_env, text, 50), sample.targets, sample.context_items)
+    got, base = trained.report(), floor.report()
+    print(f"KBRD HIT@10 {got['hit@10']:.4f} HIT@50 {got['hit@50']:.4f} vs popularity {base['hit@10']:.4f} / {base['hit@50']:.4f}")
+    assert got["hit@50"] > base["hit@50"] and got["hit@10"] > base["hit@10"]
