@@ -38,6 +38,7 @@ class PaperArguments:
     conv_sample: int = field(default=1000, metadata={"help": "seeded turns for the conversation pass; 0 skips it"})
     conv_systems: str = field(default="full,llm_only", metadata={"help": "systems of the conversation pass"})
     seed: int = field(default=0)
+    limit: int | None = field(default=None, metadata={"help": "first N turns only (a smoke run; the tables are for the full split)"})
 
 
 def recommendation_systems(dataset: str, data_root: str | None, ablations: bool) -> list[str]:
@@ -55,14 +56,21 @@ def main(argv: list[str] | None = None) -> int:
 
     (args,) = HfArgumentParser(PaperArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     systems = recommendation_systems(args.dataset, args.data_root, args.ablations)
-    n = len(load_samples(args.dataset, args.split, args.data_root))
+    n = len(load_samples(args.dataset, args.split, args.data_root, limit=args.limit))
     managers = sum(s in ("full", "wo_si", "wo_di", "wo_sg") for s in systems)
     conv = [s for s in args.conv_systems.split(",") if s] if args.conv_sample else []
     budget = (n * managers * SECONDS_PER_TURN["rec_manager"] * (8 if args.ablations else 1)
               + n * (len(systems) - managers) * SECONDS_PER_TURN["rec_other"] + min(n, args.conv_sample) * len(conv) * SECONDS_PER_TURN["conv"])  # fmt: skip
     print(f"{args.dataset}/{args.split}: {n} turns; recommendation pass: {', '.join(systems)}; "
           f"conversation pass: {', '.join(conv) or 'skipped'} on {min(n, args.conv_sample)} seeded turns; budget about {budget / 60:.0f} min", flush=True)  # fmt: skip
-    base = RunConfig(dataset=args.dataset, split=args.split, results_dir=Path(args.results_dir), data_root=args.data_root, seed=args.seed)
+    base = RunConfig(
+        dataset=args.dataset,
+        split=args.split,
+        results_dir=Path(args.results_dir),
+        data_root=args.data_root,
+        seed=args.seed,
+        limit=args.limit,
+    )
     start = time.perf_counter()
     rec = replace(base, systems=systems, metrics="rec")
     run(rec)

@@ -138,3 +138,19 @@ def test_harness_end_to_end_on_the_embedded_default(real_root, tmp_path):
     assert len(rows) == 3 and all(r["seconds"]["detection"] > 0 for r in rows)
     assert "### Ablations (Tables 6-8)" in (folder / "tables.md").read_text()
     assert (folder / "figures" / "ablation_recommendation.png").is_file()
+
+
+@pytest.mark.e2e
+def test_paper_command_writes_both_passes(real_root, tmp_path):
+    """`python -m eval paper` on a few turns: the recommendation pass without generation, then the conversation pass."""
+    from eval.paper import main as paper
+
+    args = ["--dataset", "redial", "--limit", "4", "--conv_sample", "2", "--conv_systems", "full", "--results_dir", str(tmp_path)]
+    assert paper([*args, "--data_root", str(real_root)]) == 0
+    rec, conv = tmp_path / "redial" / "test_rec", tmp_path / "redial" / "test"
+    rec_md, conv_md = (rec / "tables.md").read_text(), (conv / "tables.md").read_text()
+    assert "| full |" in rec_md and "| expert:popularity_recommender |" in rec_md
+    assert "Conversation (Table 5)" not in rec_md and "Conversation (Table 5)" in conv_md
+    rows = [json.loads(line) for line in (rec / "full.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["fallbacks"].get("response") is False for r in rows)  # template, not a failed LLM
+    assert len((conv / "full.jsonl").read_text().splitlines()) == 2
