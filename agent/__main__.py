@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from agent.context import Context
-from agent.llm import ModelError
-from crsdata.paths import DataError
+from crsdata.paths import DataError, SetupError
 
 console = Console(highlight=False)
 
@@ -100,7 +99,7 @@ def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
-    from agent.memory import default_checkpointer, open_checkpointer
+    from agent.memory import default_checkpointer, open_checkpointer, redact
 
     db = args.db or default_checkpointer()
     thread = args.thread or uuid.uuid4().hex[:8]
@@ -108,15 +107,19 @@ def cmd_chat(args: argparse.Namespace) -> None:
         graph = _build(args, saver)
         config = {"configurable": {"thread_id": thread}}
         history = graph.get_state(config).values.get("messages", [])
-        where = str(db).split("@")[-1]  # no password on screen
+        where = redact(db)  # no password on screen
         console.print(
             f"[bold]llmcrs[/] thread [green]{thread}[/] (resume with --thread {thread}); sessions in {where}. Empty line or Ctrl-D quits."
         )
         for m in history:
             console.print(f"[dim]{'you' if m.type == 'human' else 'crs'}> {escape(str(m.content))}[/]")
-        if graph.get_state(config).tasks:  # a process stopped mid-turn: LangGraph resumes from the last step it saved
+        tasks = graph.get_state(config).tasks
+        if tasks and not any(t.error for t in tasks):  # a process stopped mid-turn: LangGraph resumes from the last saved step
             console.print("[yellow]the last session stopped during a turn; finishing it now[/]")
-            run_turn(graph, None, config, Context())
+            try:
+                run_turn(graph, None, config, Context())
+            except SetupError as exc:  # the next message starts a new turn
+                console.print(f"[red]could not finish it:[/] {escape(str(exc))}")
         while True:
             try:
                 text = input("you> ").strip()
@@ -139,15 +142,18 @@ def transcript(graph: Any, config: dict[str, Any]) -> list[dict[str, str]]:
 def cmd_export(args: argparse.Namespace) -> None:
     import json
 
-    from agent.memory import default_checkpointer, is_postgres, open_checkpointer
+    from agent.memory import default_checkpointer, is_postgres, open_checkpointer, redact
 
     db = args.db or default_checkpointer()
     if not is_postgres(db) and not Path(db).is_file():
         raise DataError(f"no chat sessions at {db}; start one with `python -m agent chat`")
     with open_checkpointer(db) as saver:
-        rows = transcript(_build(args, saver), {"configurable": {"thread_id": args.thread}})
+        from agent.graph import build_crs_graph
+
+        # reading a transcript needs the checkpoints only: the graph loads no model until a turn runs
+        rows = transcript(build_crs_graph(checkpointer=saver, dataset=args.dataset), {"configurable": {"thread_id": args.thread}})
     if not rows:
-        raise DataError(f"thread {args.thread!r} has no messages in {db}")
+        raise DataError(f"thread {args.thread!r} has no messages in {redact(db)}")
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
 
@@ -177,7 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         run_turn(graph, turn.text, config, Context(), stream=True)
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def cmd_serve(args: argparse.Namespace) -> int:
     """``langgraph dev`` on this repo's langgraph.json, with the limits this machine can serve."""
     import os
     import shutil
@@ -187,12 +193,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if cli is None:
         raise DataError("the LangGraph server is not installed; run `pip install -e '.[studio]'` (or `make setup`)")
     config = Path(__file__).resolve().parents[1] / "langgraph.json"
-    env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(args.max_request_bytes), "LLMCRS_DATASET": args.dataset}
+    from agent.webapp import MAX_REQUEST_BYTES  # $LLMCRS_MAX_REQUEST_BYTES or the default
+
+    limit = args.max_request_bytes or MAX_REQUEST_BYTES
+    env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(limit), "LLMCRS_DATASET": args.dataset}
     cmd = [cli, "dev", "--config", str(config), "--host", args.host, "--port", str(args.port), "--no-browser",
            "--n-jobs-per-worker", str(args.jobs), *(() if args.reload else ("--no-reload",))]  # fmt: skip
     console.print(f"[bold]llmcrs[/] LangGraph server on http://{args.host}:{args.port} (graph 'llmcrs', {args.jobs} concurrent runs, "
-                  f"requests up to {args.max_request_bytes} bytes)")  # fmt: skip
-    subprocess.run(cmd, env=env, check=False)
+                  f"requests up to {limit} bytes)")  # fmt: skip
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=2024)
     p.add_argument("--jobs", type=int, default=2, help="concurrent runs per worker (2 cores: 2; a GPU server: more)")
-    p.add_argument("--max-request-bytes", type=int, default=64 * 1024, help="larger request bodies get 413")
+    p.add_argument(
+        "--max-request-bytes", type=int, default=None, help="larger request bodies get 413 (default: $LLMCRS_MAX_REQUEST_BYTES or 64 KB)"
+    )
     p.add_argument("--reload", action="store_true", help="reload on code changes")
     p.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
@@ -239,13 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, key):
             setattr(args, key, value)
     try:
-        args.func(args)
-    except (DataError, ModelError, ValueError) as exc:
+        code = args.func(args)
+    except (SetupError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -374,9 +374,12 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
         name, _, base = spec.split(":", 1)[1].partition("@")
         # a self-hosted server (vLLM, TGI, llama.cpp) takes any key; OpenAI itself needs OPENAI_API_KEY
         api_key = os.environ.get("OPENAI_API_KEY") or ("EMPTY" if base else None)
+        # a dead or hung endpoint costs a turn one retry within LLMCRS_LLM_TIMEOUT seconds, not the SDK's 10 minutes;
+        # self-hosted servers (TGI, llama.cpp, older vLLM) read `max_tokens`, OpenAI reads `max_completion_tokens`
         return ChatOpenAI(
-            model=name, base_url=base or None, api_key=SecretStr(api_key) if api_key else None, max_completion_tokens=max_new_tokens
-        )
+            model=name, base_url=base or None, api_key=SecretStr(api_key) if api_key else None, max_completion_tokens=max_new_tokens,
+            timeout=float(os.environ.get("LLMCRS_LLM_TIMEOUT", 60)), max_retries=1, extra_body={"max_tokens": max_new_tokens} if base else None,
+        )  # fmt: skip
     path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
     model, tok = _cached_local(path)
     return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens)

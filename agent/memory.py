@@ -17,6 +17,7 @@ no policy between "keep everything" and "keep the latest".
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,16 +27,21 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-# Loop checkpoints of `thread` older than its last input checkpoint. An input checkpoint holds the state
-# as the turn before it ended, with the new user message among its writes, so keeping the input
-# checkpoints keeps every finished turn and every message.
+# The loop checkpoints among the ancestors of a new input checkpoint, back to the input checkpoint
+# before it: the intermediate steps of the turn that just ended. Following parents (not "older than")
+# leaves other branches of a forked thread alone. An input checkpoint holds the state as the turn before
+# it ended, with the new user message among its writes, so keeping input checkpoints keeps every
+# finished turn and every message.
 _STALE = """
-    SELECT checkpoint_id FROM checkpoints c
-    WHERE c.thread_id = ? AND c.checkpoint_ns = ''
-      AND json_extract(CAST(c.metadata AS TEXT), '$.source') != 'input'
-      AND c.checkpoint_id < (SELECT MAX(checkpoint_id) FROM checkpoints
-                             WHERE thread_id = c.thread_id AND checkpoint_ns = ''
-                               AND json_extract(CAST(metadata AS TEXT), '$.source') = 'input')
+    WITH RECURSIVE chain(id) AS (
+        SELECT parent_checkpoint_id FROM checkpoints WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id = ?2
+        UNION
+        SELECT c.parent_checkpoint_id FROM checkpoints c JOIN chain ON c.checkpoint_id = chain.id
+        WHERE c.thread_id = ?1 AND c.checkpoint_ns = '' AND json_extract(CAST(c.metadata AS TEXT), '$.source') != 'input'
+    )
+    SELECT checkpoint_id FROM checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = '' AND checkpoint_id IN (SELECT id FROM chain)
+      AND json_extract(CAST(metadata AS TEXT), '$.source') != 'input'
 """
 
 
@@ -47,16 +53,29 @@ class TurnSaver(SqliteSaver):
     ) -> RunnableConfig:
         saved = super().put(config, checkpoint, metadata, new_versions)
         if metadata.get("source") == "input" and not config["configurable"].get("checkpoint_ns"):
-            self.prune([str(config["configurable"]["thread_id"])], strategy="keep_turns")
+            self._prune_before(str(config["configurable"]["thread_id"]), checkpoint["id"])
         return saved
+
+    def _prune_before(self, thread: str, input_id: str) -> None:
+        with self.cursor() as cur:
+            stale = [row[0] for row in cur.execute(_STALE, (thread, input_id)).fetchall()]
+            for i in range(0, len(stale), 500):
+                chunk = stale[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                cur.execute(
+                    f"DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})", (thread, *chunk)
+                )
+                cur.execute(
+                    f"DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})", (thread, *chunk)
+                )
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_turns") -> None:
         """Prune the threads' checkpoints.
 
         Args:
             thread_ids: The threads to prune.
-            strategy: ``keep_turns`` (each turn's input checkpoint and every step of the current
-                turn) or ``delete`` (everything; as ``delete_thread``).
+            strategy: ``keep_turns`` (each turn's input checkpoint and every step of the current turn;
+                what :meth:`put` does as each turn starts) or ``delete`` (everything; ``delete_thread``).
         """
         if strategy not in ("keep_turns", "delete"):
             raise ValueError(f"unknown prune strategy {strategy!r}; use 'keep_turns' or 'delete'")
@@ -64,18 +83,12 @@ class TurnSaver(SqliteSaver):
             if strategy == "delete":
                 self.delete_thread(thread)
                 continue
-            with self.cursor() as cur:
-                stale = [row[0] for row in cur.execute(_STALE, (thread,)).fetchall()]
-                for i in range(0, len(stale), 500):
-                    chunk = stale[i : i + 500]
-                    marks = ",".join("?" * len(chunk))
-                    cur.execute(
-                        f"DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})", (thread, *chunk)
-                    )
-                    cur.execute(
-                        f"DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})",
-                        (thread, *chunk),
-                    )
+            inputs = self.conn.execute(
+                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
+                "AND json_extract(CAST(metadata AS TEXT), '$.source') = 'input'", (thread,)
+            ).fetchall()  # fmt: skip
+            for (input_id,) in inputs:
+                self._prune_before(thread, input_id)
 
 
 def default_checkpointer() -> str:
@@ -83,6 +96,16 @@ def default_checkpointer() -> str:
     from crsdata.paths import home_dir
 
     return os.environ.get("LLMCRS_CHECKPOINTER") or str(home_dir() / "chat.sqlite")
+
+
+def redact(where: str | Path) -> str:
+    """``where`` without a password (``postgresql://user:secret@host/db`` -> ``postgresql://user@host/db``).
+
+    >>> redact("postgresql://me:secret@db:5432/crs")
+    'postgresql://me@db:5432/crs'
+    """
+    text = str(where)
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1@", text) if is_postgres(text) else text
 
 
 def is_postgres(where: str | Path) -> bool:
@@ -109,7 +132,7 @@ def open_checkpointer(where: str | Path | None = None) -> Iterator[Any]:
         except ImportError as exc:
             from crsdata.paths import DataError
 
-            raise DataError(f"{str(where).split('@')[-1]} is a PostgreSQL URL but the Postgres checkpointer is not installed; "
+            raise DataError(f"{redact(where)} is a PostgreSQL URL but the Postgres checkpointer is not installed; "
                             "run `pip install -e '.[postgres]'`") from exc  # fmt: skip
         with PostgresSaver.from_conn_string(str(where)) as saver:
             saver.setup()

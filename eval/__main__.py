@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.llm import ModelError
-from crsdata.paths import DataError
+from crsdata.paths import SetupError
 from eval.harness import RunConfig, run
 from eval.report import write_report
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         out = write_report(folder)
         print(out.read_text(encoding="utf-8"))
         print(f"tables: {out}; CSV and figures/ beside it")
-    except (DataError, ModelError, ValueError, FileNotFoundError) as exc:
+    except (SetupError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from agent.boundary import MESSAGES_WINDOW
+
 MESSAGES = ["I like {m} horror movies", "why that one?", "Who directed it?", "something else, maybe a comedy?", "thanks, one more please"]
 
 
@@ -33,7 +35,10 @@ async def _conversation(client: object, marker: str, turns: int, latencies: list
     for i in range(turns):
         text = MESSAGES[i % len(MESSAGES)].format(m=marker) + f" [{marker}]"
         start = time.perf_counter()
-        out = await client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": text}]})  # type: ignore[attr-defined]
+        try:
+            out = await client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": text}]})  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - counted: a load test reports failures instead of stopping at the first
+            out = {"error": f"{type(exc).__name__}: {exc}"}
         latencies.append(time.perf_counter() - start)
         if not isinstance(out, dict) or not out.get("response") or out.get("error"):
             failures.append(f"{marker} turn {i}: {str(out)[:200]}")
@@ -55,7 +60,7 @@ async def _run(url: str, threads: int, turns: int) -> dict[str, object]:
         values: dict = (await client.threads.get_state(thread))["values"]  # type: ignore[assignment]
         said = [str(m["content"]) for m in values["messages"] if m["type"] == "human"]
         leaks += sum(1 for text in said if f"[{marker}]" not in text)
-        leaks += len(said) != turns
+        leaks += len(said) != min(turns, MESSAGES_WINDOW // 2)  # the state keeps a window of the thread
     ordered = sorted(latencies)
     return {"threads": threads, "turns_per_thread": turns, "turns": len(latencies), "wall_s": round(wall, 1),
             "p50_s": round(statistics.median(ordered), 2), "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 2),

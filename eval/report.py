@@ -1,6 +1,7 @@
 """Tables and figures from per-turn results: the paper's recommendation, conversation and
-ablation tables as Markdown and CSV (best in bold), ablation bar charts as PNG, and a paired
-two-sided t-test of each LLMCRS system against the best baseline on the same turns."""
+ablation tables as Markdown and CSV (best in bold), ablation bar charts as PNG, HIT@10/50 with 95%
+bootstrap intervals, and one-sided paired t and Wilcoxon tests of each LLMCRS system against the best
+baseline on the same (turn, target) rows (Holm over the systems' t-tests)."""
 
 from __future__ import annotations
 

@@ -185,3 +185,29 @@ def test_cli_serves_with_its_flags(monkeypatch, capsys):
     cli.main(["serve", "--port", "9999", "--max-request-bytes", "4096", "--timeout", "2.5"])
     assert calls == [(("127.0.0.1", 9999), {"max_request_bytes": 4096, "timeout_seconds": 2.5})]
     assert "serving echo, slow, broken at http://127.0.0.1:9999/experts" in capsys.readouterr().out
+
+
+def test_size_limit_counts_the_body_whatever_content_length_says():
+    """A small Content-Length with a large (e.g. chunked) body is still refused: the bytes are counted."""
+    import asyncio
+
+    from tools.serving import RequestSizeLimit
+
+    reached = []
+
+    async def app(scope, receive, send):  # the wrapped app must never see the body
+        reached.append(await receive())
+
+    body = [{"type": "http.request", "body": b"x" * 600, "more_body": True} for _ in range(3)]
+    body[-1]["more_body"] = False
+    sent = []
+
+    async def receive():
+        return body.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/experts/x", "headers": [(b"content-length", b"10")]}
+    asyncio.run(RequestSizeLimit(app, max_bytes=1000)(scope, receive, send))
+    assert sent[0]["status"] == 413 and not reached

@@ -70,7 +70,7 @@ def test_hostile_inputs_get_answers_without_prompt_text_or_invented_titles(defau
             problems.append(f"{case}: no answer ({out.get('error')})")
         if leaked := [f for f in fragments if f in flat]:
             problems.append(f"{case}: prompt text in the reply: {leaked[0]!r}")
-        named = {f"{t.strip()} ({y})" for t, y in TITLE.findall(reply)} - {f"{t.strip()} ({y})" for t, y in TITLE.findall(text)}
+        named = {f"{t.strip()} ({y})" for t, y in TITLE.findall(reply)}  # a title the user invented counts too
         if invented := [t for t in named if not in_catalog(t, catalog)]:
             problems.append(f"{case}: titles not in the catalog: {invented}")
     assert not problems, problems

@@ -166,17 +166,35 @@ def test_openai_compatible_endpoint_is_a_configuration_change(real_root):
     finally:
         server.shutdown()
     assert seen and seen[-1]["path"] == "/v1/chat/completions" and seen[-1]["model"] == "fake-model"
+    assert seen[-1]["max_tokens"] == seen[-1]["max_completion_tokens"] > 0  # bounded on self-hosted servers too
     assert "creeping dread" in out["response"] and not out["trajectory"][-1].get("fallback")
 
 
-def test_dead_llm_endpoint_answers_from_the_expert(real_root):
-    """An OpenAI-compatible endpoint that is down: the turn still answers (template from the expert output)."""
-    pytest.importorskip("langchain_openai", reason="pip install -e '.[openai]'")
-    from tests.conftest import free_port
+@pytest.mark.parametrize("endpoint", ["down", "hung"])
+def test_dead_llm_endpoint_answers_from_the_expert(real_root, monkeypatch, endpoint):
+    """An OpenAI-compatible endpoint that is down, or accepts and never answers: the turn still answers
+    (the template from the expert output) within the timeout."""
+    import socket
+    import time
 
-    g = build_crs_graph(model=f"openai:gone@http://127.0.0.1:{free_port()}/v1", tools=default_experts("redial", str(real_root), learned=False),
-                        checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule")  # fmt: skip
-    out = g.invoke({"messages": [HumanMessage("I loved The Shining (1980), something like it?")]}, {"configurable": {"thread_id": "d"}})
+    pytest.importorskip("langchain_openai", reason="pip install -e '.[openai]'")
+    monkeypatch.setenv("LLMCRS_LLM_TIMEOUT", "1")
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    if endpoint == "hung":
+        hung.listen(8)  # connections are accepted by the kernel, never answered
+    port = hung.getsockname()[1]
+    if endpoint == "down":
+        hung.close()
+    try:
+        g = build_crs_graph(model=f"openai:gone@http://127.0.0.1:{port}/v1", tools=default_experts("redial", str(real_root), learned=False),
+                            checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule")  # fmt: skip
+        start = time.perf_counter()
+        out = g.invoke({"messages": [HumanMessage("I loved The Shining (1980), something like it?")]}, {"configurable": {"thread_id": "d"}})
+        seconds = time.perf_counter() - start
+    finally:
+        hung.close()
     response = out["trajectory"][-1]
-    assert response["fallback"] and "Connection" in response["error"]
+    assert response["fallback"] and ("Connection" in response["error"] or "Timeout" in response["error"]), response
     assert out["expert_output"]["items"][0].split(" (")[0] in out["response"]
+    assert seconds < 30  # one retry within the 1 s timeout, not the SDK's default 10 minutes

@@ -101,7 +101,7 @@ def test_a_killed_process_loses_no_finished_turn(store, real_root):
     assert proc.stdin is not None
     proc.stdin.write("I like horror movies from the 1980s\n")
     proc.stdin.flush()
-    read_until(proc, "4 response")  # printed when the response has streamed to its end
+    read_until(proc, "4 response")  # readline returns the line when it ends, i.e. when the turn has ended
     proc.stdin.write("something scarier please\n")
     proc.stdin.flush()
     read_until(proc, "1 sub-task")  # mid-turn: detection done, the response not yet

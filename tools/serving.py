@@ -53,8 +53,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 class RequestSizeLimit:
     """Pure ASGI middleware refusing request bodies over ``max_bytes`` with ``413`` and a JSON message.
 
-    A declared ``Content-Length`` over the limit is refused before the body is read; a body without
-    one (chunked) is read up to the limit, then replayed to the app. Starlette has no body limit of its
+    A declared ``Content-Length`` over the limit is refused before the body is read; any other body is
+    read and counted up to the limit (headers are not trusted), then replayed to the app. Starlette has no body limit of its
     own, hence this small middleware.
 
     Args:
@@ -75,10 +75,8 @@ class RequestSizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(int(declared), send)
             return
-        if declared is not None:
-            await self.app(scope, receive, send)
-            return
-        # No declared length (chunked): read up to the limit, then replay what was read.
+        # Whatever the headers say (a server may frame a body by Transfer-Encoding despite a small
+        # Content-Length), read the body counting its bytes up to the limit, then replay it to the app.
         messages: list[Message] = []
         size = 0
         while True:
