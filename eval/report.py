@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crsdata.metrics import KS, RecEvaluator, bootstrap_ci, compare_paired, conversation_metrics, hit_at_k, holm
+from crsdata.metrics import KS, RecEvaluator, bleu_crslab, bootstrap_ci, compare_paired, conversation_metrics, crslab_tokens, hit_at_k, holm
 from eval.systems import GRAPH_SYSTEMS
 
 REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
@@ -102,6 +102,12 @@ def build_report(folder: Path) -> Report:
     baselines = [s for s in metrics if is_baseline(s)]
     baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
     cis = {s: {f"hit@{k}": bootstrap_ci(list(hit_rows(rows, k).values())) for k in (10, 50)} for s, rows in results.items()}
+    if not folder.name.endswith("_rec"):  # sentence-level BLEU (CRSLab's) averages over turns: its interval is a bootstrap too
+        for s, rows in results.items():
+            for n in (1, 2):
+                scores = [bleu_crslab([crslab_tokens(r["response"])], [crslab_tokens(r["reference"])], n) for r in rows if r["response"]]
+                if scores:
+                    cis[s][f"bleu{n}_crslab"] = bootstrap_ci(scores)
     pvalues: dict[str, float] = {}
     tests: dict[str, str] = {}
     if baseline:
@@ -196,7 +202,7 @@ def write_report(folder: Path) -> Path:
           "`response_fallback_share`: responses that are the template, not the LLM's. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
     md.append(_markdown("Recommendation (Table 4)", systems, ["n_rows", *REC_COLS], rep.metrics, extra=pcol, cis=rep.cis))
     if not folder.name.endswith("_rec"):  # a recommendation-only run has template texts: no conversation table
-        md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics))
+        md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics, cis=rep.cis))
     if len(graphs) > 1:
         md.append(
             _markdown(
