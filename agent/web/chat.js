@@ -233,7 +233,8 @@
 
   /** One turn: the user's message in, the run's stages and streamed response out. */
   async function sendMessage(text) {
-    send.disabled = true;
+    // one conversation at a time: switching threads mid-run would show this run's answer in another thread
+    send.disabled = picker.disabled = $("new").disabled = true;
     form.setAttribute("aria-busy", "true");
     status.textContent = "";
     addUserMessage(text);
@@ -259,7 +260,7 @@
       turn.fail(String(e.message || e));
     } finally {
       await refreshThreads();
-      send.disabled = false;
+      send.disabled = picker.disabled = $("new").disabled = false;
       form.removeAttribute("aria-busy");
       input.focus();
     }
@@ -281,7 +282,9 @@
     openThread(null);
     input.focus();
   });
-  window.addEventListener("popstate", () => openThread(new URLSearchParams(location.search).get("thread")));
+  window.addEventListener("popstate", () => {
+    if (!send.disabled) openThread(new URLSearchParams(location.search).get("thread"));
+  });
 
   api("/llmcrs/info")
     .then((info) => ($("info").textContent = `Recommends ${info.domain} · dataset ${info.dataset}`))
