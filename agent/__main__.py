@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +204,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
     console.print(f"[bold]llmcrs[/] LangGraph server on http://{args.host}:{args.port} (graph 'llmcrs', {args.jobs} concurrent runs, "
                   f"requests up to {limit} bytes)")  # fmt: skip
     return subprocess.run(cmd, env=env, check=False).returncode
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_server(log: Path, *options: str, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
+    """``python -m agent serve <options>`` on a free loopback port, in the background; yields its URL once
+    ``/ok`` answers and stops it on exit (tests and benchmarks).
+
+    Raises:
+        SetupError: The server exited before answering (its log's tail is in the message).
+        TimeoutError: It did not answer within ``timeout`` seconds.
+    """
+    import os
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), *options]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise SetupError(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(1)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server did not start in {timeout:.0f} s: {log.read_text()[-2000:]}")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> int:

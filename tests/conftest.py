@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 
-from crsdata.paths import DataError, data_root
+from agent.__main__ import free_port  # noqa: F401 - tests import it from here
+from crsdata.paths import DataError, SetupError, data_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +39,17 @@ def real_root() -> Path:
     if not (root / "redial").is_dir():
         skip_or_fail(f"real CRS data absent: {root} has no redial/")
     return root
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded default chat model (SmolLM2-135M-Instruct); skips when absent (fails in CI)."""
+    from agent.llm import ModelError, load_chat_model
+
+    try:
+        return load_chat_model()
+    except ModelError as exc:
+        skip_or_fail(f"embedded default not installed: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -132,40 +139,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_llm"))
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m agent serve`` (the LangGraph server on langgraph.json) on a free loopback port; its URL."""
+    from agent.__main__ import running_server
+
     try:
         import langgraph_api  # noqa: F401
     except ImportError:
         skip_or_fail("the LangGraph server is not installed (pip install -e '.[studio]')")
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false"}
-    cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--max-request-bytes", str(SERVER_MAX_REQUEST_BYTES)]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("server") / "server.log"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                skip_or_fail(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(1)
-        else:
-            pytest.fail(f"the server did not start in 120 s: {log.read_text()[-2000:]}")
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        with running_server(log, "--max-request-bytes", str(SERVER_MAX_REQUEST_BYTES), env=env) as url:
+            yield url
+    except SetupError as exc:  # the server exited: not installed or not startable here
+        skip_or_fail(str(exc))
+    except TimeoutError as exc:
+        pytest.fail(str(exc))

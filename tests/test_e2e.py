@@ -16,20 +16,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from agent.context import Context
 from agent.graph import build_crs_graph
 from crsdata.loaders import load_samples
-from tests.conftest import skip_or_fail
 from tools.subtasks import SUBTASKS
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def embedded():
-    from agent.llm import ModelError, load_chat_model
-
-    try:
-        return load_chat_model()
-    except ModelError as exc:
-        skip_or_fail(f"embedded default not installed: {exc}")
 
 
 def test_graph_on_real_test_contexts(embedded, real_root):

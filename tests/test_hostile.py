@@ -8,7 +8,7 @@ import re
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from tests.conftest import REPO, skip_or_fail
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -45,15 +45,10 @@ def in_catalog(named: str, catalog: set[str]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def default_graph(real_root):
+def default_graph(real_root, embedded):
     from agent.graph import build_crs_graph
-    from agent.llm import ModelError, load_chat_model
 
-    try:
-        model = load_chat_model()
-    except ModelError as exc:
-        skip_or_fail(f"embedded default not installed: {exc}")
-    return build_crs_graph(model=model, checkpointer=InMemorySaver(), data_root=str(real_root))
+    return build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
 
 
 def test_hostile_inputs_get_answers_without_prompt_text_or_invented_titles(default_graph):

@@ -12,7 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.manager import SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager
 from rl.manager import DecisionTensors, ManagerConfig, actions_of, decision_tensors, train_manager
-from tests.conftest import fake_llm, skip_or_fail
+from tests.conftest import fake_llm
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 
@@ -102,19 +102,14 @@ def test_without_a_trained_manager_the_rule_decides_with_a_warning(real_root, mo
 
 
 @pytest.fixture(scope="module")
-def shipped_graph(real_root):
+def shipped_graph(real_root, embedded):
     from agent.graph import build_crs_graph
-    from agent.llm import ModelError, load_chat_model
     from agent.manager import manager_dir
 
-    try:
-        model = load_chat_model()
-    except ModelError as exc:
-        skip_or_fail(f"embedded default not installed: {exc}")
     assert manager_dir("redial") is not None, "the trained ReDial manager ships in agent/managers/redial"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained experts on a fresh machine are named in warnings
-        return build_crs_graph(model=model, checkpointer=InMemorySaver(), data_root=str(real_root))
+        return build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
 
 
 SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
