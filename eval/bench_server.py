@@ -10,24 +10,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-
+from agent.__main__ import running_server
 from agent.boundary import MESSAGES_WINDOW
+from eval.report import percentile
 
 MESSAGES = ["I like {m} horror movies", "why that one?", "Who directed it?", "something else, maybe a comedy?", "thanks, one more please"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _conversation(client: object, marker: str, turns: int, latencies: list[float], failures: list[str]) -> str:
@@ -63,7 +54,7 @@ async def _run(url: str, threads: int, turns: int) -> dict[str, object]:
         leaks += len(said) != min(turns, MESSAGES_WINDOW // 2)  # the state keeps a window of the thread
     ordered = sorted(latencies)
     return {"threads": threads, "turns_per_thread": turns, "turns": len(latencies), "wall_s": round(wall, 1),
-            "p50_s": round(statistics.median(ordered), 2), "p95_s": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+            "p50_s": round(statistics.median(ordered), 2), "p95_s": round(percentile(ordered, 0.95), 2),
             "failures": len(failures), "isolation_violations": leaks, "failure_examples": failures[:3]}  # fmt: skip
 
 
@@ -74,25 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="the server's concurrent runs per worker")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_server_{port}.log"
-    with log.open("w") as out:
-        cmd = [sys.executable, "-m", "agent", "serve", "--port", str(port), "--jobs", str(args.jobs)]
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(1)
-        else:
-            raise SystemExit(f"the server did not start; see {log}")
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_server.log"
+    with running_server(log, "--jobs", str(args.jobs)) as url:
         row = {**asyncio.run(_run(url, args.threads, args.turns)), "jobs_per_worker": args.jobs}
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
     print(json.dumps(row), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(row, indent=1))

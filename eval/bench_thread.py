@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from agent.context import Context
     from agent.graph import build_crs_graph
     from agent.memory import open_checkpointer
+    from eval.report import percentile
 
     marks = {int(x) for x in args.report.split(",")}
     db = Path(tempfile.mkdtemp()) / "bench.sqlite"
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                 size = os.path.getsize(db)
                 row = {"turns": turn, "db_mb": round(size / 2**20, 2), "kb_per_turn_since_last": round((size - last_size) / 1024 / (turn - last_turn), 1),
                        "rss_mb": round(rss_mb(), 1), "median_turn_s": round(statistics.median(times[last_turn:]), 3),
-                       "p95_turn_s": round(sorted(times[last_turn:])[int(0.95 * (turn - last_turn))], 3), "errors": errors,
+                       "p95_turn_s": round(percentile(times[last_turn:], 0.95), 3), "errors": errors,
                        "threads": args.threads, "state_messages": len(graph.get_state(config).values["messages"]), "durability": args.durability}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)

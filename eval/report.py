@@ -43,7 +43,8 @@ def is_graph(system: str) -> bool:
     return system.split("@")[0] in GRAPH_SYSTEMS
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (the nearest rank after rounding; NaN when empty)."""
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -62,12 +63,12 @@ def system_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     for stage in STAGES:
         secs = [r["seconds"][stage] for r in rows if stage in r["seconds"]]
         out[f"{stage}_median_s"] = statistics.median(secs) if secs else float("nan")
-        out[f"{stage}_p95_s"] = _pct(secs, 0.95)
+        out[f"{stage}_p95_s"] = percentile(secs, 0.95)
         flags = [r["fallbacks"][stage] for r in rows if stage in r["fallbacks"]]
         out[f"{stage}_fallback_share"] = sum(flags) / len(flags) if flags else float("nan")
     walls = [r["wall"] for r in rows]
     out["turn_median_s"] = statistics.median(walls) if walls else float("nan")
-    out["turn_p95_s"] = _pct(walls, 0.95)
+    out["turn_p95_s"] = percentile(walls, 0.95)
     out["turns_per_s"] = len(walls) / sum(walls) if walls and sum(walls) else float("nan")
     subtasks = [r["subtask"] for r in rows]
     out["recommend_share"] = subtasks.count("recommendation") / max(1, len(rows))
