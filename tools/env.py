@@ -75,12 +75,18 @@ def expert_env(dataset: str = "redial", root: str | None = None, catalog_url: st
     return ExpertEnv(dataset, base, catalog, EntityLinker(catalog, dataset, pop), pop)
 
 
-def item_index(env: ExpertEnv) -> ItemIndex:
-    """The sentence-embedding index of the dataset's items (built and cached on first use)."""
-    key = (env.dataset, str(env.root))
+def item_index(env: ExpertEnv, folder: str | None = None, tag: str = "") -> ItemIndex:
+    """The sentence-embedding index of the dataset's items (built and cached on first use).
+
+    Args:
+        env: The dataset's environment.
+        folder: A fine-tuned encoder folder (the trained retriever); the shipped encoder when ``None``.
+        tag: What identifies the encoder's weights (part of the embeddings' cache key).
+    """
+    key = (env.dataset, str(env.root), folder, tag)
     if key not in _INDEXES:
-        _INDEXES[key] = ItemIndex(env.catalog.all_items(env.dataset))
+        _INDEXES[key] = ItemIndex(env.catalog.all_items(env.dataset), folder=folder, tag=tag)
     return _INDEXES[key]
 
 
-_INDEXES: dict[tuple[str, str], ItemIndex] = {}
+_INDEXES: dict[tuple[str, str, str | None, str], ItemIndex] = {}

@@ -97,6 +97,9 @@ class TrainConfig:
     seed: int = 0
     max_train_rows: int | None = None
     patience: int = 4
+    encoder_epochs: float = 2.0  # the text retriever's fine-tuning (sentence-transformers)
+    encoder_lr: float = 1e-4
+    encoder_batch_size: int = 32
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form."""

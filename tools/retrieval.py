@@ -38,19 +38,25 @@ def embedder_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-@lru_cache(maxsize=1)
-def embedder() -> Any:
-    """The sentence-transformers model, loaded once per process, on the CPU."""
+@lru_cache(maxsize=4)
+def embedder(folder: str | None = None) -> Any:
+    """A sentence-transformers model, loaded once per process, on the CPU.
+
+    Args:
+        folder: A saved model folder (a fine-tuned retriever); the shipped all-MiniLM-L6-v2 when ``None``.
+    """
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(embedder_path()), device="cpu")
+    model = SentenceTransformer(folder or str(embedder_path()), device="cpu")
     model.max_seq_length = 128  # item texts are short; halves the first index build on CPU
     return model
 
 
-def embed(texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """L2-normalised float32 embeddings, one row per text."""
-    vecs = embedder().encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress, convert_to_numpy=True)
+def embed(texts: list[str], batch_size: int = 64, progress: bool = False, folder: str | None = None) -> np.ndarray:
+    """L2-normalised float32 embeddings, one row per text (by the model in ``folder``, default the shipped one)."""
+    vecs = embedder(folder).encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress, convert_to_numpy=True
+    )
     return np.asarray(vecs, dtype=np.float32)
 
 
@@ -66,19 +72,27 @@ def item_text(item: Item) -> str:
 
 
 class ItemIndex:
-    """FAISS inner-product index over item-description embeddings."""
+    """FAISS inner-product index over item-description embeddings.
 
-    def __init__(self, items: list[Item], cache_dir: Path | None = None) -> None:
+    Args:
+        items: The catalog items to index.
+        cache_dir: Where the embeddings are cached (default ``$LLMCRS_HOME/index``).
+        folder: The encoder (a fine-tuned model folder; default the shipped all-MiniLM-L6-v2).
+        tag: What identifies that encoder's weights in the cache key (e.g. its training run).
+    """
+
+    def __init__(self, items: list[Item], cache_dir: Path | None = None, folder: str | None = None, tag: str = "") -> None:
         import faiss
 
+        self.folder = folder
         self.names = [i.name for i in items]
         texts = [item_text(i) for i in items]
-        key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\n".join([tag, *texts] if tag else texts).encode()).hexdigest()[:16]
         cache = (cache_dir or home_dir() / "index") / f"items-{key}.npy"
         if cache.is_file():
             vecs = np.load(cache)
         else:
-            vecs = embed(texts, progress=True)
+            vecs = embed(texts, progress=True, folder=folder)
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache, vecs)
         self.vectors = vecs
@@ -89,6 +103,6 @@ class ItemIndex:
         """Items most similar to ``text``, best first, without ``exclude``."""
         exclude = exclude or set()
         want = min(len(self.names), k + len(exclude))
-        scores, ids = self.index.search(embed([text]), want)
+        scores, ids = self.index.search(embed([text], folder=self.folder), want)
         out = [(self.names[i], float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and self.names[i] not in exclude]
         return out[:k]

@@ -1,6 +1,7 @@
-"""``python -m tools.train <expert> --dataset <name>``: train one expert (or ``all``) and save its checkpoint.
+"""``python -m tools.train <expert>... --dataset <name>``: train experts (or ``all``) and save their checkpoints.
 
-Experts: kbrd (needs a KG: redial, opendialkg), sasrec, retriever (builds the index).
+Experts: kbrd (needs a KG: redial, opendialkg), sasrec, retriever (fine-tunes the sentence encoder and
+indexes the catalog; the slowest, 1-10 minutes by dataset).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None =
     elif name == "retriever":
         from tools import retriever
 
-        result = retriever.train(env)
+        result = retriever.train(env, cfg)
     else:
         raise ValueError(f"unknown expert {name!r}; known: {', '.join(EXPERTS)}")
     result["wall_seconds"] = time.perf_counter() - start
@@ -42,14 +43,14 @@ def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None =
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__)
-    parser.add_argument("expert", choices=[*EXPERTS, "all"])
+    parser.add_argument("expert", nargs="+", choices=[*EXPERTS, "all"])
     parser.add_argument("--dataset", default="redial")
     parser.add_argument("--data-root", default=None)
     for field, value in TrainConfig().as_dict().items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
     args = parser.parse_args(argv)
     cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig().as_dict()})
-    names = EXPERTS if args.expert == "all" else (args.expert,)
+    names = EXPERTS if "all" in args.expert else tuple(dict.fromkeys(args.expert))
     for name in names:
         try:
             res = train_one(name, args.dataset, cfg, args.data_root)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}/{args.dataset}: " + (offer_verdict(name, args.dataset, res) or floor_summary(res)))
         except DataError as exc:
             print(f"{name}/{args.dataset}: skipped: {exc}", file=sys.stderr)
-            if args.expert != "all":
+            if "all" not in args.expert:
                 return 2
     return 0
 
