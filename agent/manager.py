@@ -143,7 +143,7 @@ class ManagerHead(nn.Module):
 
 def train_command(dataset: str) -> str:
     """The commands that make a trained manager for ``dataset``."""
-    return f"python -m rl.decisions --dataset {dataset} && python -m rl.train --config rl/configs/manager_{dataset}.yaml"
+    return f"python -m tools.train all --dataset {dataset} && python -m rl.decisions --dataset {dataset} && python -m rl.train --config rl/configs/manager_{dataset}.yaml"
 
 
 def save_manager(head: ManagerHead, folder: Path, meta: dict[str, Any]) -> Path:

@@ -41,6 +41,10 @@ class ManagerConfig(RLPFBaseConfig):
     rl_split: str = field(
         default="valid", metadata={"help": "split whose cached rewards RLPF learns from: valid (no expert trained on it) or train"}
     )
+    calibrate_on: str = field(
+        default="accuracy",
+        metadata={"help": "what the detection offsets maximise on validation after training: accuracy (of the labels) or reward (RLPF's)"},
+    )
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the head"})
     per_device_train_batch_size: int = 64
@@ -241,27 +245,46 @@ def target_hits(decisions: Decisions, data: DecisionTensors, k: int) -> torch.Te
 OFFSETS = tuple(i / 4 for i in range(-12, 13))
 
 
-def calibrate_detection(head: ManagerHead, data: DecisionTensors, grid: tuple[float, ...] = OFFSETS) -> float:
-    """Set the detection head's per-sub-task logit offsets to maximise accuracy on ``data`` (coordinate
-    ascent over a grid, two sweeps): the usual recalibration of a classifier's priors on held-out data.
-    Returns the accuracy reached."""
+CALIBRATION_OBJECTIVES = ("accuracy", "reward")
+
+
+def calibrate_detection(head: ManagerHead, data: DecisionTensors, objective: str = "accuracy", grid: tuple[float, ...] = OFFSETS) -> float:
+    """Set the detection head's per-sub-task logit offsets to maximise ``objective`` on ``data``
+    (coordinate ascent over a grid, two sweeps): the usual recalibration of a classifier's priors on
+    held-out data. Returns the objective reached.
+
+    Args:
+        head: The trained head; its ``det_bias`` is overwritten.
+        data: Held-out decisions.
+        objective: ``"accuracy"`` of the sub-task labels, or ``"reward"``: the mean cached RLPF reward of
+            the greedy joint decision (the matching head's expert when it recommends). Accuracy alone
+            undoes what RLPF learned where the labels call a rewarding recommendation "elicitation"
+            (INSPIRED labels most of its recommendation turns so).
+        grid: The offsets tried for each sub-task.
+    """
+    if objective not in CALIBRATION_OBJECTIVES:
+        raise ValueError(f"calibrate_on must be one of {', '.join(CALIBRATION_OBJECTIVES)}, not {objective!r}")
     head.eval()
     with torch.no_grad():
-        det, _ = head(data.llm, data.state)
+        det, match = head(data.llm, data.state)
     det = det - head.det_bias  # the raw logits
+    experts = match.argmax(-1)
     bias = torch.zeros(det.shape[1])
 
-    def accuracy(b: torch.Tensor) -> float:
-        return float(((det + b).argmax(-1) == data.labels).float().mean())
+    def score(b: torch.Tensor) -> float:
+        subtask = (det + b).argmax(-1)
+        if objective == "accuracy":
+            return float((subtask == data.labels).float().mean())
+        return expected_reward(Decisions(subtask, experts), data)
 
-    best = accuracy(bias)
+    best = score(bias)
     for _ in range(2):
         for c in range(1, det.shape[1]):  # offsets are relative to the first sub-task
             for value in grid:
                 trial = bias.clone()
                 trial[c] = value
-                if (acc := accuracy(trial)) > best + 1e-9:
-                    best, bias = acc, trial
+                if (got := score(trial)) > best + 1e-9:
+                    best, bias = got, trial
     head.det_bias.copy_(bias)
     return best
 
@@ -306,10 +329,10 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
         if phase == "sft":
             reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
             sft = copy.deepcopy(head).eval()  # the w/o RL manager, kept for the ablation
-            calibrate_detection(sft, valid)
+            calibrate_detection(sft, valid, cfg.calibrate_on)
             measure("sft_calibrated", sft)
             report["sft_head"] = sft
-    calibrate_detection(head, valid)
+    calibrate_detection(head, valid, cfg.calibrate_on)
     measure("final", head)
     head.eval()
     return report

@@ -79,7 +79,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     sft_head = report.pop("sft_head", None)
     meta = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
             "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam, **report,
-            "command": f"python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+            "command": f"python -m tools.train all --dataset {script.dataset} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
     save_manager(head, out, meta)
     if sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
         save_manager(sft_head, out / "sft", {**meta, "phase": "sft"})

@@ -52,6 +52,36 @@ def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
     assert not torch.equal(sft.match.weight, head.match.weight)  # the w/o RL head is a snapshot
 
 
+def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicitation(tmp_path):
+    """INSPIRED's case: the corpus labels half the rewarding recommendation turns "elicitation"; offsets
+    fitted to accuracy follow the labels and stop recommending there, offsets fitted to the reward do not."""
+    import copy
+
+    from rl.manager import calibrate_detection, expected_reward, greedy
+
+    def relabelled(n: int, seed: int) -> DecisionTensors:
+        data = synthetic(n, seed)
+        rec, eli = SUBTASK_NAMES.index(RECOMMENDATION), SUBTASK_NAMES.index(ELICITATION)
+        hidden = (data.labels == rec) & (torch.arange(n) % 2 == 0)
+        data.labels[hidden] = eli
+        return data
+
+    torch.manual_seed(0)
+    train, valid = relabelled(600, 0), relabelled(300, 1)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=0, learning_rate=3e-3, seed=0)
+    train_manager(head, cfg, train, valid)
+    by_accuracy, by_reward = copy.deepcopy(head), copy.deepcopy(head)
+    calibrate_detection(by_accuracy, valid, "accuracy")
+    calibrate_detection(by_reward, valid, "reward")
+    rec = SUBTASK_NAMES.index(RECOMMENDATION)
+    acc_dec, rew_dec = greedy(by_accuracy, valid), greedy(by_reward, valid)
+    assert expected_reward(rew_dec, valid) > expected_reward(acc_dec, valid) + 0.02
+    assert int((rew_dec.subtask == rec).sum()) > int((acc_dec.subtask == rec).sum())
+    with pytest.raises(ValueError, match="calibrate_on must be one of accuracy, reward"):
+        calibrate_detection(head, valid, "bleu")
+
+
 def test_rewards_are_tabulated_per_action():
     rows = [
         {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
