@@ -61,6 +61,8 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     from rl.decisions import load_features, load_split, recommenders_of
     from rl.manager import decision_tensors, train_manager
     from rl.trainer import write_logs
+    from tools.learned import retrain_command
+    from tools.train import EXPERTS
 
     set_seed(cfg.seed)
     start = time.perf_counter()
@@ -79,7 +81,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     sft_head = report.pop("sft_head", None)
     meta = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
             "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam, **report,
-            "command": f"python -m tools.train all --dataset {script.dataset} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+            "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
     save_manager(head, out, meta)
     if sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
         save_manager(sft_head, out / "sft", {**meta, "phase": "sft"})

@@ -252,3 +252,16 @@ def test_trained_kbrd_beats_popularity_on_fixed_test_turns(redial_env, experts_h
     got, base = trained.report(), floor.report()
     print(f"KBRD HIT@10 {got['hit@10']:.4f} HIT@50 {got['hit@50']:.4f} vs popularity {base['hit@10']:.4f} / {base['hit@50']:.4f}")
     assert got["hit@50"] > base["hit@50"] and got["hit@10"] > base["hit@10"]
+
+
+def test_retrain_command_repeats_the_flags_each_checkpoint_was_trained_with(experts_home):
+    import json
+
+    from tools.learned import retrain_command
+
+    for name, config in (("sasrec", TrainConfig().as_dict()), ("retriever", {**TrainConfig().as_dict(), "encoder_epochs": 3.0})):
+        (experts_home / "inspired" / name).mkdir(parents=True)
+        (experts_home / "inspired" / name / "config.json").write_text(json.dumps(config))
+    assert retrain_command("inspired", ("kbrd", "sasrec", "retriever")) == (
+        "python -m tools.train sasrec --dataset inspired && python -m tools.train retriever --dataset inspired --encoder-epochs 3.0"
+    )

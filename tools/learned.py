@@ -46,6 +46,27 @@ def train_command(expert: str, dataset: str) -> str:
     return f"python -m tools.train {expert} --dataset {dataset}"
 
 
+def retrain_command(dataset: str, experts: tuple[str, ...]) -> str:
+    """The ``tools.train`` command that retrains ``experts`` of ``dataset`` as their checkpoints were trained.
+
+    Every :class:`TrainConfig` value a checkpoint recorded that differs from the default becomes a flag
+    (e.g. INSPIRED's retriever: ``--encoder-epochs 3.0``); the experts trained with different values
+    get a command each. Experts without a checkpoint (KBRD on a dataset without a KG) are left out.
+    """
+    defaults = TrainConfig().as_dict()
+    by_flags: dict[str, list[str]] = {}
+    for expert in experts:
+        path = checkpoint_dir(dataset, expert) / "config.json"
+        if not path.is_file():
+            continue
+        config = json.loads(path.read_text())
+        flags = " ".join(f"--{k.replace('_', '-')} {config[k]}" for k in defaults if k in config and config[k] != defaults[k])
+        by_flags.setdefault(flags, []).append(expert)
+    return " && ".join(
+        f"python -m tools.train {' '.join(names)} --dataset {dataset}" + (f" {flags}" if flags else "") for flags, names in by_flags.items()
+    )
+
+
 def save_checkpoint(dataset: str, expert: str, state: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any]) -> Path:
     """Write model state, config and metrics; return the folder."""
     folder = checkpoint_dir(dataset, expert)
