@@ -4,6 +4,7 @@
     python -m eval report --dataset redial
     python -m eval manager --dataset redial   # the trained manager on the full test split (cached decisions)
     python -m eval paper --dataset opendialkg  # the paper's tables on the full test split (recommendation, then conversation)
+    python -m eval simulate --dataset redial --dialogues 200 --systems full,wo_m,expert:kbrd_recommender  # simulated users
 
 ``run`` also writes the report when it finishes.
 """
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         from eval.manager import main as manager_main
 
         return manager_main(argv[1:])
+    if argv[:1] == ["simulate"]:
+        from crsdata.paths import run_cli
+        from eval.simulate import main as simulate_main
+
+        return run_cli(lambda: simulate_main(argv[1:]))
     if argv[:1] == ["paper"]:
         from crsdata.paths import run_cli
         from eval.paper import main as paper_main

@@ -1,0 +1,250 @@
+"""``python -m eval simulate``: interactive evaluation with a simulated user (iEvaLM-CRS's protocol).
+
+For each test turn with target items, the real dialogue up to that turn is the history; the system
+answers it, and while no target is among the top-k items it shows, a simulated user who knows the
+target's attributes from the catalog (never its title) answers for up to ``turns`` turns:
+
+* a question (any non-recommendation turn) gets one more attribute of the target (genre, cast,
+  director, writer, in that order), one per turn;
+* a wrong recommendation is rejected ("not X") together with the next attribute.
+
+The dialogue stops at the first turn whose shown top-k holds a target (success at that turn).
+Dialogues whose history already names a target are dropped (the leakage that inflates iEvaLM's
+figures) and counted in the report.
+
+Metrics per system, over the same dialogues: success@k within the turns (95% bootstrap CI, one-sided
+paired t and Wilcoxon tests against the first system, Holm-corrected), mean turns to success, the
+share of the system's questions that repeat an earlier question of the same dialogue verbatim, and
+the share of recommendations whose named item (the top one) was already offered or rejected.
+Transcripts go to ``<results>/simulate/<dataset>/<system>.jsonl``, tables to ``tables.md``.
+
+Only the deterministic attribute simulator exists so far; an LLM-driven one is to come behind the
+same :class:`UserSimulator` interface.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from crsdata.catalog import Item
+from crsdata.loaders import load_samples
+from crsdata.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.schema import RecSample, Turn
+from eval.systems import Prediction, System
+from tools.subtasks import RECOMMENDATION
+
+FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something with {} in it would be great.", 2),
+         ("director", "I like films directed by {}.", 1), ("writer", "Maybe something written by {}?", 1))  # fmt: skip
+
+
+@dataclass
+class SimulateArguments:
+    """``python -m eval simulate``: a simulated user talks with each system."""
+
+    dataset: str = field(default="redial", metadata={"help": "redial, opendialkg, inspired"})
+    split: str = field(default="test")
+    dialogues: int = field(default=200, metadata={"help": "test turns with targets (seeded sample) to start from"})
+    turns: int = field(default=5, metadata={"help": "system turns per simulated dialogue"})
+    k: int = field(default=10, metadata={"help": "success when a target is in the top-k the system shows"})
+    systems: str = field(default="full,wo_m", metadata={"help": "comma list, as python -m eval run; the first is compared with the rest"})
+    seed: int = field(default=0)
+    results_dir: str = field(default="results")
+    data_root: str | None = field(default=None)
+    manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
+
+
+def _mentions(text: str, title: str) -> bool:
+    """Does ``text`` name ``title`` (whole words; case matters for titles under 5 characters, e.g. "It")?"""
+    if not title:
+        return False
+    flags = re.IGNORECASE if len(title) >= 5 else 0
+    return re.search(rf"(?<!\w){re.escape(title)}(?!\w)", text, flags) is not None
+
+
+class UserSimulator(Protocol):
+    """A simulated user who wants ``target`` and answers a system's turn."""
+
+    def reply(self, prediction: Prediction) -> str:
+        """The user's next utterance after the system's turn."""
+        ...
+
+
+class AttributeSimulator:
+    """Deterministic: reveals the target's catalog attributes one per turn and rejects wrong items.
+
+    Args:
+        target: The catalog item the user wants (its title is never said).
+    """
+
+    def __init__(self, target: Item) -> None:
+        self.target = target
+        names = {target.name, target.title}
+        self.facts = [template.format(v) for key, template, n in FACTS for v in target.get(key)[:n]
+                      if not any(_mentions(v, t) or _mentions(t, v) for t in names)]  # fmt: skip
+
+    def reply(self, prediction: Prediction) -> str:
+        """Reject a wrong recommendation, then say one more thing the target has."""
+        fact = self.facts.pop(0) if self.facts else "Anything else along those lines?"
+        if prediction.subtask == RECOMMENDATION and prediction.ranked:
+            return f"Not {prediction.ranked[0]}, I don't think that one is for me. {fact}"
+        return fact
+
+
+@dataclass
+class Episode:
+    """One simulated dialogue with one system."""
+
+    sample_id: str
+    targets: list[str]
+    success_turn: int | None = None
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    repeated_questions: int = 0
+    questions: int = 0
+    re_recommended: int = 0
+    recommendations: int = 0
+
+
+def simulate(system: System, sample: RecSample, user: UserSimulator, turns: int, k: int) -> Episode:
+    """Let ``user`` talk with ``system`` from ``sample``'s history for up to ``turns`` system turns."""
+    ep = Episode(sample.sample_id, list(sample.targets))
+    context = list(sample.context)
+    asked: set[str] = set()
+    offered = {i for t in context for i in t.items}  # named in the history: not a new recommendation
+    for turn in range(1, turns + 1):
+        pred = system.predict(replace(sample, context=tuple(context)))
+        shown = pred.ranked[:k] if pred.subtask == RECOMMENDATION else []
+        if shown:
+            ep.recommendations += 1
+            ep.re_recommended += shown[0] in offered
+            offered.add(shown[0])
+        else:
+            ep.questions += 1
+            ep.repeated_questions += pred.response in asked
+            asked.add(pred.response)
+        hit = any(t in shown for t in sample.targets)
+        record: dict[str, Any] = {
+            "turn": turn,
+            "subtask": pred.subtask,
+            "expert": pred.expert,
+            "response": pred.response,
+            "shown": shown[:3],
+        }
+        if hit:
+            ep.success_turn = turn
+            ep.turns.append(record)
+            break
+        record["user"] = user.reply(pred)
+        ep.turns.append(record)
+        context += [Turn("recommender", pred.response, tuple(shown[:1])), Turn("user", record["user"])]
+    return ep
+
+
+def leaks(sample: RecSample, titles: list[str]) -> bool:
+    """Does the history already name a target (the iEvaLM leakage)?"""
+    text = " ".join(t.text for t in sample.context)
+    return any(_mentions(text, t) for t in titles) or any(i in sample.targets for t in sample.context for i in t.items)
+
+
+def _ci(values: list[float]) -> str:
+    lo, hi = bootstrap_ci(values)
+    return f"{sum(values) / max(1, len(values)):.4f} [{lo:.4f}, {hi:.4f}]"
+
+
+def run(args: SimulateArguments, progress: bool = True) -> Path:
+    """Simulate every system on the same dialogues; write transcripts and ``tables.md``; return the tables."""
+    from tqdm import tqdm
+
+    from eval.harness import RunConfig, make_system
+    from tools.env import expert_env
+
+    env = expert_env(args.dataset, args.data_root)
+    samples = [s for s in load_samples(args.dataset, args.split, args.data_root) if s.targets]
+    random.Random(args.seed).shuffle(samples)
+    chosen: list[tuple[RecSample, Item]] = []
+    dropped = 0
+    for s in samples:
+        item = env.catalog.get(args.dataset, s.targets[0])
+        if item is None:
+            continue
+        if leaks(s, [i.title for t in s.targets if (i := env.catalog.get(args.dataset, t)) is not None]):
+            dropped += 1
+            continue
+        chosen.append((s, item))
+        if len(chosen) == args.dialogues:
+            break
+    cfg = RunConfig(dataset=args.dataset, split=args.split, data_root=args.data_root, manager=args.manager, metrics="rec", seed=args.seed)
+    names = [n.strip() for n in args.systems.split(",") if n.strip()]
+    out = Path(args.results_dir) / "simulate" / args.dataset
+    out.mkdir(parents=True, exist_ok=True)
+    shared: dict[str, Any] = {}
+    episodes: dict[str, list[Episode]] = {}
+    seconds: dict[str, float] = {}
+    for name in names:
+        system = make_system(name, cfg, shared)
+        start = time.perf_counter()
+        eps = [
+            simulate(system, s, AttributeSimulator(item), args.turns, args.k) for s, item in tqdm(chosen, desc=name, disable=not progress)
+        ]
+        seconds[name] = time.perf_counter() - start
+        episodes[name] = eps
+        with (out / f"{name.replace(':', '__')}.jsonl").open("w", encoding="utf-8") as fh:
+            for ep in eps:
+                fh.write(json.dumps(ep.__dict__) + "\n")
+    return write_tables(out, args, episodes, seconds, len(chosen), dropped)
+
+
+def write_tables(
+    out: Path, args: SimulateArguments, episodes: dict[str, list[Episode]], seconds: dict[str, float], n: int, dropped: int
+) -> Path:
+    """The report: success, turns, repeats and re-recommendations per system, and paired tests."""
+    names = list(episodes)
+    success = {name: [float(e.success_turn is not None) for e in eps] for name, eps in episodes.items()}
+    lines = [f"# Simulated users on {args.dataset}/{args.split}: {n} dialogues, up to {args.turns} turns, success@{args.k}", "",
+             f"Attribute simulator (seed {args.seed}); {dropped} dialogues were skipped because their history already named a target.", "",
+             f"| system | success@{args.k} [95% CI] | mean turns to success | repeated questions | re-recommended items | recommends on | minutes |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, eps in episodes.items():
+        won = [e.success_turn for e in eps if e.success_turn is not None]
+        q, rq = sum(e.questions for e in eps), sum(e.repeated_questions for e in eps)
+        r, rr = sum(e.recommendations for e in eps), sum(e.re_recommended for e in eps)
+        lines.append(
+            f"| {name} | {_ci(success[name])} | {sum(won) / len(won) if won else float('nan'):.2f} | {rq} of {q} | {rr} of {r} | "
+            f"{r / max(1, q + r):.2f} of turns | {seconds.get(name, 0) / 60:.1f} |"
+        )
+    if len(names) > 1:
+        main = names[0]
+        comps = [(b, compare_paired(success[main], success[b])) for b in names[1:]]
+        lines += ["", f"{main} against each system (one-sided, a > b; Holm over {len(comps)}):", "",
+                  "| system | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|"]  # fmt: skip
+        for (b, c), p in zip(comps, holm([c.ttest_p for _, c in comps]), strict=True):
+            lines.append(
+                f"| {b} | {c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}] | {c.ttest_p:.3g} | {p:.3g} | {c.wilcoxon_p:.3g} |"
+            )
+    first = episodes[names[0]][0] if names and episodes[names[0]] else None
+    if first is not None:
+        lines += ["", f"One transcript ({names[0]}, {first.sample_id}, targets {first.targets}):", ""]
+        for t in first.turns:
+            lines.append(f"- system ({t['subtask']}): {t['response']}" + (f"\n- user: {t['user']}" if "user" in t else ""))
+    md = out / "tables.md"
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(SimulateArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
+    md = run(args)
+    print(md.read_text(encoding="utf-8"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The simulated user (``python -m eval simulate``): it never says the target's title, it answers with
+the target's attributes, and the episode counts successes, repeated questions and re-offered items."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from crsdata.loaders import load_samples
+from crsdata.schema import Turn
+from eval.simulate import AttributeSimulator, _mentions, leaks, simulate
+from eval.systems import Prediction
+from tools.subtasks import ELICITATION, RECOMMENDATION
+
+
+def _targets(env, n):
+    out = []
+    for s in load_samples("redial", "test", env.root):
+        item = env.catalog.get("redial", s.targets[0]) if s.targets else None
+        if item is not None and not leaks(s, [item.title]):
+            out.append((s, item))
+        if len(out) == n:
+            return out
+    return out
+
+
+def test_the_simulator_never_names_the_target_on_real_dialogues(redial_env):
+    pairs = _targets(redial_env, 60)
+    assert len(pairs) == 60
+    said = 0
+    for _, item in pairs:
+        user = AttributeSimulator(item)
+        for turn in range(6):
+            wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
+            ask = Prediction(ranked=[], response="What kind of movie?", subtask=ELICITATION)
+            reply = user.reply(wrong if turn % 2 else ask)
+            assert not _mentions(reply, item.title) and not _mentions(reply, item.name)
+            if turn % 2:
+                assert reply.startswith("Not Titanic (1997)")
+            said += reply.count(".") + reply.count("?")
+    assert said > 0
+
+
+class _Scripted:
+    """A fake system: recommends the target once the user has said its first attribute, else ``fallback``."""
+
+    name = "scripted"
+
+    def __init__(self, target, fact, fallback):
+        self.target, self.fact, self.fallback = target, fact, fallback
+
+    def predict(self, sample):
+        if any(self.fact in t.text for t in sample.context if t.role == "user"):
+            return Prediction(ranked=[self.target], response=f"You might like {self.target}.", subtask=RECOMMENDATION)
+        return self.fallback
+
+
+def test_episodes_count_success_repeats_and_re_recommendations(redial_env):
+    sample, item = _targets(redial_env, 1)[0]
+    fact = AttributeSimulator(item).facts[0]
+    ask = Prediction(ranked=[], response="Any favourite genre?", subtask=ELICITATION)
+    listens = simulate(_Scripted(sample.targets[0], fact, ask), sample, AttributeSimulator(item), turns=5, k=10)
+    assert listens.success_turn == 2 and listens.questions == 1 and listens.recommendations == 1
+    deaf = simulate(_Scripted("never", "no such fact", ask), sample, AttributeSimulator(item), turns=5, k=10)
+    assert deaf.success_turn is None and deaf.questions == 5 and deaf.repeated_questions == 4
+    same = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
+    stubborn = simulate(_Scripted("never", "no such fact", same), sample, AttributeSimulator(item), turns=5, k=10)
+    assert stubborn.recommendations == 5 and stubborn.re_recommended == 4
+    assert stubborn.turns[1]["user"].startswith("Not Titanic (1997)")
+
+
+def test_a_history_that_names_the_target_is_leakage(redial_env):
+    sample, item = _targets(redial_env, 1)[0]
+    named = replace(sample, context=(*sample.context, Turn("user", f"I already saw {item.title}, loved it")))
+    assert leaks(named, [item.title]) and not leaks(sample, [item.title])
