@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -110,22 +109,19 @@ def fine_tune(env: ExpertEnv, cfg: TrainConfig, out: Path) -> dict[str, Any]:
     return {"train_pairs": len(pairs), "train_loss": stats.training_loss}
 
 
-@lru_cache(maxsize=4)
-def _trained_index(dataset: str, root: str, folder: str, tag: str) -> ItemIndex:
-    from tools.env import expert_env
-
-    return item_index(expert_env(dataset, root), folder=folder, tag=tag)
-
-
 def trained_index(env: ExpertEnv) -> ItemIndex:
-    """The item index of the dataset's fine-tuned retriever.
+    """The item index of the dataset's fine-tuned retriever (checked once per training run, then cached).
 
     Raises:
         CheckpointMissing: Nothing trained, or trained on another catalog (names the train command).
     """
+    folder = checkpoint_dir(env.dataset, NAME)
+    config_file = folder / "config.json"
+    key = (env.dataset, str(env.root), config_file.stat().st_mtime_ns if config_file.is_file() else -1)
+    if key in _CHECKED:
+        return _CHECKED[key]
     _, config, _ = load_checkpoint(env.dataset, NAME)
-    folder = checkpoint_dir(env.dataset, NAME) / "model"
-    if not config.get("fine_tuned") or not folder.is_dir():
+    if not config.get("fine_tuned") or not (folder / "model").is_dir():
         raise CheckpointMissing(
             f"the {NAME} for {env.dataset} is not fine-tuned (an older checkpoint); retrain with `{train_command(NAME, env.dataset)}`"
         )
@@ -133,7 +129,12 @@ def trained_index(env: ExpertEnv) -> ItemIndex:
         raise CheckpointMissing(
             f"the {NAME} for {env.dataset} was trained on another catalog ({config.get('catalog')}); retrain with `{train_command(NAME, env.dataset)}`"
         )
-    return item_index(env, folder=str(folder), tag=config["trained_at"])
+    _CHECKED[key] = item_index(env, folder=str(folder / "model"), tag=config["trained_at"])
+    return _CHECKED[key]
+
+
+#: Validated indexes by (dataset, data root, config.json's mtime): a retrained checkpoint is checked again.
+_CHECKED: dict[tuple[str, str, int], ItemIndex] = {}
 
 
 def rank_with(index: ItemIndex, env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:
