@@ -301,6 +301,11 @@ class PairedComparison:
     ttest_p: float
     wilcoxon_p: float
 
+    def table_cells(self, adjusted_p: float) -> str:
+        """``mean diff [95% CI] | t-test p | adjusted p | Wilcoxon p`` for a Markdown table row."""
+        lo, hi = self.diff_ci
+        return f"{self.mean_diff:+.4f} [{lo:+.4f}, {hi:+.4f}] | {self.ttest_p:.3g} | {adjusted_p:.3g} | {self.wilcoxon_p:.3g}"
+
 
 def compare_paired(a: Sequence[float], b: Sequence[float]) -> PairedComparison:
     """Paired t-test and Wilcoxon signed-rank test (one-sided, ``a > b``) and the bootstrap CI of the mean difference.

@@ -179,8 +179,8 @@ def evaluate(args: ManagerEvalArguments) -> Path:
         systems[name] = d
     # CRSLab scores its recommender on every evaluation row, whatever the conversation module says; the
     # manager's matching head picks an expert on every turn, so the same view exists for it
-    full = decisions["full (SFT + RLPF)"]
-    systems["full, its matched expert on every row (CRSLab's view)"] = Decisions(torch.full((len(rows),), REC), full.expert)
+    crslab_view = "full, its matched expert on every row (CRSLab's view)"
+    systems[crslab_view] = Decisions(torch.full((len(rows),), REC), decisions["full (SFT + RLPF)"].expert)
     hits = {k: {name: target_hits(d, data, k).tolist() for name, d in systems.items()} for k in (10, 50)}
     for k in (10, 50):
         hits[k]["oracle expert per turn (upper bound)"] = target_hits(oracle(data, k), data, k).tolist()
@@ -191,7 +191,6 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     n_rows = len(hits[10]["w/o M (always recommend, default expert)"])
     best_expert = max((f"expert:{e} (always)" for e in experts), key=lambda s: sum(hits[10][s]))
     against = [best_expert, "w/o M (always recommend, default expert)", *(["w/o RL (SFT only)"] if "w/o RL (SFT only)" in systems else [])]
-    crslab_view = "full, its matched expert on every row (CRSLab's view)"
     lines += ["", f"## Recommendation on the {int(data.is_sample.sum())} evaluation turns ({n_rows} per-target rows, CRSLab's unit)", ""]
     lines += ["| system | HIT@10 [95% CI] | HIT@50 [95% CI] | recommends on |", "|---|---|---|---|"]
     samp = data.is_sample
@@ -202,16 +201,12 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     lines += ["| baseline | k | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|---|"]
     rec_comps = [(b, k, compare_paired(hits[k]["full (SFT + RLPF)"], hits[k][b])) for b in against for k in (10, 50)]
     for (b, k, c), p in zip(rec_comps, holm([c.ttest_p for _, _, c in rec_comps]), strict=True):
-        lines.append(
-            f"| {b} | {k} | {c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}] | {c.ttest_p:.3g} | {p:.3g} | {c.wilcoxon_p:.3g} |"
-        )
+        lines.append(f"| {b} | {k} | {c.table_cells(p)} |")
     lines += ["", f"{crslab_view} against the best single expert (one-sided; Holm over 2):", ""]
     lines += ["| baseline | k | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|---|"]
     view_comps = [(k, compare_paired(hits[k][crslab_view], hits[k][best_expert])) for k in (10, 50)]
     for (k, c), p in zip(view_comps, holm([c.ttest_p for _, c in view_comps]), strict=True):
-        lines.append(
-            f"| {best_expert} | {k} | {c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}] | {c.ttest_p:.3g} | {p:.3g} | {c.wilcoxon_p:.3g} |"
-        )
+        lines.append(f"| {best_expert} | {k} | {c.table_cells(p)} |")
     out = Path(args.results_dir) / "manager" / args.dataset
     out.mkdir(parents=True, exist_ok=True)
     with (out / "detection.csv").open("w", newline="") as fh:

@@ -170,10 +170,11 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     chosen: list[tuple[RecSample, Item]] = []
     dropped = 0
     for s in samples:
-        item = env.catalog.get(args.dataset, s.targets[0])
+        items = [env.catalog.get(args.dataset, t) for t in s.targets]
+        item = items[0]
         if item is None:
             continue
-        if leaks(s, [i.title for t in s.targets if (i := env.catalog.get(args.dataset, t)) is not None]):
+        if leaks(s, [i.title for i in items if i is not None]):
             dropped += 1
             continue
         chosen.append((s, item))
@@ -224,9 +225,7 @@ def write_tables(
         lines += ["", f"{main} against each system (one-sided, a > b; Holm over {len(comps)}):", "",
                   "| system | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|"]  # fmt: skip
         for (b, c), p in zip(comps, holm([c.ttest_p for _, c in comps]), strict=True):
-            lines.append(
-                f"| {b} | {c.mean_diff:+.4f} [{c.diff_ci[0]:+.4f}, {c.diff_ci[1]:+.4f}] | {c.ttest_p:.3g} | {p:.3g} | {c.wilcoxon_p:.3g} |"
-            )
+            lines.append(f"| {b} | {c.table_cells(p)} |")
     first = episodes[names[0]][0] if names and episodes[names[0]] else None
     if first is not None:
         lines += ["", f"One transcript ({names[0]}, {first.sample_id}, targets {first.targets}):", ""]
