@@ -38,9 +38,8 @@ def embedder_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-@lru_cache(maxsize=4)
-def embedder(folder: str | None = None) -> Any:
-    """A sentence-transformers model, loaded once per process, on the CPU.
+def load_encoder(folder: str | None = None) -> Any:
+    """A fresh sentence-transformers model on the CPU (fine-tuning starts from one).
 
     Args:
         folder: A saved model folder (a fine-tuned retriever); the shipped all-MiniLM-L6-v2 when ``None``.
@@ -50,6 +49,12 @@ def embedder(folder: str | None = None) -> Any:
     model = SentenceTransformer(folder or str(embedder_path()), device="cpu")
     model.max_seq_length = 128  # item texts are short; halves the first index build on CPU
     return model
+
+
+@lru_cache(maxsize=4)
+def embedder(folder: str | None = None) -> Any:
+    """:func:`load_encoder`, loaded once per process and shared (never train this one)."""
+    return load_encoder(folder)
 
 
 def embed(texts: list[str], batch_size: int = 64, progress: bool = False, folder: str | None = None) -> np.ndarray:
