@@ -11,9 +11,9 @@ import argparse
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from rich.console import Console
@@ -203,7 +203,69 @@ def cmd_serve(args: argparse.Namespace) -> int:
            "--n-jobs-per-worker", str(args.jobs), *(() if args.reload else ("--no-reload",))]  # fmt: skip
     console.print(f"[bold]llmcrs[/] LangGraph server on http://{args.host}:{args.port} (graph 'llmcrs', {args.jobs} concurrent runs, "
                   f"requests up to {limit} bytes)")  # fmt: skip
-    return subprocess.run(cmd, env=env, check=False).returncode
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    if wait_until_up(url, proc, timeout=300):
+        recovered, resumed = recover_threads(url, resume=args.resume)
+        if recovered or resumed:
+            console.print(f"[bold]llmcrs[/] re-registered {len(recovered)} thread(s) the last server lost; "
+                          f"{'answering' if args.resume else 'left unanswered'} the interrupted turn of {len(resumed)}: "
+                          f"{', '.join(resumed) or '-'}")  # fmt: skip
+    return proc.wait()
+
+
+def wait_until_up(url: str, proc: Any, timeout: float) -> bool:
+    """Whether ``url``/ok answered before ``proc`` exited or ``timeout`` seconds passed."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.5)
+    return False
+
+
+def recover_threads(url: str, *, resume: bool = True, graph: str = "llmcrs") -> tuple[list[str], list[str]]:
+    """Make a restarted server whole again after a crash (SIGKILL, power loss).
+
+    ``langgraph dev`` writes its thread records to disk every 10 seconds, while the server's
+    checkpointer (:func:`agent.memory.server_checkpointer`) commits every step. A thread created or
+    changed in the seconds before a crash therefore has its turns in the checkpointer but is unknown to
+    the restarted server: it is registered again under its id. A thread whose last turn was cut off
+    (its user message stored, the graph not finished) is answered by resuming from the last step
+    (``resume``), else left with its message shown as not answered (``next`` non-empty in its state).
+
+    Returns:
+        The re-registered thread ids, and the ids of the threads with an interrupted turn.
+    """
+    from langgraph_sdk import get_sync_client
+    from langgraph_sdk.errors import NotFoundError
+
+    from agent.memory import checkpointed_threads, server_checkpoints
+
+    client = get_sync_client(url=url)
+    recovered, interrupted = [], []
+    for thread in checkpointed_threads(server_checkpoints()):
+        try:
+            record = client.threads.get(thread)
+        except NotFoundError:
+            client.threads.create(thread_id=thread, if_exists="do_nothing", metadata={"graph_id": graph})
+            recovered.append(thread)
+            record = client.threads.get(thread)
+        # the last checkpoint says whether the graph finished (the thread state's ``next`` can read empty for a
+        # re-registered thread, so the history is asked)
+        last = client.threads.get_history(thread, limit=1)
+        if record["status"] == "busy" or not (last and last[0]["next"]):
+            continue  # a run is on it (the server resumed it) or its last turn finished
+        interrupted.append(thread)
+        if resume:
+            client.runs.create(thread, graph, input=None)
+    return recovered, interrupted
 
 
 def free_port() -> int:
@@ -215,20 +277,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Served(NamedTuple):
+    """A server started by :func:`running_server`: its URL and its process group (= process id)."""
+
+    url: str
+    pid: int
+
+
 @contextmanager
-def running_server(log: Path, *options: str, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
-    """``python -m agent serve <options>`` on a free loopback port, in the background; yields its URL once
-    ``/ok`` answers and stops it on exit (tests and benchmarks).
+def running_server(log: Path, *options: str, env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[Served]:
+    """``python -m agent serve <options>`` on a free loopback port, in the background; yields it once
+    ``/ok`` answers and stops it on exit unless it is gone already (tests and benchmarks).
 
     Raises:
         SetupError: The server exited before answering (its log's tail is in the message).
         TimeoutError: It did not answer within ``timeout`` seconds.
     """
     import os
+    import signal
     import subprocess
-    import time
-
-    import httpx
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -237,20 +304,14 @@ def running_server(log: Path, *options: str, env: dict[str, str] | None = None, 
         proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + timeout
-        while True:
+        if not wait_until_up(url, proc, timeout):
             if proc.poll() is not None:
                 raise SetupError(f"the server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(1)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the server did not start in {timeout:.0f} s: {log.read_text()[-2000:]}")
-        yield url
+            raise TimeoutError(f"the server did not start in {timeout:.0f} s: {log.read_text()[-2000:]}")
+        yield Served(url, proc.pid)
     finally:
-        os.killpg(proc.pid, 15)
+        with suppress(ProcessLookupError):  # a test may have killed it
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
 
 
@@ -292,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-request-bytes", type=int, default=None, help="larger request bodies get 413 (default: $LLMCRS_MAX_REQUEST_BYTES or 64 KB)"
     )
     p.add_argument("--reload", action="store_true", help="reload on code changes")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="after a crash, leave interrupted turns unanswered instead of finishing them")  # fmt: skip
     p.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     if args.cmd is None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +142,57 @@ def open_checkpointer(where: str | Path | None = None) -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with TurnSaver.from_conn_string(str(path)) as saver:
         yield saver
+
+
+@asynccontextmanager
+async def server_checkpointer() -> AsyncIterator[Any]:
+    """The LangGraph server's checkpointer (``"checkpointer"`` in langgraph.json).
+
+    ``langgraph dev`` keeps threads in memory and writes them to disk every 10 seconds, so a server
+    killed mid-turn loses the turns of its last seconds. This checkpointer commits every step of every
+    run instead: ``$LLMCRS_SERVER_CHECKPOINTER`` (a SQLite path or a ``postgresql://`` URL), else
+    ``$LLMCRS_HOME/server.sqlite``. LangGraph's async savers, because the server calls ``aput``/``aget``.
+    The thread records themselves still live in the dev server's memory; ``python -m agent serve``
+    re-registers the threads they lost (:func:`agent.__main__.recover_threads`).
+    """
+    where = server_checkpoints()
+    if is_postgres(where):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(where) as saver:
+            await saver.setup()
+            yield saver
+        return
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    Path(where).parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(where) as saver:
+        yield saver
+
+
+def server_checkpoints() -> str:
+    """Where the LangGraph server keeps checkpoints: ``$LLMCRS_SERVER_CHECKPOINTER``, else ``$LLMCRS_HOME/server.sqlite``."""
+    from crsdata.paths import home_dir
+
+    return os.environ.get("LLMCRS_SERVER_CHECKPOINTER") or str(home_dir() / "server.sqlite")
+
+
+def checkpointed_threads(where: str | Path) -> list[str]:
+    """The ids of the threads with checkpoints in ``where`` (a SQLite path or a ``postgresql://`` URL);
+    empty when nothing was stored there yet."""
+    query = "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''"
+    if is_postgres(where):
+        import psycopg
+
+        with psycopg.connect(str(where)) as conn:
+            if conn.execute("SELECT to_regclass('checkpoints')").fetchone() == (None,):
+                return []
+            return [str(row[0]) for row in conn.execute(query)]
+    if not Path(where).exists():
+        return []
+    import sqlite3
+
+    with closing(sqlite3.connect(f"file:{where}?mode=ro", uri=True)) as conn:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone():
+            return []
+        return [str(row[0]) for row in conn.execute(query)]

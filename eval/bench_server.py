@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_server.log"
-    with running_server(log, "--jobs", str(args.jobs)) as url:
-        row = {**asyncio.run(_run(url, args.threads, args.turns)), "jobs_per_worker": args.jobs}
+    with running_server(log, "--jobs", str(args.jobs)) as served:
+        row = {**asyncio.run(_run(served.url, args.threads, args.turns)), "jobs_per_worker": args.jobs}
     print(json.dumps(row), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(row, indent=1))

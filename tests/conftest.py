@@ -139,6 +139,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_llm"))
 
 
+def server_env(real_root: Path, folder: Path) -> dict[str, str]:
+    """The environment of a test server: the real data, no tracing, its checkpoints in ``folder``."""
+    return {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false",
+            "LLMCRS_SERVER_CHECKPOINTER": str(folder / "server.sqlite")}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m agent serve`` (the LangGraph server on langgraph.json) on a free loopback port; its URL."""
@@ -148,11 +154,11 @@ def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         import langgraph_api  # noqa: F401
     except ImportError:
         skip_or_fail("the LangGraph server is not installed (pip install -e '.[studio]')")
-    env = {**os.environ, "LLMCRS_DATA_DIR": str(real_root), "LANGSMITH_TRACING": "false"}
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    folder = tmp_path_factory.mktemp("server")
+    env = server_env(real_root, folder)
     try:
-        with running_server(log, "--max-request-bytes", str(SERVER_MAX_REQUEST_BYTES), env=env) as url:
-            yield url
+        with running_server(folder / "server.log", "--max-request-bytes", str(SERVER_MAX_REQUEST_BYTES), env=env) as served:
+            yield served.url
     except SetupError as exc:  # the server exited: not installed or not startable here
         skip_or_fail(str(exc))
     except TimeoutError as exc:

@@ -76,3 +76,55 @@ def test_run_streams_each_stage_and_the_response_token_by_token(server):
     # the response is the streamed text, cleaned (a trailing cut sentence dropped) unless it fell back to the template
     final, streamed = " ".join(state["response"].split()), " ".join(text.split())
     assert streamed.startswith(final) or final.startswith(streamed) or state["trajectory"][-1].get("fallback")
+
+
+@pytest.mark.parametrize("resume", [True, False], ids=["resumed", "shown-unanswered"])
+def test_a_server_killed_mid_turn_keeps_every_turn(real_root, tmp_path, resume):
+    """SIGKILL of the whole server during the second turn: after a restart the first turn is there, and the
+    interrupted message is answered (resumed from its last step) or stored and shown as not answered."""
+    import os
+    import signal
+    import time
+
+    from langgraph_sdk import get_sync_client
+
+    from agent.__main__ import running_server
+    from tests.conftest import server_env
+
+    env = server_env(real_root, tmp_path)
+    opening, question = "I loved The Shining (1980), something like it?", "why that one?"
+    with running_server(tmp_path / "first.log", env=env) as served:
+        client = get_sync_client(url=served.url)
+        thread = client.threads.create()["thread_id"]
+        first = client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": opening}]})
+        stages = []
+        for part in client.runs.stream(
+            thread, "llmcrs", input={"messages": [{"role": "user", "content": question}]}, stream_mode="updates"
+        ):
+            stages += list(part.data) if part.event == "updates" else []
+            if "detect" in stages:  # mid-turn: detected, the expert and the response still to come
+                os.killpg(served.pid, signal.SIGKILL)
+                break
+    assert "respond" not in stages
+    options = () if resume else ("--no-resume",)
+    with running_server(tmp_path / "second.log", *options, env=env) as served:
+        client = get_sync_client(url=served.url)
+        deadline = time.monotonic() + 120
+        while not any(t["thread_id"] == thread for t in client.threads.search(limit=100)):  # re-registered after start-up
+            assert time.monotonic() < deadline, (tmp_path / "second.log").read_text()[-2000:]
+            time.sleep(1)
+        while resume and not client.runs.list(thread):  # the run that finishes the interrupted turn
+            assert time.monotonic() < deadline, (tmp_path / "second.log").read_text()[-2000:]
+            time.sleep(1)
+        for run in client.runs.list(thread):
+            client.runs.join(thread, run["run_id"])
+        state = client.threads.get_history(thread, limit=1)[0]  # the last checkpoint
+        said = [(m["type"], m["content"]) for m in state["values"]["messages"]]
+        assert said[:3] == [("human", opening), ("ai", first["response"]), ("human", question)]
+        if resume:
+            assert not state["next"] and len(said) == 4
+            assert said[3][0] == "ai" and state["values"]["subtask"]["name"] == "explanation"
+        else:
+            assert state["next"] and len(said) == 3  # the question is kept, visibly unanswered
+            answered = client.runs.wait(thread, "llmcrs", input=None)  # the client can finish it
+            assert answered["subtask"]["name"] == "explanation" and answered["messages"][-1]["type"] == "ai"
