@@ -12,6 +12,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from agent.heuristics import heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
 from agent.resources import Resources
 from agent.state import LLMCall, State
+from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
 from crsdata.schema import Role
 from tools.dialogue import format_dialogue
 from tools.subtasks import ARG_KEYS, RECOMMENDATION, SUBTASKS, goal_text, make_call
@@ -380,6 +382,23 @@ def clean_response(text: str, prefix: str = "") -> str:
     return text
 
 
+def without_invented_titles(text: str, known: Iterable[str]) -> tuple[str, list[str]]:
+    """``text`` without its sentences that name a "Title (Year)" that is none of the ``known`` item
+    names, and those titles. A 135M model continues "You might like X." with "You can also enjoy
+    Iron Man (2009)" (the film is from 2008): a title that does not exist must never reach the user.
+
+    >>> without_invented_titles("It is tense. Also try Black Panther (2019)! Enjoy.", ["Black Panther (2018)"])
+    ('It is tense. Enjoy.', ['Also try Black Panther (2019)'])
+    """
+    kept, invented = [], []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        named = invented_titles(sentence, known)
+        invented += named
+        if not named:
+            kept.append(sentence)
+    return " ".join(kept), invented
+
+
 def prose(text: str) -> bool:
     """Whether a continuation reads as words: it starts with a letter and is mostly letters and spaces.
 
@@ -433,6 +452,11 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         rec["completion"] = answer[len(prefix) :] if prefix else answer
     except Exception as exc:  # a dead LLM endpoint: answer from the expert output
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
+    head = prefix.strip()
+    said = answer[len(head) :] if head else answer
+    kept, invented = without_invented_titles(said, res.env.linker.names.values()) if TITLE_WITH_YEAR.search(said) else (said, [])
+    if invented:  # the LLM named a "Title (Year)" that is no item: its sentence goes, the rest stays
+        answer, rec["error"] = f"{head} {kept}".strip(), f"dropped a sentence naming {invented[0]!r}, which is no item of the catalog"
     out = state.get("expert_output") or {}
     top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
     if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):

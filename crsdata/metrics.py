@@ -237,6 +237,27 @@ def conversation_metrics(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, 
     return out
 
 
+TITLE_WITH_YEAR = re.compile(r"([A-Z0-9][^()\n]{0,80}?) \((\d{4})\)")
+
+
+def invented_titles(text: str, known: Iterable[str]) -> list[str]:
+    """The "Title (Year)" names in ``text`` that end with no known item name (compared lower-case).
+
+    The pattern starts at the first capital of a run, so "You might like It (2017)" is checked as its
+    every word-suffix: it is known if any suffix is.
+
+    >>> invented_titles("You might like It (2017). Or Zorblux Nights (2031)?", {"It (2017)"})
+    ['Or Zorblux Nights (2031)']
+    """
+    names = {n.lower() for n in known}
+    out = []
+    for title, year in TITLE_WITH_YEAR.findall(text):
+        words = f"{title.strip()} ({year})".split()
+        if not any(" ".join(words[i:]).lower() in names for i in range(len(words))):
+            out.append(" ".join(words))
+    return out
+
+
 @dataclass(frozen=True)
 class TTest:
     """Result of a paired two-sided t-test."""

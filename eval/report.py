@@ -12,13 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crsdata.metrics import KS, RecEvaluator, bleu_crslab, bootstrap_ci, compare_paired, conversation_metrics, crslab_tokens, hit_at_k, holm
+from crsdata.metrics import (
+    KS,
+    RecEvaluator,
+    bleu_crslab,
+    bootstrap_ci,
+    compare_paired,
+    conversation_metrics,
+    crslab_tokens,
+    hit_at_k,
+    holm,
+    invented_titles,
+)
 from eval.systems import GRAPH_SYSTEMS
 
 REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
 CONV_COLS = [
     *(f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)),
-    "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share",
+    "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share", "invented_title_share",
 ]  # fmt: skip
 STAGES = ("detection", "matching", "execution", "response")
 
@@ -51,14 +62,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def system_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """All metrics of one system's rows (short ranked lists count as misses beyond their length)."""
+def system_metrics(rows: list[dict[str, Any]], known: frozenset[str] | None = None) -> dict[str, float]:
+    """All metrics of one system's rows (short ranked lists count as misses beyond their length);
+    with the dataset's item names ``known``, the share of responses naming a "Title (Year)" that is
+    none of them (:func:`crsdata.metrics.invented_titles`)."""
     ev = RecEvaluator(short_lists="miss")
     for r in rows:
         ev.add(r["ranked"], r["targets"], r["context_items"])
     out = ev.report()
     out.update(conversation_metrics([r["response"] for r in rows], [r["reference"] for r in rows]))
     out["turns"] = float(len(rows))
+    if known is not None:
+        out["invented_title_share"] = sum(bool(invented_titles(r["response"] or "", known)) for r in rows) / max(1, len(rows))
     out["fallback_share"] = sum(any(r["fallbacks"].values()) for r in rows) / max(1, len(rows))
     for stage in STAGES:
         secs = [r["seconds"][stage] for r in rows if stage in r["seconds"]]
@@ -73,6 +88,17 @@ def system_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     subtasks = [r["subtask"] for r in rows]
     out["recommend_share"] = subtasks.count("recommendation") / max(1, len(rows))
     return out
+
+
+def dataset_item_names(dataset: str) -> frozenset[str] | None:
+    """The item names of ``dataset`` from the data root, or ``None`` (no invented-title share) without its data."""
+    from crsdata.loaders import item_names
+    from crsdata.paths import DataError, data_root
+
+    try:
+        return item_names(dataset, str(data_root(None)))
+    except DataError:
+        return None
 
 
 def hit_rows(rows: list[dict[str, Any]], k: int) -> dict[tuple[str, str], float]:
@@ -99,7 +125,8 @@ def build_report(folder: Path) -> Report:
         raise FileNotFoundError(f"no results in {folder}; run `python -m eval run` first")
     common = set.intersection(*({r["sample_id"] for r in rows} for rows in results.values()))
     results = {s: [r for r in rows if r["sample_id"] in common] for s, rows in results.items()}
-    metrics = {s: system_metrics(rows) for s, rows in results.items()}
+    known = None if folder.name.endswith("_rec") else dataset_item_names(folder.parent.name)
+    metrics = {s: system_metrics(rows, known) for s, rows in results.items()}
     baselines = [s for s in metrics if is_baseline(s)]
     baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
     cis = {s: {f"hit@{k}": bootstrap_ci(list(hit_rows(rows, k).values())) for k in (10, 50)} for s, rows in results.items()}
@@ -200,7 +227,7 @@ def write_report(folder: Path) -> Path:
           "`dedup_` drops targets already mentioned in the dialogue. BLEU/Distinct are given in CRSLab's definition (`_crslab`: sentence BLEU "
           "with only the n-gram weight, on CRSLab's nltk tokens of hypothesis and reference; unique word n-grams per sentence; `_crslab_char`: character n-grams, "
           "as CRSLab's released evaluator counts them) and the standard one (`_standard`: corpus BLEU up to n on 13a tokens; unique over total n-grams). "
-          "`response_fallback_share`: responses that are the template, not the LLM's. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
+          "`response_fallback_share`: responses that are the template, not the LLM's; `invented_title_share`: responses naming a \"Title (Year)\" that is no item of the dataset. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
     md.append(_markdown("Recommendation (Table 4)", systems, ["n_rows", *REC_COLS], rep.metrics, extra=pcol, cis=rep.cis))
     if not folder.name.endswith("_rec"):  # a recommendation-only run has template texts: no conversation table
         md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics, cis=rep.cis))

@@ -324,3 +324,16 @@ def test_recommendation_only_runs_skip_the_llm(experts, real_root):
     assert out["subtask"]["name"] == "recommendation" and out["expert_output"]["items"]
     assert llm.prompts == []  # no LLM call at all: rule decisions, template answer
     assert out["trajectory"][-1]["method"] == "skipped" and out["expert_output"]["items"][0].split(" (")[0] in out["response"]
+
+
+def test_a_sentence_naming_a_title_that_is_no_item_is_dropped(experts, real_root):
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
+    said = "Heat (1995) is tense. You can also enjoy Iron Man (2009)! Pacino is great."  # Iron Man is from 2008
+    out = run(graph_with(fake_llm('{"name": "recommendation"}', said), tools, real_root), "something with Al Pacino please")
+    assert out["response"] == "Heat (1995) is tense. Pacino is great."
+    rec = out["trajectory"][-1]
+    assert not rec["fallback"] and "Iron Man (2009)" in rec["error"]
+    real = "Heat (1995) is tense. You can also enjoy Iron Man (2008)!"  # a real title stays
+    out = run(graph_with(fake_llm('{"name": "recommendation"}', real), tools, real_root), "something with Al Pacino please")
+    assert out["response"] == real and not out["trajectory"][-1].get("error")

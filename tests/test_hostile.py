@@ -26,7 +26,6 @@ HOSTILE = {
     "Spanish": "Me encantan las comedias románticas, ¿alguna idea?",
     "control characters and emoji": "I like \x00\x07 scary 🎃👻 movies\u202e please",
 }
-TITLE = re.compile(r"([A-Z0-9][^()\n]{0,80}?) \((\d{4})\)")
 
 
 def prompt_fragments() -> list[str]:
@@ -38,12 +37,6 @@ def prompt_fragments() -> list[str]:
     return out
 
 
-def in_catalog(named: str, catalog: set[str]) -> bool:
-    """Whether "... Title (Year)" ends with a catalog name ("You might like It (2017)" names "It (2017)")."""
-    words = named.lower().split()
-    return any(" ".join(words[i:]) in catalog for i in range(len(words)))
-
-
 @pytest.fixture(scope="module")
 def default_graph(real_root, embedded):
     from agent.graph import build_crs_graph
@@ -52,9 +45,10 @@ def default_graph(real_root, embedded):
 
 
 def test_hostile_inputs_get_answers_without_prompt_text_or_invented_titles(default_graph):
+    from crsdata.metrics import invented_titles
     from tools.env import expert_env
 
-    catalog = {name.lower() for name in expert_env("redial").linker.names.values()}
+    catalog = set(expert_env("redial").linker.names.values())
     fragments = prompt_fragments()
     problems = []
     for case, text in HOSTILE.items():
@@ -65,7 +59,6 @@ def test_hostile_inputs_get_answers_without_prompt_text_or_invented_titles(defau
             problems.append(f"{case}: no answer ({out.get('error')})")
         if leaked := [f for f in fragments if f in flat]:
             problems.append(f"{case}: prompt text in the reply: {leaked[0]!r}")
-        named = {f"{t.strip()} ({y})" for t, y in TITLE.findall(reply)}  # a title the user invented counts too
-        if invented := [t for t in named if not in_catalog(t, catalog)]:
+        if invented := invented_titles(reply, catalog):  # a title the user invented counts too
             problems.append(f"{case}: titles not in the catalog: {invented}")
     assert not problems, problems
