@@ -8,7 +8,10 @@ target's attributes from the catalog (never its title) answers for up to ``turns
   director, writer, in that order), one per turn;
 * a wrong recommendation is rejected ("not X") together with the next attribute.
 
-The dialogue stops at the first turn whose shown top-k holds a target (success at that turn).
+The dialogue stops at the first turn whose shown top-k holds a target (success at that turn). The
+graph systems talk on one thread per dialogue (:class:`eval.systems.Conversational`): they get the
+history once, then each user reply, and keep their state between turns as they do in the chat and
+the server; a stateless system (an expert alone) reads the dialogue so far on every turn.
 Dialogues whose history already names a target are dropped (the leakage that inflates iEvaLM's
 figures) and counted in the report.
 
@@ -37,7 +40,7 @@ from crsdata.catalog import Item
 from crsdata.loaders import load_samples
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from crsdata.schema import RecSample, Turn
-from eval.systems import Prediction, System
+from eval.systems import Conversational, Prediction, System
 from tools.subtasks import RECOMMENDATION
 
 FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something with {} in it would be great.", 2),
@@ -117,8 +120,12 @@ def simulate(system: System, sample: RecSample, user: UserSimulator, turns: int,
     context = list(sample.context)
     asked: set[str] = set()
     offered = {i for t in context for i in t.items}  # named in the history: not a new recommendation
+    session = system.session(sample) if isinstance(system, Conversational) else None
     for turn in range(1, turns + 1):
-        pred = system.predict(replace(sample, context=tuple(context)))
+        if session is not None:  # one thread: the system keeps its state from turn to turn
+            pred = session(ep.turns[-1]["user"] if ep.turns else None)
+        else:  # stateless: the system reads the dialogue so far
+            pred = system.predict(replace(sample, context=tuple(context)))
         shown = pred.ranked[:k] if pred.subtask == RECOMMENDATION else []
         if shown:
             ep.recommendations += 1

@@ -9,11 +9,14 @@ and returns a :class:`Prediction`.
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.context import Context
 from agent.llm import LocalHFChatModel
@@ -48,6 +51,15 @@ class System(Protocol):
         ...
 
 
+@runtime_checkable
+class Conversational(System, Protocol):
+    """A system that holds a conversation with state, turn by turn (the graph systems)."""
+
+    def session(self, sample: RecSample) -> Callable[[str | None], Prediction]:
+        """A new conversation from ``sample``'s history; ``None`` asks the first answer, a string is the next user message."""
+        ...
+
+
 def context_messages(context: tuple[Turn, ...]) -> list[BaseMessage]:
     """The context as chat messages (user -> human, recommender -> ai)."""
     return [HumanMessage(t.text) if t.role == "user" else AIMessage(t.text) for t in context]
@@ -71,10 +83,31 @@ class GraphSystem:
 
         self.name = label or name
         self.ctx = ctx
-        self.graph = build_crs_graph(model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager)
+        self.memory = InMemorySaver()
+        self.graph = build_crs_graph(
+            model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager, checkpointer=self.memory
+        )
 
     def predict(self, sample: RecSample) -> Prediction:
-        out = self.graph.invoke({"messages": context_messages(sample.context)}, context=self.ctx)
+        thread = uuid.uuid4().hex  # a fresh conversation per sample, forgotten afterwards
+        try:
+            return self._turn(context_messages(sample.context), thread)
+        finally:
+            self.memory.delete_thread(thread)
+
+    def session(self, sample: RecSample) -> Callable[[str | None], Prediction]:
+        """A conversation on its own thread that starts from ``sample``'s history: call it with ``None``
+        for the first answer, then with each next user message. The graph keeps its state between the
+        turns (what it offered and asked), as it does for a user of the chat or the server."""
+        thread = uuid.uuid4().hex
+
+        def turn(user_text: str | None) -> Prediction:
+            return self._turn(context_messages(sample.context) if user_text is None else [HumanMessage(user_text)], thread)
+
+        return turn
+
+    def _turn(self, messages: list[BaseMessage], thread: str) -> Prediction:
+        out = self.graph.invoke({"messages": messages}, {"configurable": {"thread_id": thread}}, context=self.ctx)
         traj = out.get("trajectory", [])
         ranked = (
             list((out.get("expert_output") or {}).get("items", [])) if (out.get("subtask") or {}).get("name") == "recommendation" else []

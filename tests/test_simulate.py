@@ -72,3 +72,25 @@ def test_a_history_that_names_the_target_is_leakage(redial_env):
     sample, item = _targets(redial_env, 1)[0]
     named = replace(sample, context=(*sample.context, Turn("user", f"I already saw {item.title}, loved it")))
     assert leaks(named, [item.title]) and not leaks(sample, [item.title])
+
+
+def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, real_root):
+    from itertools import cycle
+
+    from langchain_core.messages import AIMessage
+
+    from agent.context import Context
+    from eval.systems import Conversational, GraphSystem
+    from tests.conftest import RecordingFake
+
+    llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])  # the rule manager decides; the template answers
+    system = GraphSystem("wo_m", llm, "redial", str(real_root), 0, Context(generate=False), manager="rule")
+    assert isinstance(system, Conversational)
+    sample, item = _targets(redial_env, 1)[0]
+    ep = simulate(system, sample, AttributeSimulator(item), turns=5, k=1)  # top-1 only: hard to succeed, many offers
+    tops = [t["shown"][0] for t in ep.turns if t["shown"]]
+    assert len(tops) >= 3 and len(set(tops)) == len(tops)  # the thread remembers what it offered
+    (thread,) = list(system.memory.storage)  # one conversation, one thread (predict() forgets its threads)
+    said = [m.content for m in system.graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]]
+    for t in ep.turns[:-1]:  # every user reply reached the same thread, once
+        assert said.count(t["user"]) == 1
