@@ -21,8 +21,10 @@ share of the system's questions that repeat an earlier question of the same dial
 the share of recommendations whose named item (the top one) was already offered or rejected.
 Transcripts go to ``<results>/simulate/<dataset>/<system>.jsonl``, tables to ``tables.md``.
 
-Only the deterministic attribute simulator exists so far; an LLM-driven one is to come behind the
-same :class:`UserSimulator` interface.
+Two simulators share the :class:`UserSimulator` interface: the deterministic attribute one (the
+default) and :class:`LLMSimulator` (``--simulator llm --simulator_model SPEC``: any chat model plays
+the user from ``prompts/simulator.txt``; its sentences that name the target, even fuzzily, are
+removed and counted).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+from rapidfuzz import fuzz
+
+import prompts
+from agent.llm import LocalHFChatModel
 from crsdata.catalog import Item
 from crsdata.loaders import load_samples
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
@@ -43,6 +51,7 @@ from crsdata.schema import RecSample, Turn
 from eval.systems import Conversational, Prediction, System
 from tools.subtasks import RECOMMENDATION
 
+TITLE_FUZZ = 85  # rapidfuzz partial ratio from which a sentence names the title
 FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something with {} in it would be great.", 2),
          ("director", "I like films directed by {}.", 1), ("writer", "Maybe something written by {}?", 1))  # fmt: skip
 
@@ -61,6 +70,8 @@ class SimulateArguments:
     results_dir: str = field(default="results")
     data_root: str | None = field(default=None)
     manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
+    simulator: str = field(default="attribute", metadata={"help": "attribute (deterministic) or llm (a chat model plays the user)"})
+    simulator_model: str | None = field(default=None, metadata={"help": "model spec of the llm simulator (default: the embedded model)"})
 
 
 def _mentions(text: str, title: str) -> bool:
@@ -72,7 +83,10 @@ def _mentions(text: str, title: str) -> bool:
 
 
 class UserSimulator(Protocol):
-    """A simulated user who wants ``target`` and answers a system's turn."""
+    """A simulated user who wants ``target`` and answers a system's turn; ``masked`` counts the replies
+    from which a naming of the target had to be removed."""
+
+    masked: int
 
     def reply(self, prediction: Prediction) -> str:
         """The user's next utterance after the system's turn."""
@@ -87,7 +101,7 @@ class AttributeSimulator:
     """
 
     def __init__(self, target: Item) -> None:
-        self.target = target
+        self.target, self.masked = target, 0  # its replies are built from attributes without the title
         names = {target.name, target.title}
         self.facts = [template.format(v) for key, template, n in FACTS for v in target.get(key)[:n]
                       if not any(_mentions(v, t) or _mentions(t, v) for t in names)]  # fmt: skip
@@ -98,6 +112,51 @@ class AttributeSimulator:
         if prediction.subtask == RECOMMENDATION and prediction.ranked:
             return f"Not {prediction.ranked[0]}, I don't think that one is for me. {fact}"
         return fact
+
+
+def _names_title(sentence: str, title: str) -> bool:
+    """Does ``sentence`` name ``title``, fuzzily (a misspelt or partial title counts; titles under 5
+    characters must appear as a word, else "It" would match every sentence)?"""
+    if len(title) < 5:
+        return _mentions(sentence, title)
+    return fuzz.partial_ratio(title.lower(), sentence.lower()) >= TITLE_FUZZ
+
+
+class LLMSimulator:
+    """An LLM plays the user (iEvaLM's free-form mode) from the target's catalog attributes and the
+    system's last turn (prompt ``prompts/simulator.txt``). Its sentences that name the target, even
+    fuzzily, are removed; when nothing is left the attribute simulator's reply is used, and
+    :attr:`masked` counts both.
+
+    Args:
+        target: The catalog item the user wants.
+        model: Any chat model (the embedded default, a local HF folder, an OpenAI-compatible endpoint).
+        category: What the items are ("movie").
+        max_new_tokens: Budget of a reply on a local model.
+    """
+
+    def __init__(self, target: Item, model: BaseChatModel, category: str = "movie", max_new_tokens: int = 40) -> None:
+        self.target, self.model, self.category, self.max_new_tokens = target, model, category, max_new_tokens
+        self.fallback = AttributeSimulator(target)
+        self.known = "\n".join(f"- {key}: {', '.join(target.get(key)[:n])}" for key, _, n in FACTS if target.get(key))
+        self.masked = 0
+
+    def reply(self, prediction: Prediction) -> str:
+        """The LLM's reply, without any sentence that names the target."""
+        wrong = prediction.subtask == RECOMMENDATION and prediction.ranked
+        prompt = prompts.render("simulator", {
+            "Category": self.category,
+            "Target Attributes": self.known or "- nothing specific",
+            "System Turn": prediction.response,
+            "Feedback": f"{prediction.ranked[0]} is not the {self.category} you want." if wrong else "",
+        })  # fmt: skip
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "stop": ["\n"]} if isinstance(self.model, LocalHFChatModel) else {}
+        text = " ".join(str(self.model.invoke([HumanMessage(prompt)], **kwargs).content).split())
+        sentences = re.split(r"(?<=[.!?])\s+", text)
+        kept = [x for x in sentences if x and not any(_names_title(x, t) for t in {self.target.title, self.target.name})]
+        if len(kept) < len([x for x in sentences if x]) or not kept:
+            self.masked += 1
+        return " ".join(kept) if kept else self.fallback.reply(prediction)
 
 
 @dataclass
@@ -112,6 +171,7 @@ class Episode:
     questions: int = 0
     re_recommended: int = 0
     recommendations: int = 0
+    masked_replies: int = 0
 
 
 def simulate(system: System, sample: RecSample, user: UserSimulator, turns: int, k: int) -> Episode:
@@ -150,6 +210,7 @@ def simulate(system: System, sample: RecSample, user: UserSimulator, turns: int,
         record["user"] = user.reply(pred)
         ep.turns.append(record)
         context += [Turn("recommender", pred.response, tuple(shown[:1])), Turn("user", record["user"])]
+    ep.masked_replies = user.masked
     return ep
 
 
@@ -168,10 +229,18 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     """Simulate every system on the same dialogues; write transcripts and ``tables.md``; return the tables."""
     from tqdm import tqdm
 
+    from agent.llm import load_chat_model
     from eval.harness import RunConfig, make_system
     from tools.env import expert_env
 
+    if args.simulator not in ("attribute", "llm"):
+        raise ValueError(f"unknown simulator {args.simulator!r}; use 'attribute' or 'llm'")
     env = expert_env(args.dataset, args.data_root)
+    talker = load_chat_model(args.simulator_model) if args.simulator == "llm" else None
+
+    def user_for(item: Item) -> UserSimulator:
+        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item)
+
     samples = [s for s in load_samples(args.dataset, args.split, args.data_root) if s.targets]
     random.Random(args.seed).shuffle(samples)
     chosen: list[tuple[RecSample, Item]] = []
@@ -189,7 +258,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
             break
     cfg = RunConfig(dataset=args.dataset, split=args.split, data_root=args.data_root, manager=args.manager, metrics="rec", seed=args.seed)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
-    out = Path(args.results_dir) / "simulate" / args.dataset
+    out = Path(args.results_dir) / "simulate" / args.dataset / ("llm" if talker is not None else "")
     out.mkdir(parents=True, exist_ok=True)
     shared: dict[str, Any] = {}
     episodes: dict[str, list[Episode]] = {}
@@ -197,15 +266,19 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     for name in names:
         system = make_system(name, cfg, shared)
         start = time.perf_counter()
-        eps = [
-            simulate(system, s, AttributeSimulator(item), args.turns, args.k) for s, item in tqdm(chosen, desc=name, disable=not progress)
-        ]
+        eps = [simulate(system, s, user_for(item), args.turns, args.k) for s, item in tqdm(chosen, desc=name, disable=not progress)]
         seconds[name] = time.perf_counter() - start
         episodes[name] = eps
         with (out / f"{name.replace(':', '__')}.jsonl").open("w", encoding="utf-8") as fh:
             for ep in eps:
                 fh.write(json.dumps(ep.__dict__) + "\n")
     return write_tables(out, args, episodes, seconds, len(chosen), dropped)
+
+
+def _simulator_line(args: SimulateArguments) -> str:
+    if args.simulator == "llm":
+        return f"LLM simulator ({args.simulator_model or 'the embedded model'}, prompts/simulator.txt, seed {args.seed})"
+    return f"Attribute simulator (seed {args.seed})"
 
 
 def write_tables(
@@ -215,7 +288,8 @@ def write_tables(
     names = list(episodes)
     success = {name: [float(e.success_turn is not None) for e in eps] for name, eps in episodes.items()}
     lines = [f"# Simulated users on {args.dataset}/{args.split}: {n} dialogues, up to {args.turns} turns, success@{args.k}", "",
-             f"Attribute simulator (seed {args.seed}); {dropped} dialogues were skipped because their history already named a target.", "",
+             f"{_simulator_line(args)}; {dropped} dialogues were skipped because their history already named a target; "
+             f"replies from which the target's title was removed: {sum(e.masked_replies for eps in episodes.values() for e in eps)}.", "",
              f"| system | success@{args.k} [95% CI] | mean turns to success | repeated questions | re-recommended items | recommends on | minutes |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, eps in episodes.items():

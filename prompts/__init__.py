@@ -1,6 +1,6 @@
 """The three prompts of the paper's Table 2 (plus the w/o-E prompt by which the LLM does a sub-task
-itself, and the compact decision prompt the trained manager reads) as package-data templates,
-rendered strictly.
+itself, the compact decision prompt the trained manager reads, and the simulated user of
+``python -m eval simulate --simulator llm``) as package-data templates, rendered strictly.
 
 Slots are written as in the paper: ``{Sub-Task List}``, ``{Sub-Task Schema}``,
 ``{Demonstrations}``, ``{Dialogue Context}``, ``{Sub-Task Goal}``, ``{[ID, Description]}``,
@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 
 SLOT = re.compile(r"\{(\[?[A-Z][A-Za-z ,\-]*\]?)\}")
-TEMPLATES = ("detection", "matching", "response", "llm_expert", "decision")
+TEMPLATES = ("detection", "matching", "response", "llm_expert", "decision", "simulator")
 
 
 class PromptError(KeyError):

@@ -94,3 +94,26 @@ def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, 
     said = [m.content for m in system.graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]]
     for t in ep.turns[:-1]:  # every user reply reached the same thread, once
         assert said.count(t["user"]) == 1
+
+
+def test_the_llm_simulator_speaks_from_attributes_and_never_passes_on_the_title(redial_env):
+    from eval.simulate import LLMSimulator
+    from tests.conftest import fake_llm
+
+    sample, item = _targets(redial_env, 1)[0]
+    title = item.title
+    llm = fake_llm(
+        "I want something tense. I think it is called " + title.upper() + "!",  # named (case aside): that sentence goes
+        f"Is it {title[:-1]}? I really can't remember.",  # a misspelt title is still the title
+        "Nope, not that one. I like thrillers.",
+        f"{title}.",  # nothing left: the attribute simulator answers instead
+    )
+    user = LLMSimulator(item, llm)
+    wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
+    ask = Prediction(ranked=[], response="What kind of movie?", subtask=ELICITATION)
+    replies = [user.reply(ask), user.reply(ask), user.reply(wrong), user.reply(ask)]
+    assert replies[:3] == ["I want something tense.", "I really can't remember.", "Nope, not that one. I like thrillers."]
+    assert replies[3] == AttributeSimulator(item).facts[0]
+    assert user.masked == 3
+    assert all(title not in p for p in llm.prompts) and "Titanic (1997) is not the movie you want." in llm.prompts[2]
+    assert "What kind of movie?" in llm.prompts[0] and item.get("genre")[0] in llm.prompts[0]
