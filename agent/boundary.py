@@ -101,6 +101,21 @@ def keep_recent_results(left: list[dict[str, Any]], right: list[dict[str, Any]])
     return [*(left or []), *(right or [])][-RESULTS_WINDOW:]
 
 
+MEMORY_LIMIT = 500  # items offered / attributes asked a conversation remembers (a bound, not a window users reach)
+
+
+def remember(left: list[str], right: list[str]) -> list[str]:
+    """Add what a turn offered or asked to the conversation's memory: new entries only, the last
+    :data:`MEMORY_LIMIT` kept.
+
+    >>> remember(["Heat (1995)"], ["Heat (1995)", "Alien (1979)"])
+    ['Heat (1995)', 'Alien (1979)']
+    """
+    out = list(left or [])
+    out += [x for x in dict.fromkeys(right or []) if x not in out]
+    return out[-MEMORY_LIMIT:]
+
+
 def rejected(messages: list[AnyMessage]) -> list[AnyMessage]:
     """The refused-input markers among the messages."""
     return [m for m in messages if REJECTED in (m.additional_kwargs or {})]

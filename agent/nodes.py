@@ -30,7 +30,7 @@ from agent.state import LLMCall, State
 from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
 from crsdata.schema import Role
 from tools.dialogue import format_dialogue
-from tools.subtasks import ARG_KEYS, RECOMMENDATION, SUBTASKS, goal_text, make_call
+from tools.subtasks import ARG_KEYS, ELICITATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"
@@ -193,10 +193,12 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
 # ---- 3. sub-task execution -----------------------------------------------------------------------
 
 
-def _tool_kwargs(tool: BaseTool, args: dict[str, str], ctx: Context) -> dict[str, Any]:
+def _tool_kwargs(tool: BaseTool, args: dict[str, str], ctx: Context, state: State) -> dict[str, Any]:
     kwargs: dict[str, Any] = {ARG_KEYS[a]: v for a, v in args.items() if ARG_KEYS[a] in tool.args}
     if "top_k" in tool.args:
         kwargs["top_k"] = ctx.top_k
+    if "asked" in tool.args:  # an elicitor that takes the conversation's memory of its questions
+        kwargs["asked"] = list(state.get("asked") or [])
     return kwargs
 
 
@@ -278,11 +280,14 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
             output, rec, expert = _instead_of(expert, msg, state, ctx, res)
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
+    shown = [str(output["items"][0])] if call["name"] == RECOMMENDATION and output.get("items") else []
     return {
         "expert": expert,
         "expert_output": output,
         "trajectory": [*traj, rec],
         "results": [{"subtask": call["name"], "expert": expert, "output": kept}],
+        "offered": shown,
+        "asked": [str(output["attribute"])] if call["name"] == ELICITATION and output.get("attribute") else [],
     }
 
 
@@ -290,9 +295,9 @@ def _run_expert(tool: BaseTool, state: State, ctx: Context) -> dict[str, Any]:
     """The expert's normalised output; a recommendation drops what this conversation already offered."""
     call = state["subtask"]
     assert call is not None
-    output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx)))
+    output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx, state)))
     if output.get("items") and call["name"] == RECOMMENDATION:
-        offered = {str(r["output"]["items"][0]) for r in state.get("results", []) if (r.get("output") or {}).get("items")}
+        offered = set(state.get("offered") or [])
         fresh = [i for i in output["items"] if i not in offered]
         if fresh != output["items"]:
             output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}

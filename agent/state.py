@@ -6,7 +6,7 @@ from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
 
-from agent.boundary import add_checked_messages, keep_recent_results
+from agent.boundary import add_checked_messages, keep_recent_results, remember
 from tools.subtasks import SubTaskCall
 
 
@@ -56,7 +56,10 @@ class State(TypedDict, total=False):
         response: The final response text.
         trajectory: Every LLM call (and the expert run) of the current turn.
         results: The last turns' ``{subtask, expert, output}``, so that "why that one?" can refer
-            to the item recommended before and no item is offered twice.
+            to the item recommended before.
+        offered: Every item this conversation recommended (the one shown first): never offered again.
+        asked: Every attribute the preference elicitor asked about: never asked again, however long
+            ago (the dialogue window forgets; this does not).
         error: Why the turn could not run normally, if it could not.
     """
 
@@ -71,4 +74,6 @@ class State(TypedDict, total=False):
     response: str | None
     trajectory: list[LLMCall]
     results: Annotated[list[dict[str, Any]], keep_recent_results]
+    offered: Annotated[list[str], remember]
+    asked: Annotated[list[str], remember]
     error: str | None

@@ -42,7 +42,7 @@ def experts(real_root, redial_env):
 def graph_with(llm, experts, real_root, **kw):
     """The graph with the LLM prompted on the paper's prompts (the fakes script its decisions)."""
     return build_crs_graph(
-        model=llm, tools=experts, checkpointer=InMemorySaver(), data_root=str(real_root), n_demos=kw.pop("n_demos", 2),
+        model=llm, tools=experts, checkpointer=kw.pop("checkpointer", InMemorySaver()), data_root=str(real_root), n_demos=kw.pop("n_demos", 2),
         manager=kw.pop("manager", "prompt"), **kw,
     )  # fmt: skip
 
@@ -337,3 +337,40 @@ def test_a_sentence_naming_a_title_that_is_no_item_is_dropped(experts, real_root
     real = "Heat (1995) is tense. You can also enjoy Iron Man (2008)!"  # a real title stays
     out = run(graph_with(fake_llm('{"name": "recommendation"}', real), tools, real_root), "something with Al Pacino please")
     assert out["response"] == real and not out["trajectory"][-1].get("error")
+
+
+def test_an_attribute_asked_long_ago_is_not_asked_again(experts, real_root):
+    from itertools import cycle
+
+    from agent.boundary import MESSAGES_WINDOW
+    from tests.conftest import RecordingFake
+
+    llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])
+    g = graph_with(llm, experts, real_root, manager="rule")
+    first = run(g, "hello", thread="long")
+    assert first["subtask"]["name"] == ELICITATION
+    attribute = first["expert_output"]["attribute"]
+    for _ in range(MESSAGES_WINDOW // 2 + 1):  # detail questions push the first question out of the window
+        assert run(g, "Who directed The Shining (1980)?", thread="long")["subtask"]["name"] == DETAIL_SEARCH
+    state = g.get_state({"configurable": {"thread_id": "long"}}).values
+    assert first["response"] not in [m.content for m in state["messages"]]  # the dialogue no longer shows it
+    later = run(g, "I don't like The Shining (1980) after all.", thread="long")  # no liked item left: elicit again
+    assert later["subtask"]["name"] == ELICITATION and later["expert_output"]["attribute"] != attribute
+    assert later["asked"] == [attribute, later["expert_output"]["attribute"]]
+
+
+def test_a_resumed_thread_keeps_the_elicited_preferences_and_the_questions_asked(experts, real_root, tmp_path):
+    from itertools import cycle
+
+    from agent.memory import open_checkpointer
+    from tests.conftest import RecordingFake
+
+    llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])
+    with open_checkpointer(tmp_path / "chat.sqlite") as saver:
+        first = run(graph_with(llm, experts, real_root, manager="rule", checkpointer=saver), "hello, I hate horror movies", thread="r")
+    with open_checkpointer(tmp_path / "chat.sqlite") as saver:  # a new process, the same thread
+        later = run(graph_with(llm, experts, real_root, manager="rule", checkpointer=saver), "no idea, you tell me", thread="r")
+    assert first["subtask"]["name"] == later["subtask"]["name"] == ELICITATION
+    assert "horror" in later["expert_output"]["preferences"]["disliked"]  # said in the first session
+    assert later["expert_output"]["attribute"] != first["expert_output"]["attribute"]
+    assert later["asked"] == [first["expert_output"]["attribute"], later["expert_output"]["attribute"]]

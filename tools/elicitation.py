@@ -54,15 +54,16 @@ def asked_attributes(dialogue_context: str) -> set[str]:
     return {key for key, q in QUESTION.items() if q.split("{")[0].strip() in said}
 
 
-def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200) -> dict[str, Any]:
-    """Preferences so far and the most informative question not asked before (see the module docstring)."""
+def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200, asked: list[str] | None = None) -> dict[str, Any]:
+    """Preferences so far and the most informative question not asked before (see the module docstring);
+    ``asked`` adds the attributes the conversation remembers asking to those the dialogue shows."""
     prefs = env.preferences(dialogue_context)
     candidates = rank_by_preferences(env, dialogue_context, n_candidates)
     stated = {"genre": bool(prefs.genres), "director": bool(prefs.people), "cast": bool(prefs.people), "decade": False}
-    asked = asked_attributes(dialogue_context)
+    asked_before = asked_attributes(dialogue_context) | set(asked or [])
     best: tuple[float, str, list[str], float] | None = None
     for key in QUESTION:
-        if key in asked:  # never the same question twice
+        if key in asked_before:  # never the same question twice
             continue
         firsts = [min(env.item_attributes[c][key], default=None) for c in candidates]
         bits, top = split_information(firsts)
@@ -84,7 +85,7 @@ def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200
 def make_preference_elicitor(env: ExpertEnv) -> BaseTool:
     """The preference-elicitation expert of ``env``'s dataset."""
 
-    def preference_elicitor(category: str, dialogue_context: str) -> dict[str, Any]:
+    def preference_elicitor(category: str, dialogue_context: str, asked: list[str] | None = None) -> dict[str, Any]:
         """Preference elicitation expert: links the user's words to catalog items, genres and people
         (likes and dislikes) and asks the question whose answer best splits the remaining candidate
         items (information gain over genre, decade, director and cast). Architecture: entity linking
@@ -93,7 +94,9 @@ def make_preference_elicitor(env: ExpertEnv) -> BaseTool:
         Args:
             category: The item category, e.g. "movie".
             dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
+            asked: Attributes asked earlier in the conversation (genre, decade, director, cast), also
+                those the dialogue no longer shows; they are not asked again.
         """
-        return next_question(env, dialogue_context)
+        return next_question(env, dialogue_context, asked=asked)
 
     return expert_tool(preference_elicitor, ELICITATION)
