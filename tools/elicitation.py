@@ -28,6 +28,15 @@ QUESTION = {
     "cast": "Any actors you enjoy, for example {a}, {b} or {c}?",
 }
 
+#: Asked, each once, when no attribute question is left (their keys go into the conversation's ``asked``).
+OPEN_QUESTIONS = {
+    "loved": "Tell me about a {category} you loved recently, and what you liked about it.",
+    "mood": "What else should the {category} have, a mood, a theme or an actor?",
+    "disliked": "Is there a {category} you did not like, so that I can steer clear of that kind?",
+    "occasion": "Is it for a quiet night on your own, or something to share with friends?",
+}
+ENOUGH = "I think I know what you like now; ask me for a {category} whenever you are ready."
+
 
 def split_information(values: list[str | None]) -> tuple[float, list[str]]:
     """Entropy (bits) of grouping by the three most frequent values plus "other", and those values.
@@ -70,10 +79,10 @@ def next_question(env: ExpertEnv, dialogue_context: str, n_candidates: int = 200
         score = bits - (10.0 if stated[key] else 0.0)
         if len(top) == 3 and (best is None or score > best[0]):
             best = (score, key, top, bits)
-    if best is None:
-        loved = f"Tell me about a {env.category} you loved recently, and what you liked about it."
-        text = loved if loved not in dialogue_context else f"What else should the {env.category} have, a mood, a theme or an actor?"
-        return {"text": text, "preferences": prefs.as_dict(), "attribute": None, "options": [], "information_bits": 0.0}
+    if best is None:  # every attribute asked: open questions, each once, then an offer to recommend
+        fresh = [(key, q.format(category=env.category)) for key, q in OPEN_QUESTIONS.items() if key not in asked_before]
+        open_key, text = next(((k, q) for k, q in fresh if q not in dialogue_context), (None, ENOUGH.format(category=env.category)))
+        return {"text": text, "preferences": prefs.as_dict(), "attribute": open_key, "options": [], "information_bits": 0.0}
     _, key, top, bits = best
     a, b, c = top
     text = QUESTION[key].format(a=a, b=b, c=c)
