@@ -32,6 +32,7 @@ CONV_COLS = [
     "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share", "invented_title_share",
 ]  # fmt: skip
 STAGES = ("detection", "matching", "execution", "response")
+LOWER_IS_BETTER = ("fallback_share", "invented_title_share")  # column endings whose best value is the least
 
 
 def load_results(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -165,7 +166,7 @@ def _markdown(
     for c in cols:
         vals = [metrics[r].get(c, float("nan")) for r in rows]
         vals = [v for v in vals if v == v]
-        best[c] = max(vals) if vals and bold else None
+        best[c] = (min(vals) if c.endswith(LOWER_IS_BETTER) else max(vals)) if vals and bold else None
     head = ["system", *cols, *(["one-sided paired tests, HIT@10 > best baseline"] if extra is not None else [])]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
