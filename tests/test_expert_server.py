@@ -182,8 +182,8 @@ def test_cli_serves_with_its_flags(monkeypatch, capsys):
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(cli, "default_experts", lambda dataset: fake_experts())
     monkeypatch.setattr(cli, "serve", lambda *args, **kwargs: calls.append((args[1:], kwargs)))
-    cli.main(["serve", "--port", "9999", "--max-request-bytes", "4096", "--timeout", "2.5"])
-    assert calls == [(("127.0.0.1", 9999), {"max_request_bytes": 4096, "timeout_seconds": 2.5})]
+    cli.main(["serve", "--port", "9999", "--max-request-bytes", "4096", "--timeout", "2.5", "--max-workers", "3"])
+    assert calls == [(("127.0.0.1", 9999), {"max_request_bytes": 4096, "timeout_seconds": 2.5, "max_workers": 3})]
     assert "serving echo, slow, broken at http://127.0.0.1:9999/experts" in capsys.readouterr().out
 
 
@@ -211,3 +211,33 @@ def test_size_limit_counts_the_body_whatever_content_length_says():
     scope = {"type": "http", "method": "POST", "path": "/experts/x", "headers": [(b"content-length", b"10")]}
     asyncio.run(RequestSizeLimit(app, max_bytes=1000)(scope, receive, send))
     assert sent[0]["status"] == 413 and not reached
+
+
+def test_stuck_experts_hold_at_most_max_workers_threads():
+    """With one worker, a call that timed out keeps it until its expert ends: the next call is refused
+    with 503 at once instead of getting a new thread; once the stuck call ends, calls are served."""
+    release = threading.Event()
+
+    def stuck(item_name: str) -> dict[str, Any]:
+        """Hang until the test releases it.
+
+        Args:
+            item_name: The item.
+        """
+        release.wait(timeout=30)
+        return {"text": item_name}
+
+    echo_args = {"category": "book", "dialogue_context": "", "top_k": 1}
+    tools = [expert_tool(echo, "recommendation"), expert_tool(stuck, "item detail search")]
+    with ExpertServer(tools, timeout_seconds=TIMEOUT, max_workers=1) as srv:
+        threads = threading.active_count()
+        assert httpx.post(f"{srv.url}/experts/stuck", json={"item_name": "Heat"}, timeout=10).status_code == 504
+        for _ in range(3):  # the only worker is still busy with the abandoned call
+            r = httpx.post(f"{srv.url}/experts/echo", json=echo_args, timeout=10)
+            assert r.status_code == 503 and "all 1 expert workers are busy" in r.json()["error"]
+        assert threading.active_count() <= threads + 1  # one worker thread, not one per call
+        release.set()
+        deadline = time.monotonic() + 5
+        while (r := httpx.post(f"{srv.url}/experts/echo", json=echo_args, timeout=10)).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the stuck thread ends and hands its worker back
+        assert r.status_code == 200

@@ -8,12 +8,13 @@ The protocol is the one :func:`tools.remote.remote_experts` speaks, two JSON rou
 plus ``GET /health`` (``{"status": "ok", "experts": [...]}``) for probes. Every failure is a JSON
 ``{"error": ...}``, never a traceback page: bad JSON or arguments ``400``, an unknown expert or route
 ``404``, a body over ``max_request_bytes`` ``413`` (before it is read), an expert that raised ``500``,
-one slower than ``timeout_seconds`` ``504``. The client turns any of them into a ``ToolException`` the
+one slower than ``timeout_seconds`` ``504``, one that finds ``max_workers`` calls still running ``503``. The client turns any of them into a ``ToolException`` the
 graph answers as "unavailable".
 
 An expert is sync code (a LangChain tool); each call runs in a worker thread so a slow one never
 blocks the others. Python cannot stop a thread: a call past its timeout is answered ``504`` at once
-and its thread is abandoned to finish in the background.
+and its thread is abandoned to finish in the background, still counted among the ``max_workers``
+calls that may run at once, so a stuck expert cannot make the server start threads without bound.
 
 Needs Starlette and uvicorn (both come with the ``studio`` extra); the client in :mod:`tools.remote`
 does not.
@@ -44,6 +45,7 @@ from tools.remote import describe
 
 # An expert's arguments are a category, an item and the (bounded) dialogue so far: 1 MiB is ample.
 DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+DEFAULT_MAX_WORKERS = 8  # expert calls at once (an abandoned call keeps its worker until it ends)
 # Below the client's default timeout (60 s), so a slow expert is reported as such rather than as a dead endpoint.
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # How long stopping waits for calls in flight before closing their connections.
@@ -120,6 +122,7 @@ def create_expert_app(
     tools: list[BaseTool],
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> Starlette:
     """The ASGI app serving ``tools`` (see the module docstring for routes and errors).
 
@@ -127,11 +130,22 @@ def create_expert_app(
         tools: The experts, served under their names.
         max_request_bytes: Larger request bodies get ``413``.
         timeout_seconds: An expert call that takes longer gets ``504``.
+        max_workers: Expert calls running at once, abandoned ones included; a call that finds them all
+            busy gets ``503`` at once. Threads never pile up behind a stuck expert.
 
     Returns:
         The Starlette app; ``app.state.tools`` maps names to tools.
     """
     by_name = {t.name: t for t in tools}
+    # anyio's thread limiter hands a call's token back when the call is abandoned, while its thread runs
+    # on; this semaphore is released by the thread itself, so stuck calls keep counting.
+    workers = threading.BoundedSemaphore(max_workers)
+
+    def run_and_release(tool: BaseTool, args: dict[str, Any]) -> Any:
+        try:
+            return tool.invoke(args)
+        finally:
+            workers.release()
 
     async def health(request: Request) -> JSONResponse:  # noqa: ARG001
         return JSONResponse({"status": "ok", "experts": list(by_name)})
@@ -156,10 +170,12 @@ def create_expert_app(
                 schema.model_validate(args)
             except ValidationError as exc:
                 return _error(400, f"bad arguments for expert {name!r}: {exc}")
+        if not workers.acquire(blocking=False):
+            return _error(503, f"all {max_workers} expert workers are busy (calls past their timeout still running); retry later")
         try:
             with anyio.move_on_after(timeout_seconds) as scope:
                 # abandon_on_cancel: the timeout answers at once instead of waiting for the thread to end.
-                output = await anyio.to_thread.run_sync(tool.invoke, args, abandon_on_cancel=True)
+                output = await anyio.to_thread.run_sync(run_and_release, tool, args, abandon_on_cancel=True)
             if scope.cancelled_caught:
                 return _error(504, f"expert {name!r} did not answer within the timeout of {timeout_seconds:g} s")
             return JSONResponse({"output": output})
@@ -240,9 +256,9 @@ def serve(
     tools: list[BaseTool],
     host: str = "127.0.0.1",
     port: int = 8765,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    **app_kwargs: Any,
 ) -> None:
-    """Serve ``tools`` with uvicorn in the foreground until interrupted."""
-    app = create_expert_app(tools, max_request_bytes=max_request_bytes, timeout_seconds=timeout_seconds)
+    """Serve ``tools`` with uvicorn in the foreground until interrupted; ``app_kwargs`` go to
+    :func:`create_expert_app` (``max_request_bytes``, ``timeout_seconds``, ``max_workers``)."""
+    app = create_expert_app(tools, **app_kwargs)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
