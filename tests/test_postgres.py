@@ -114,3 +114,17 @@ def test_a_killed_process_loses_no_finished_turn(store, real_root):
     assert resumed.returncode == 0 and "finishing it now" in out and "4 response" in out, out[-2000:]
     said = thread_messages(store, "killed")
     assert [kind for kind, _ in said] == ["human", "ai", "human", "ai"] and said[2][1] == "something scarier please", said
+
+
+def test_a_server_killed_mid_turn_keeps_every_turn_in_postgres(postgres_url, real_root, tmp_path):
+    """``python -m agent serve`` with its checkpoints in PostgreSQL (``LLMCRS_SERVER_CHECKPOINTER``), killed
+    with SIGKILL mid-turn and restarted: the same checks as the SQLite case in ``tests/test_server.py``."""
+    import psycopg
+
+    from tests.conftest import server_env
+    from tests.test_server import kill_server_mid_turn
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # a database of its own: recovery reads every thread in it
+        conn.execute("CREATE DATABASE server_kill")
+    env = {**server_env(real_root, tmp_path), "LLMCRS_SERVER_CHECKPOINTER": postgres_url.rsplit("/", 1)[0] + "/server_kill"}
+    kill_server_mid_turn(env, tmp_path, resume=True)

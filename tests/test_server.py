@@ -81,7 +81,16 @@ def test_run_streams_each_stage_and_the_response_token_by_token(server):
 @pytest.mark.parametrize("resume", [True, False], ids=["resumed", "shown-unanswered"])
 def test_a_server_killed_mid_turn_keeps_every_turn(real_root, tmp_path, resume):
     """SIGKILL of the whole server during the second turn: after a restart the first turn is there, and the
-    interrupted message is answered (resumed from its last step) or stored and shown as not answered."""
+    interrupted message is answered (resumed from its last step) or stored and shown as not answered.
+    (``tests/test_postgres.py`` runs the same with the server's checkpoints in PostgreSQL.)"""
+    from tests.conftest import server_env
+
+    kill_server_mid_turn(server_env(real_root, tmp_path), tmp_path, resume)
+
+
+def kill_server_mid_turn(env: dict[str, str], tmp_path, resume: bool) -> None:
+    """Start the server with ``env``, kill it with SIGKILL between detection and the response of a second
+    turn, restart it, and check that no turn was lost."""
     import os
     import signal
     import time
@@ -89,9 +98,7 @@ def test_a_server_killed_mid_turn_keeps_every_turn(real_root, tmp_path, resume):
     from langgraph_sdk import get_sync_client
 
     from agent.__main__ import running_server
-    from tests.conftest import server_env
 
-    env = server_env(real_root, tmp_path)
     opening, question = "I loved The Shining (1980), something like it?", "why that one?"
     with running_server(tmp_path / "first.log", env=env) as served:
         client = get_sync_client(url=served.url)
