@@ -265,3 +265,14 @@ def test_retrain_command_repeats_the_flags_each_checkpoint_was_trained_with(expe
     assert retrain_command("inspired", ("kbrd", "sasrec", "retriever")) == (
         "python -m tools.train sasrec --dataset inspired && python -m tools.train retriever --dataset inspired --encoder-epochs 3.0"
     )
+
+
+def test_a_damaged_checkpoint_is_one_error_naming_the_retrain_command(experts_home):
+    from tools.learned import CheckpointDamaged, checkpoint_dir, load_checkpoint
+
+    folder = checkpoint_dir("redial", "kbrd")
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"half a file")
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(CheckpointDamaged, match=r"damaged .*python -m tools.train kbrd --dataset redial"):
+        load_checkpoint("redial", "kbrd")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable
@@ -29,6 +30,12 @@ from tools.env import ExpertEnv
 
 class CheckpointMissing(SetupError, FileNotFoundError):
     """No trained checkpoint; the message names the command that trains one."""
+
+
+class CheckpointDamaged(SetupError):
+    """A checkpoint that exists but cannot be read (truncated, overwritten, half-copied); the message
+    names the command that retrains it. Not a :class:`CheckpointMissing`: a damaged expert is an error
+    to fix, not an expert to leave out quietly."""
 
 
 def experts_dir() -> Path:
@@ -82,12 +89,27 @@ def load_checkpoint(dataset: str, expert: str) -> tuple[dict[str, Any], dict[str
 
     Raises:
         CheckpointMissing: Nothing trained yet; names the train command.
+        CheckpointDamaged: The checkpoint cannot be read; names the train command.
     """
     folder = checkpoint_dir(dataset, expert)
     if not (folder / "model.pt").is_file():
         raise CheckpointMissing(f"no trained {expert} for {dataset} under {folder}; train it with `{train_command(expert, dataset)}`")
-    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-    return state, json.loads((folder / "config.json").read_text()), checkpoint_metrics(dataset, expert)
+    try:
+        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        config = json.loads((folder / "config.json").read_text())
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        KeyError,
+        json.JSONDecodeError,
+        FileNotFoundError,
+    ) as exc:  # what torch.load and json raise on damaged files
+        raise CheckpointDamaged(
+            f"the {expert} checkpoint for {dataset} under {folder} is damaged ({type(exc).__name__}); "
+            f"retrain it with `{train_command(expert, dataset)}`"
+        ) from exc
+    return state, config, checkpoint_metrics(dataset, expert)
 
 
 def checkpoint_metrics(dataset: str, expert: str) -> dict[str, Any]:
