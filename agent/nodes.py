@@ -12,7 +12,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Container
 from typing import Any
 
 import torch
@@ -387,12 +387,12 @@ def clean_response(text: str, prefix: str = "") -> str:
     return text
 
 
-def without_invented_titles(text: str, known: Iterable[str]) -> tuple[str, list[str]]:
+def without_invented_titles(text: str, known: Container[str]) -> tuple[str, list[str]]:
     """``text`` without its sentences that name a "Title (Year)" that is none of the ``known`` item
-    names, and those titles. A 135M model continues "You might like X." with "You can also enjoy
+    names (lower case), and those titles. A 135M model continues "You might like X." with "You can also enjoy
     Iron Man (2009)" (the film is from 2008): a title that does not exist must never reach the user.
 
-    >>> without_invented_titles("It is tense. Also try Black Panther (2019)! Enjoy.", ["Black Panther (2018)"])
+    >>> without_invented_titles("It is tense. Also try Black Panther (2019)! Enjoy.", {"black panther (2018)"})
     ('It is tense. Enjoy.', ['Also try Black Panther (2019)'])
     """
     kept, invented = [], []
@@ -459,7 +459,7 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
     head = prefix.strip()
     said = answer[len(head) :] if head else answer
-    kept, invented = without_invented_titles(said, res.env.linker.names.values()) if TITLE_WITH_YEAR.search(said) else (said, [])
+    kept, invented = without_invented_titles(said, res.item_titles) if TITLE_WITH_YEAR.search(said) else (said, [])
     if invented:  # the LLM named a "Title (Year)" that is no item: its sentence goes, the rest stays
         answer, rec["error"] = f"{head} {kept}".strip(), f"dropped a sentence naming {invented[0]!r}, which is no item of the catalog"
     out = state.get("expert_output") or {}

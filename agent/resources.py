@@ -95,6 +95,11 @@ class Resources:
         return self.manager_mode
 
     @cached_property
+    def item_titles(self) -> frozenset[str]:
+        """The catalog's item names in lower case, for :func:`crsdata.metrics.invented_titles` (built once)."""
+        return frozenset(name.lower() for name in self.env.linker.names.values())
+
+    @cached_property
     def env(self) -> ExpertEnv:
         """Catalog, entity linker and popularity of the dataset."""
         return expert_env(self.dataset, self.data_root)

@@ -35,7 +35,7 @@ import math
 import re
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -240,20 +240,20 @@ def conversation_metrics(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, 
 TITLE_WITH_YEAR = re.compile(r"([A-Z0-9][^()\n]{0,80}?) \((\d{4})\)")
 
 
-def invented_titles(text: str, known: Iterable[str]) -> list[str]:
-    """The "Title (Year)" names in ``text`` that end with no known item name (compared lower-case).
+def invented_titles(text: str, known: Container[str]) -> list[str]:
+    """The "Title (Year)" names in ``text`` that end with no known item name.
 
-    The pattern starts at the first capital of a run, so "You might like It (2017)" is checked as its
-    every word-suffix: it is known if any suffix is.
+    ``known`` holds the item names in lower case (built once by the caller: this runs on every
+    response). The pattern starts at the first capital of a run, so "You might like It (2017)" is
+    checked as its every word-suffix: it is known if any suffix is.
 
-    >>> invented_titles("You might like It (2017). Or Zorblux Nights (2031)?", {"It (2017)"})
+    >>> invented_titles("You might like It (2017). Or Zorblux Nights (2031)?", {"it (2017)"})
     ['Or Zorblux Nights (2031)']
     """
-    names = {n.lower() for n in known}
     out = []
     for title, year in TITLE_WITH_YEAR.findall(text):
         words = f"{title.strip()} ({year})".split()
-        if not any(" ".join(words[i:]).lower() in names for i in range(len(words))):
+        if not any(" ".join(words[i:]).lower() in known for i in range(len(words))):
             out.append(" ".join(words))
     return out
 

@@ -92,12 +92,12 @@ def system_metrics(rows: list[dict[str, Any]], known: frozenset[str] | None = No
 
 
 def dataset_item_names(dataset: str) -> frozenset[str] | None:
-    """The item names of ``dataset`` from the data root, or ``None`` (no invented-title share) without its data."""
+    """The item names of ``dataset`` from the data root in lower case, or ``None`` (no invented-title share) without its data."""
     from crsdata.loaders import item_names
     from crsdata.paths import DataError, data_root
 
     try:
-        return item_names(dataset, str(data_root(None)))
+        return frozenset(name.lower() for name in item_names(dataset, str(data_root(None))))
     except DataError:
         return None
 

@@ -48,7 +48,7 @@ def test_hostile_inputs_get_answers_without_prompt_text_or_invented_titles(defau
     from crsdata.metrics import invented_titles
     from tools.env import expert_env
 
-    catalog = set(expert_env("redial").linker.names.values())
+    catalog = {name.lower() for name in expert_env("redial").linker.names.values()}
     fragments = prompt_fragments()
     problems = []
     for case, text in HOSTILE.items():
