@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
@@ -83,31 +84,34 @@ class GraphSystem:
 
         self.name = label or name
         self.ctx = ctx
-        self.memory = InMemorySaver()
-        self.graph = build_crs_graph(
-            model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager, checkpointer=self.memory
+        self._build = partial(
+            build_crs_graph, model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager
         )
+        self.graph = self._build()  # one turn per sample, no checkpointer: nothing to write or forget
+        self.memory = InMemorySaver()  # the threads of session()
+
+    @cached_property
+    def session_graph(self) -> Any:
+        """The same graph with :attr:`memory` as its checkpointer, built on the first :meth:`session`."""
+        return self._build(checkpointer=self.memory)
 
     def predict(self, sample: RecSample) -> Prediction:
-        thread = uuid.uuid4().hex  # a fresh conversation per sample, forgotten afterwards
-        try:
-            return self._turn(context_messages(sample.context), thread)
-        finally:
-            self.memory.delete_thread(thread)
+        return self._prediction(self.graph.invoke({"messages": context_messages(sample.context)}, context=self.ctx))
 
     def session(self, sample: RecSample) -> Callable[[str | None], Prediction]:
         """A conversation on its own thread that starts from ``sample``'s history: call it with ``None``
         for the first answer, then with each next user message. The graph keeps its state between the
         turns (what it offered and asked), as it does for a user of the chat or the server."""
-        thread = uuid.uuid4().hex
+        config = {"configurable": {"thread_id": uuid.uuid4().hex}}
 
         def turn(user_text: str | None) -> Prediction:
-            return self._turn(context_messages(sample.context) if user_text is None else [HumanMessage(user_text)], thread)
+            messages = context_messages(sample.context) if user_text is None else [HumanMessage(user_text)]
+            return self._prediction(self.session_graph.invoke({"messages": messages}, config, context=self.ctx))
 
         return turn
 
-    def _turn(self, messages: list[BaseMessage], thread: str) -> Prediction:
-        out = self.graph.invoke({"messages": messages}, {"configurable": {"thread_id": thread}}, context=self.ctx)
+    @staticmethod
+    def _prediction(out: dict[str, Any]) -> Prediction:
         traj = out.get("trajectory", [])
         ranked = (
             list((out.get("expert_output") or {}).get("items", [])) if (out.get("subtask") or {}).get("name") == "recommendation" else []

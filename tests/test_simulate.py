@@ -90,8 +90,8 @@ def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, 
     ep = simulate(system, sample, AttributeSimulator(item), turns=5, k=1)  # top-1 only: hard to succeed, many offers
     tops = [t["shown"][0] for t in ep.turns if t["shown"]]
     assert len(tops) >= 3 and len(set(tops)) == len(tops)  # the thread remembers what it offered
-    (thread,) = list(system.memory.storage)  # one conversation, one thread (predict() forgets its threads)
-    said = [m.content for m in system.graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]]
+    (thread,) = list(system.memory.storage)  # one conversation, one thread
+    said = [m.content for m in system.session_graph.get_state({"configurable": {"thread_id": thread}}).values["messages"]]
     for t in ep.turns[:-1]:  # every user reply reached the same thread, once
         assert said.count(t["user"]) == 1
 
