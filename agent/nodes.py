@@ -387,6 +387,15 @@ def clean_response(text: str, prefix: str = "") -> str:
     return text
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, split after ".", "!" or "?" followed by a space.
+
+    >>> sentences(" It is tense. Really? Yes! ")
+    ['It is tense.', 'Really?', 'Yes!']
+    """
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
 def without_invented_titles(text: str, known: Container[str]) -> tuple[str, list[str]]:
     """``text`` without its sentences that name a "Title (Year)" that is none of the ``known`` item
     names (lower case), and those titles. A 135M model continues "You might like X." with "You can also enjoy
@@ -396,7 +405,7 @@ def without_invented_titles(text: str, known: Container[str]) -> tuple[str, list
     ('It is tense. Enjoy.', ['Also try Black Panther (2019)'])
     """
     kept, invented = [], []
-    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+    for sentence in sentences(text):
         named = invented_titles(sentence, known)
         invented += named
         if not named:

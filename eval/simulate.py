@@ -44,6 +44,7 @@ from rapidfuzz import fuzz
 
 import prompts
 from agent.llm import LocalHFChatModel
+from agent.nodes import sentences
 from crsdata.catalog import Item
 from crsdata.loaders import load_samples
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
@@ -152,9 +153,9 @@ class LLMSimulator:
         })  # fmt: skip
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "stop": ["\n"]} if isinstance(self.model, LocalHFChatModel) else {}
         text = " ".join(str(self.model.invoke([HumanMessage(prompt)], **kwargs).content).split())
-        sentences = re.split(r"(?<=[.!?])\s+", text)
-        kept = [x for x in sentences if x and not any(_names_title(x, t) for t in {self.target.title, self.target.name})]
-        if len(kept) < len([x for x in sentences if x]) or not kept:
+        said = sentences(text)
+        kept = [x for x in said if not any(_names_title(x, t) for t in {self.target.title, self.target.name})]
+        if len(kept) < len(said) or not kept:
             self.masked += 1
         return " ".join(kept) if kept else self.fallback.reply(prediction)
 
