@@ -276,3 +276,23 @@ def test_a_damaged_checkpoint_is_one_error_naming_the_retrain_command(experts_ho
     (folder / "config.json").write_text("{}")
     with pytest.raises(CheckpointDamaged, match=r"damaged .*python -m tools.train kbrd --dataset redial"):
         load_checkpoint("redial", "kbrd")
+
+
+def test_every_learned_recommender_honours_stated_people_and_dislikes(redial_env, experts_home):
+    """A learned recommender's list puts the person the user asked for first and drops a disliked
+    genre (``tools.preferences.stated_first``), while the model alone does neither."""
+    from tools import kbrd, sasrec
+
+    ctx = "User: Hi! Something with Tom Hanks would be great. I hate horror movies."
+    hanks = {n for n, a in redial_env.item_attributes.items() if "Tom Hanks" in a["cast"]}
+    horror = {n for n, a in redial_env.item_attributes.items() if "horror" in a["genre"]}
+    assert len(hanks) >= 10
+    for module in (kbrd, sasrec):
+        module.train(redial_env, TINY)
+        ranker, _ = module.load_ranker(redial_env)
+        own = ranker.model_rank(ctx, 50)
+        assert len(set(own[:10]) & hanks) < 10 and set(own) & horror  # the model alone: no constraint
+        top = ranker.rank(ctx, 50)
+        assert set(top[:10]) <= hanks and not set(top) & horror
+        whole = ranker.model_rank(ctx, len(redial_env.item_attributes))
+        assert [i for i in whole if i in set(top[:10])] == top[:10]  # in the model's own order otherwise

@@ -35,6 +35,7 @@ from tools.learned import (
     split_samples,
     train_loop,
 )
+from tools.preferences import stated_first
 
 NAME = "kbrd"
 
@@ -138,6 +139,11 @@ class KBRDRanker:
             self._ent = self.model.entities()
 
     def rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes."""
+        return stated_first(self.env, dialogue_context, lambda n: self.model_rank(dialogue_context, n), top_k)
+
+    def model_rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The model's own ``top_k``, without the items the dialogue names."""
         m = self.env.linker.link(dialogue_context)
         ents = [self.ent2id[e] for e in (*m.items, *m.genres, *m.people) if e in self.ent2id and e not in m.disliked]
         if self._ent is None:

@@ -36,6 +36,7 @@ from tools.learned import (
     split_samples,
     train_command,
 )
+from tools.preferences import stated_first
 from tools.retrieval import ItemIndex, item_text, load_encoder
 
 NAME = "retriever"
@@ -127,9 +128,11 @@ _CHECKED: dict[tuple[str, str, int], ItemIndex] = {}
 
 
 def rank_with(index: ItemIndex, env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:
-    """Items closest to the dialogue's query in ``index``, without those already named."""
+    """Items closest to the dialogue's query in ``index``, without those already named, after the
+    user's stated likes and dislikes (:func:`tools.preferences.stated_first`)."""
     exclude = set(env.mentioned_items(dialogue_context))
-    return [n for n, _ in index.search(query_text(dialogue_context), top_k, exclude)]
+    query = query_text(dialogue_context)
+    return stated_first(env, dialogue_context, lambda n: [name for name, _ in index.search(query, n, exclude)], top_k)
 
 
 def rank(env: ExpertEnv, dialogue_context: str, top_k: int) -> list[str]:

@@ -27,6 +27,7 @@ from tools.learned import (
     split_samples,
     train_loop,
 )
+from tools.preferences import stated_first
 
 NAME = "sasrec"
 MAX_LEN = 20
@@ -69,6 +70,11 @@ class SASRecRanker:
         self.env, self.model, self.names, self.tokens = env, model, names, tokens
 
     def rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes."""
+        return stated_first(self.env, dialogue_context, lambda n: self.model_rank(dialogue_context, n), top_k)
+
+    def model_rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The model's own ``top_k``, without the items the dialogue names."""
         m = self.env.linker.link(dialogue_context)
         seq = [self.tokens[e] for e in m.ordered if e in self.tokens and e not in m.disliked]
         with torch.no_grad():
