@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from crsdata.catalog import Catalog, split_title
 
 WORD = re.compile(r"[A-Za-z0-9']+")
-FULL_NAME = re.compile(r"([A-Z0-9][^()\n]{0,80}?)\s*\((\d{4})\)")
+YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")
+#: Words before a "(year)" tried as the start of a full "Title (Year)" name, the longest first.
+FULL_NAME_WORDS = 16
 NEGATION = re.compile(r"\b(not|never|no|don't|dont|doesn't|didn't|hate|hated|dislike|disliked|can't stand|isn't|aren't|wasn't)\b", re.I)
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 GENRE_SYNONYMS = {
@@ -130,11 +132,14 @@ class EntityLinker:
     def _link_sentence(self, sentence: str, out: Mentions) -> None:
         taken: list[tuple[int, int]] = []
         found: list[tuple[int, str, str]] = []  # (char position, kind, canonical)
-        for m in FULL_NAME.finditer(sentence):
-            name = self.full.get(norm(f"{m.group(1)} ({m.group(2)})"))
-            if name:
-                found.append((m.start(), "items", name))
-                taken.append((m.start(), m.end()))
+        for m in YEAR_IN_PARENS.finditer(sentence):  # "I loved Heat (1995)": "Heat (1995)", not the film "Heat" of 1996
+            starts = [w.start() for w in WORD.finditer(sentence, 0, m.start())][-FULL_NAME_WORDS:]
+            for start in starts:  # the longest title first: "The Shining (1980)" before "Shining (1980)"
+                name = self.full.get(norm(f"{sentence[start : m.start()]} ({m.group(1)})"))
+                if name and not any(a <= start < b for a, b in taken):
+                    found.append((start, "items", name))
+                    taken.append((start, m.end()))
+                    break
         words = [(m.start(), m.end(), m.group(0)) for m in WORD.finditer(sentence)]
         i = 0
         while i < len(words):
