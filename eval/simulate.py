@@ -4,9 +4,13 @@ For each test turn with target items, the real dialogue up to that turn is the h
 answers it, and while no target is among the top-k items it shows, a simulated user who knows the
 target's attributes from the catalog (never its title) answers for up to ``turns`` turns:
 
-* a question (any non-recommendation turn) gets one more attribute of the target (genre, cast,
-  director, writer, in that order), one per turn;
-* a wrong recommendation is rejected ("not X") together with the next attribute.
+* a question about an attribute (genre, cast, director, writer, decade: found in the question's
+  words, e.g. "Any actors you enjoy?") gets the target's values of that attribute, as iEvaLM's
+  attribute mode answers; any other question gets the next attribute not said yet (genre, cast,
+  director, writer, in that order);
+* a wrong recommendation is rejected ("not X") together with the next attribute not said yet
+  (``--feedback reason``, the default), or with no reason at all (``--feedback plain``: iEvaLM's
+  "I don't like them."), so that only a system that asks learns more than the opening.
 
 The dialogue stops at the first turn whose shown top-k holds a target (success at that turn). The
 graph systems talk on one thread per dialogue (:class:`eval.systems.Conversational`): they get the
@@ -54,7 +58,12 @@ from tools.subtasks import RECOMMENDATION
 
 TITLE_FUZZ = 85  # rapidfuzz partial ratio from which a sentence names the title
 FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something with {} in it would be great.", 2),
-         ("director", "I like films directed by {}.", 1), ("writer", "Maybe something written by {}?", 1))  # fmt: skip
+         ("director", "I like films directed by {}.", 1), ("writer", "Maybe something written by {}?", 1),
+         ("decade", "Something from the {} would be nice.", 1))  # fmt: skip
+#: Words of a question that ask about an attribute (the earliest found in the question wins).
+ASKS = {"genre": r"genres?|kind of", "cast": r"actors?|actress(?:es)?|cast|stars?", "director": r"directors?|directed",
+        "writer": r"writers?|authors?|written", "decade": r"decades?|era|particular time|how old|\d{4}s"}  # fmt: skip
+REJECTION = "I don't like them."
 
 
 @dataclass
@@ -73,6 +82,7 @@ class SimulateArguments:
     manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
     simulator: str = field(default="attribute", metadata={"help": "attribute (deterministic) or llm (a chat model plays the user)"})
     simulator_model: str | None = field(default=None, metadata={"help": "model spec of the llm simulator (default: the embedded model)"})
+    feedback: str = field(default="reason", metadata={"help": "a rejection gives a reason (reason) or not (plain, as iEvaLM)"})
 
 
 def _mentions(text: str, title: str) -> bool:
@@ -94,25 +104,66 @@ class UserSimulator(Protocol):
         ...
 
 
+def asked_attribute(question: str) -> str | None:
+    """The attribute a system's question asks about, by its words (the earliest mention wins).
+
+    >>> asked_attribute("Do you have a favourite director, like A, B or C?")
+    'director'
+    >>> asked_attribute("Which genre are you in the mood for: drama or a film with great actors?")
+    'genre'
+    >>> asked_attribute("Tell me about a movie you loved.") is None
+    True
+    """
+    found = [(m.start(), key) for key, words in ASKS.items() if (m := re.search(rf"\b(?:{words})\b", question, re.IGNORECASE))]
+    return min(found)[1] if found else None
+
+
+def _values(target: Item, key: str) -> list[str]:
+    if key == "decade":
+        return [f"{target.year // 10 * 10}s"] if target.year else []
+    return target.get(key)
+
+
 class AttributeSimulator:
-    """Deterministic: reveals the target's catalog attributes one per turn and rejects wrong items.
+    """Deterministic: answers the attribute a question asks, and rejects wrong items (see the module
+    docstring); its replies are built from the target's attributes, never its title.
 
     Args:
         target: The catalog item the user wants (its title is never said).
+        feedback: ``reason`` (a rejection says the next attribute not said yet) or ``plain`` (it says
+            only "I don't like them.").
     """
 
-    def __init__(self, target: Item) -> None:
-        self.target, self.masked = target, 0  # its replies are built from attributes without the title
+    def __init__(self, target: Item, feedback: str = "reason") -> None:
+        if feedback not in ("reason", "plain"):
+            raise ValueError(f"unknown feedback {feedback!r}; use 'reason' or 'plain'")
+        self.target, self.feedback, self.masked = target, feedback, 0
         names = {target.name, target.title}
-        self.facts = [template.format(v) for key, template, n in FACTS for v in target.get(key)[:n]
-                      if not any(_mentions(v, t) or _mentions(t, v) for t in names)]  # fmt: skip
+        self.known = {key: [template.format(v) for v in _values(target, key)[:n]
+                            if not any(_mentions(v, t) or _mentions(t, v) for t in names)] for key, template, n in FACTS}  # fmt: skip
+        self.said = {key: list(v) for key, v in self.known.items()}  # what it has not said yet
+
+    @property
+    def facts(self) -> list[str]:
+        """What the user can still say, in the order it volunteers it."""
+        return [f for key, *_ in FACTS for f in self.said[key]]
+
+    def _next_fact(self) -> str:
+        for key, *_ in FACTS:
+            if self.said[key]:
+                return self.said[key].pop(0)
+        return "Anything else along those lines?"
 
     def reply(self, prediction: Prediction) -> str:
-        """Reject a wrong recommendation, then say one more thing the target has."""
-        fact = self.facts.pop(0) if self.facts else "Anything else along those lines?"
+        """Reject a wrong recommendation (with a reason, by default); answer a question."""
         if prediction.subtask == RECOMMENDATION and prediction.ranked:
-            return f"Not {prediction.ranked[0]}, I don't think that one is for me. {fact}"
-        return fact
+            reason = self._next_fact() if self.feedback == "reason" else REJECTION
+            return f"Not {prediction.ranked[0]}, I don't think that one is for me. {reason}"
+        key = asked_attribute(prediction.response)
+        if key is not None:
+            self.said[key] = []
+            return " ".join(self.known[key]) or f"I don't mind the {key}, really."
+        return self._next_fact()
 
 
 def _names_title(sentence: str, title: str) -> bool:
@@ -240,7 +291,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     talker = load_chat_model(args.simulator_model) if args.simulator == "llm" else None
 
     def user_for(item: Item) -> UserSimulator:
-        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item)
+        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item, args.feedback)
 
     samples = [s for s in load_samples(args.dataset, args.split, args.data_root) if s.targets]
     random.Random(args.seed).shuffle(samples)
@@ -259,7 +310,9 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
             break
     cfg = RunConfig(dataset=args.dataset, split=args.split, data_root=args.data_root, manager=args.manager, metrics="rec", seed=args.seed)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
-    out = Path(args.results_dir) / "simulate" / args.dataset / ("llm" if talker is not None else "")
+    out = (
+        Path(args.results_dir) / "simulate" / args.dataset / ("llm" if talker is not None else "plain" if args.feedback == "plain" else "")
+    )
     out.mkdir(parents=True, exist_ok=True)
     shared: dict[str, Any] = {}
     episodes: dict[str, list[Episode]] = {}
@@ -279,7 +332,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
 def _simulator_line(args: SimulateArguments) -> str:
     if args.simulator == "llm":
         return f"LLM simulator ({args.simulator_model or 'the embedded model'}, prompts/simulator.txt, seed {args.seed})"
-    return f"Attribute simulator (seed {args.seed})"
+    return f"Attribute simulator (seed {args.seed}, rejections {'with a reason' if args.feedback == 'reason' else 'without a reason'})"
 
 
 def write_tables(

@@ -117,3 +117,21 @@ def test_the_llm_simulator_speaks_from_attributes_and_never_passes_on_the_title(
     assert user.masked == 3
     assert all(title not in p for p in llm.prompts) and "Titanic (1997) is not the movie you want." in llm.prompts[2]
     assert "What kind of movie?" in llm.prompts[0] and item.get("genre")[0] in llm.prompts[0]
+
+
+def test_the_simulator_answers_the_attribute_it_is_asked_and_plain_rejections_tell_nothing(redial_env):
+    """As in iEvaLM's attribute mode, a question about the director is answered with the director, not
+    with whatever comes next; a plain rejection reveals nothing, a reasoned one the next unsaid fact."""
+    item = next(i for _, i in _targets(redial_env, 40) if i.get("director") and len(i.get("genre")) >= 1 and i.get("cast"))
+    user = AttributeSimulator(item)
+    ask = Prediction(ranked=[], response="Do you have a favourite director, like A, B or C?", subtask=ELICITATION)
+    assert user.reply(ask) == f"I like films directed by {item.get('director')[0]}."
+    assert user.reply(replace(ask, response="Any actors you enjoy, for example A, B or C?")).startswith(
+        f"Something with {item.get('cast')[0]}"
+    )
+    wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
+    assert item.get("genre")[0] in user.reply(wrong)  # the next fact not said yet: the genre
+    assert "directed by" not in " ".join(user.reply(wrong) for _ in range(4))  # the director is not said twice
+    plain = AttributeSimulator(item, feedback="plain")
+    assert plain.reply(wrong) == "Not Titanic (1997), I don't think that one is for me. I don't like them."
+    assert plain.facts == AttributeSimulator(item).facts  # nothing was given away
