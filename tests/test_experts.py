@@ -296,3 +296,12 @@ def test_every_learned_recommender_honours_stated_people_and_dislikes(redial_env
         assert set(top[:10]) <= hanks and not set(top) & horror
         whole = ranker.model_rank(ctx, len(redial_env.item_attributes))
         assert [i for i in whole if i in set(top[:10])] == top[:10]  # in the model's own order otherwise
+
+
+def test_the_linker_links_a_full_name_after_capitalised_words_to_that_exact_item(redial_env):
+    """'Heat (1995)' is Michael Mann's film even after "I loved", though the catalog has three films called
+    Heat and another is more often mentioned; a short title ("It (2017)", "Her (2013)") after capitals too."""
+    prefs = redial_env.preferences("User: I loved Heat (1995), anything like it?")
+    assert prefs.items == ["Heat (1995)"]
+    said = "User: Have you seen It (2017)? My friend Anna Loves Her (2013) and The Shining (1980)."
+    assert redial_env.mentioned_items(said) == ["It (2017)", "Her (2013)", "The Shining (1980)"]
