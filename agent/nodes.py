@@ -30,6 +30,7 @@ from agent.state import LLMCall, State
 from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
 from crsdata.schema import Role
 from tools.dialogue import format_dialogue
+from tools.explanation import strongest_reason
 from tools.subtasks import ARG_KEYS, ELICITATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
@@ -278,6 +279,9 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         except Exception as exc:  # a dead endpoint or a bug in an expert must not end the conversation
             msg = f"{type(exc).__name__}: {exc}"
             output, rec, expert = _instead_of(expert, msg, state, ctx, res)
+    if call["name"] == RECOMMENDATION and output.get("items") and not output.get("error"):
+        reason = strongest_reason(res.env, str(output["items"][0]), call["args"].get("dialogue context", ""))
+        output = {**output, **({"reason": reason} if reason else {})}
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
     shown = [str(output["items"][0])] if call["name"] == RECOMMENDATION and output.get("items") else []
@@ -329,7 +333,8 @@ def summary_of(state: State, res: Resources) -> str:
     """The structured summary: sub-task name, expert model, sub-task output."""
     call, out = state["subtask"], state.get("expert_output") or {}
     assert call is not None
-    return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}"
+    why = f"\nReason: {out['reason']}" if out.get("reason") else ""
+    return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}{why}"
 
 
 def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
@@ -433,8 +438,17 @@ def response_prefix(state: State, res: Resources, ctx: Context) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return f"You might like {out['items'][0]}. "
+        return f"{recommendation_sentence(out)} "
     return f"{out.get('text', '')} ".lstrip()
+
+
+def recommendation_sentence(out: dict[str, Any]) -> str:
+    """The recommended item and, when the expert output has one, its grounded reason.
+
+    >>> recommendation_sentence({"items": ["Sully (2016)"], "reason": "Tom Hanks is among its cast."})
+    'You might like Sully (2016). Tom Hanks is among its cast.'
+    """
+    return f"You might like {out['items'][0]}." + (f" {out['reason']}" if out.get("reason") else "")
 
 
 def template_response(state: State) -> str:
@@ -442,7 +456,7 @@ def template_response(state: State) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return f"You might like {out['items'][0]}."
+        return recommendation_sentence(out)
     return str(out.get("text") or "Sorry, I could not work that out.")
 
 

@@ -49,6 +49,22 @@ def explain(env: ExpertEnv, item_name: str, dialogue_context: str, max_evidence:
     return {"text": text, "item": item, "evidence": [{"weight": w, "reason": r, "path": p} for w, r, p in top]}
 
 
+def strongest_reason(env: ExpertEnv, item_name: str, dialogue_context: str) -> str | None:
+    """The strongest piece of evidence that ``item_name`` suits the user, as a sentence, or None when
+    the item shares nothing with what the user said (a recommendation's grounded reason).
+
+    Args:
+        env: The dataset's environment.
+        item_name: The recommended item.
+        dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
+    """
+    evidence = explain(env, item_name, dialogue_context, max_evidence=1)["evidence"]
+    if not evidence:
+        return None
+    text = str(evidence[0]["reason"])
+    return f"{text[:1].upper()}{text[1:]}."
+
+
 def make_explainer(env: ExpertEnv) -> BaseTool:
     """The explanation expert of ``env``'s dataset."""
 
