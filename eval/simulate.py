@@ -8,7 +8,8 @@ target's attributes from the catalog (never its title) answers for up to ``turns
   words, e.g. "Any actors you enjoy?") gets the target's values of that attribute, as iEvaLM's
   attribute mode answers; any other question gets the next attribute not said yet (genre, cast,
   director, writer, in that order);
-* a wrong recommendation is rejected ("not X") together with the next attribute not said yet
+* a wrong recommendation is rejected: the user saw the top-k (success@k counts them all), so the
+  rejection names every one of them ("Not X, Y, Z, ..."), together with the next attribute not said yet
   (``--feedback reason``, the default), or with no reason at all (``--feedback plain``: iEvaLM's
   "I don't like them."), so that only a system that asks learns more than the opening.
 
@@ -132,12 +133,13 @@ class AttributeSimulator:
         target: The catalog item the user wants (its title is never said).
         feedback: ``reason`` (a rejection says the next attribute not said yet) or ``plain`` (it says
             only "I don't like them.").
+        k: How many of a recommendation's items the user sees, and so rejects.
     """
 
-    def __init__(self, target: Item, feedback: str = "reason") -> None:
+    def __init__(self, target: Item, feedback: str = "reason", k: int = 10) -> None:
         if feedback not in ("reason", "plain"):
             raise ValueError(f"unknown feedback {feedback!r}; use 'reason' or 'plain'")
-        self.target, self.feedback, self.masked = target, feedback, 0
+        self.target, self.feedback, self.k, self.masked = target, feedback, k, 0
         names = {target.name, target.title}
         self.known = {key: [template.format(v) for v in _values(target, key)[:n]
                             if not any(_mentions(v, t) or _mentions(t, v) for t in names)] for key, template, n in FACTS}  # fmt: skip
@@ -158,7 +160,8 @@ class AttributeSimulator:
         """Reject a wrong recommendation (with a reason, by default); answer a question."""
         if prediction.subtask == RECOMMENDATION and prediction.ranked:
             reason = self._next_fact() if self.feedback == "reason" else REJECTION
-            return f"Not {prediction.ranked[0]}, I don't think that one is for me. {reason}"
+            shown = prediction.ranked[: self.k]
+            return f"Not {', '.join(shown)}, I don't think {'that one is' if len(shown) == 1 else 'any of those is'} for me. {reason}"
         key = asked_attribute(prediction.response)
         if key is not None:
             self.said[key] = []
@@ -291,7 +294,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     talker = load_chat_model(args.simulator_model) if args.simulator == "llm" else None
 
     def user_for(item: Item) -> UserSimulator:
-        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item, args.feedback)
+        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item, args.feedback, args.k)
 
     samples = [s for s in load_samples(args.dataset, args.split, args.data_root) if s.targets]
     random.Random(args.seed).shuffle(samples)

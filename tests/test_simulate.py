@@ -135,3 +135,13 @@ def test_the_simulator_answers_the_attribute_it_is_asked_and_plain_rejections_te
     plain = AttributeSimulator(item, feedback="plain")
     assert plain.reply(wrong) == "Not Titanic (1997), I don't think that one is for me. I don't like them."
     assert plain.facts == AttributeSimulator(item).facts  # nothing was given away
+
+
+def test_a_rejection_names_every_item_the_user_was_shown_and_each_becomes_a_dislike(redial_env):
+    """Success@k counts the top-k as shown, so the user rejects all k; the linker reads each as disliked."""
+    _, item = _targets(redial_env, 1)[0]
+    shown = ["Titanic (1997)", "The Shining (1980)", "Heat (1995)", "Up (2009)"]
+    reply = AttributeSimulator(item, k=3).reply(Prediction(ranked=shown, response="You might like Titanic (1997).", subtask=RECOMMENDATION))
+    assert reply.startswith("Not Titanic (1997), The Shining (1980), Heat (1995), I don't think any of those is for me.")
+    prefs = redial_env.preferences(f"User: {reply}")
+    assert set(prefs.disliked) >= set(shown[:3]) and "Up (2009)" not in prefs.items
