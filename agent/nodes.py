@@ -29,9 +29,10 @@ from agent.resources import Resources
 from agent.state import LLMCall, State
 from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
 from crsdata.schema import Role
+from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
 from tools.explanation import strongest_reason
-from tools.subtasks import ARG_KEYS, ELICITATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
+from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"
@@ -113,7 +114,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         rec = LLMCall(stage="detection", method="skipped", fallback=False, error="empty dialogue", seconds=0.0)
         return {**fresh, "subtask": None, "error": "empty dialogue: no user message to answer", "trajectory": [rec]}
     results = state.get("results", [])
-    obj = None
+    obj, det = None, None
     if not res.ablations.management:
         name = RECOMMENDATION
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
@@ -134,6 +135,20 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             lambda: heuristic_subtask(dialogue, results, res.env),
         )
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
+    said = last_user(dialogue)
+    asked = attribute_from_text(said) is not None or args.get("item name") in res.env.linker.link(said).items
+    if answered_before(results, name, args) and not asked:
+        # an answer already given, and the user's message asks no attribute and names no item: repeating it
+        # word for word says nothing new (a misdetection, e.g. after a rejection), so the manager's next choice
+        order = [list(SUBTASKS)[i] for i in torch.argsort(det, descending=True).tolist()] if det is not None else []
+        instead = next(
+            n for n in [*order, RECOMMENDATION] if not answered_before(results, n, resolve_args(n, dialogue, results, res.env, ""))
+        )
+        rec["error"] = (
+            f"{name} with these arguments was answered earlier in this conversation and the user did not ask again; {instead} instead"
+        )
+        name = instead
+        args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))
     if obj and isinstance(obj.get("args"), dict):  # a capable LLM may fill arguments; keep only valid ones
         named = obj["args"].get("item name")
         if isinstance(named, str) and res.env.linker.resolve_item(named):
@@ -144,6 +159,24 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         candidates = candidates[:1]
     rec["seconds"] = time.perf_counter() - start
     return {**fresh, "subtask": call, "candidates": candidates, "trajectory": [rec]}
+
+
+def answered_before(results: list[dict[str, Any]], name: str, args: dict[str, str]) -> bool:
+    """Whether an explanation or a detail with these arguments was already given in this conversation
+    (an elicitation never repeats a question, a recommendation never an item: they are never "answered").
+
+    >>> answered_before([{"subtask": "explanation", "args": {"item name": "Heat (1995)"}}], "explanation",
+    ...                 {"item name": "Heat (1995)", "dialogue context": "..."})
+    True
+    """
+    if name not in (DETAIL_SEARCH, EXPLANATION):
+        return False
+    return any(r.get("subtask") == name and r.get("args") == answer_key(args) for r in results)
+
+
+def answer_key(args: dict[str, str]) -> dict[str, str]:
+    """What identifies an answer: the item and the attribute asked about (not the dialogue)."""
+    return {k: v for k, v in args.items() if k in ("item name", "item attribute")}
 
 
 def head_choice(stage: str, text: str, options: list[str], logprobs: torch.Tensor, sample: bool) -> tuple[str, LLMCall]:
@@ -289,7 +322,14 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         "expert": expert,
         "expert_output": output,
         "trajectory": [*traj, rec],
-        "results": [{"subtask": call["name"], "expert": expert, "output": kept}],
+        "results": [
+            {
+                "subtask": call["name"],
+                "expert": expert,
+                "output": kept,
+                "args": answer_key(call["args"]),
+            }
+        ],
         "offered": shown,
         "asked": [str(output["attribute"])] if call["name"] == ELICITATION and output.get("attribute") else [],
     }

@@ -391,3 +391,25 @@ def test_a_resumed_thread_keeps_the_elicited_preferences_and_the_questions_asked
     assert "horror" in later["expert_output"]["preferences"]["disliked"]  # said in the first session
     assert later["expert_output"]["attribute"] != first["expert_output"]["attribute"]
     assert later["asked"] == [first["expert_output"]["attribute"], later["expert_output"]["attribute"]]
+
+
+def test_a_detail_answer_is_not_repeated_unless_the_user_asks_for_it_again(experts, real_root):
+    """Asked again, the detail is answered again; detected again when the user asked nothing (as the
+    trained manager did after a rejection), the graph does not repeat its answer word for word but takes
+    the next choice, and the trajectory says why."""
+    from itertools import cycle
+
+    from tests.conftest import RecordingFake
+
+    rule = graph_with(RecordingFake(messages=cycle([AIMessage("")]), prompts=[]), experts, real_root, manager="rule")
+    first = run(rule, "Who directed The Shining (1980)?", thread="d")
+    again = run(rule, "Sorry, who directed The Shining (1980) again?", thread="d")
+    assert first["subtask"]["name"] == again["subtask"]["name"] == DETAIL_SEARCH and "Stanley Kubrick" in again["response"]
+    assert again["results"][-1]["args"] == {"item name": "The Shining (1980)", "item attribute": "director"}
+    always = RecordingFake(messages=cycle([AIMessage('{"name": "item detail search", "id": "popularity_recommender"}')]), prompts=[])
+    g = graph_with(always, experts, real_root)  # a manager that always detects a detail question
+    told = run(g, "Tell me about The Shining (1980).", thread="m")
+    unasked = run(g, "Not that one, I don't like it.", thread="m")
+    assert told["subtask"]["name"] == DETAIL_SEARCH and unasked["subtask"]["name"] == RECOMMENDATION
+    assert unasked["response"] != told["response"]
+    assert "answered earlier in this conversation and the user did not ask again" in unasked["trajectory"][0]["error"]
