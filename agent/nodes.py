@@ -136,9 +136,10 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         )
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
     said = last_user(dialogue)
-    asked = attribute_from_text(said) is not None or args.get("item name") in res.env.linker.link(said).items
+    linked = res.env.linker.link(said)  # "written by Art Spiegelman?" states a liking; "who wrote it?" asks
+    asked = args.get("item name") in linked.items or (attribute_from_text(said) is not None and not linked.people + linked.items)
     if answered_before(results, name, args) and not asked:
-        # an answer already given, and the user's message asks no attribute and names no item: repeating it
+        # an answer already given, and the user's message does not ask for it again: repeating it
         # word for word says nothing new (a misdetection, e.g. after a rejection), so the manager's next choice
         order = [list(SUBTASKS)[i] for i in torch.argsort(det, descending=True).tolist()] if det is not None else []
         instead = next(

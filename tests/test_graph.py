@@ -408,8 +408,8 @@ def test_a_detail_answer_is_not_repeated_unless_the_user_asks_for_it_again(exper
     assert again["results"][-1]["args"] == {"item name": "The Shining (1980)", "item attribute": "director"}
     always = RecordingFake(messages=cycle([AIMessage('{"name": "item detail search", "id": "popularity_recommender"}')]), prompts=[])
     g = graph_with(always, experts, real_root)  # a manager that always detects a detail question
-    told = run(g, "Tell me about The Shining (1980).", thread="m")
-    unasked = run(g, "Not that one, I don't like it.", thread="m")
+    told = run(g, "Who directed The Shining (1980)?", thread="m")
+    unasked = run(g, "Maybe something directed by Steven Spielberg?", thread="m")  # a liking, not a question about it
     assert told["subtask"]["name"] == DETAIL_SEARCH and unasked["subtask"]["name"] == RECOMMENDATION
     assert unasked["response"] != told["response"]
     assert "answered earlier in this conversation and the user did not ask again" in unasked["trajectory"][0]["error"]
