@@ -37,6 +37,7 @@ from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION, RE
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"
 SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+REFERS_TO_ITEM = re.compile(r"\b(?:it|its|it's|that one|this one|(?:that|this|the) (?:movie|film|book))\b", re.IGNORECASE)
 STOP = re.compile(r"\n\s*\n|\n?(?:User|Assistant|System)\s*:|<\|im_(?:start|end)\|>")
 
 
@@ -136,8 +137,8 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         )
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
     said = last_user(dialogue)
-    linked = res.env.linker.link(said)  # "written by Art Spiegelman?" states a liking; "who wrote it?" asks
-    asked = args.get("item name") in linked.items or (attribute_from_text(said) is not None and not linked.people + linked.items)
+    # "who wrote it?" asks again; "maybe something written by Art Spiegelman?" states a liking
+    asked = args.get("item name") in res.env.linker.link(said).items or bool(attribute_from_text(said) and REFERS_TO_ITEM.search(said))
     if answered_before(results, name, args) and not asked:
         # an answer already given, and the user's message does not ask for it again: repeating it
         # word for word says nothing new (a misdetection, e.g. after a rejection), so the manager's next choice
