@@ -305,3 +305,5 @@ def test_the_linker_links_a_full_name_after_capitalised_words_to_that_exact_item
     assert prefs.items == ["Heat (1995)"]
     said = "User: Have you seen It (2017)? My friend Anna Loves Her (2013) and The Shining (1980)."
     assert redial_env.mentioned_items(said) == ["It (2017)", "Her (2013)", "The Shining (1980)"]
+    rejected = redial_env.preferences("User: Not Click (2006), Mr. Deeds (2002), I don't think any of those is for me.")
+    assert rejected.disliked == ["Click (2006)", "Mr. Deeds (2002)"]  # "Mr." does not end the sentence

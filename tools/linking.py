@@ -19,7 +19,8 @@ YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")
 #: Words before a "(year)" tried as the start of a full "Title (Year)" name, the longest first.
 FULL_NAME_WORDS = 16
 NEGATION = re.compile(r"\b(not|never|no|don't|dont|doesn't|didn't|hate|hated|dislike|disliked|can't stand|isn't|aren't|wasn't)\b", re.I)
-SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+#: A sentence; "Mr. Deeds (2002)" or "Love Potion No. 9 (1992)" is not cut at the abbreviation's period.
+SENTENCE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|No|Vol)\.|[^.!?\n])+[.!?]?")
 GENRE_SYNONYMS = {
     "scary": "horror",
     "horror": "horror",
