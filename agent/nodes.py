@@ -480,17 +480,8 @@ def response_prefix(state: State, res: Resources, ctx: Context) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return f"{recommendation_sentence(out)} "
+        return f"You might like {out['items'][0]}. "
     return f"{out.get('text', '')} ".lstrip()
-
-
-def recommendation_sentence(out: dict[str, Any]) -> str:
-    """The recommended item and, when the expert output has one, its grounded reason.
-
-    >>> recommendation_sentence({"items": ["Sully (2016)"], "reason": "Tom Hanks is among its cast."})
-    'You might like Sully (2016). Tom Hanks is among its cast.'
-    """
-    return f"You might like {out['items'][0]}." + (f" {out['reason']}" if out.get("reason") else "")
 
 
 def template_response(state: State) -> str:
@@ -498,7 +489,7 @@ def template_response(state: State) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return recommendation_sentence(out)
+        return f"You might like {out['items'][0]}."
     return str(out.get("text") or "Sorry, I could not work that out.")
 
 

@@ -270,20 +270,21 @@ def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
     tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
     llm = fake_llm('{"name": "recommendation"}', "Watch Titanic!")
     out = run(graph_with(llm, tools, real_root), "something with Al Pacino please")
-    assert out["response"] == "You might like Heat (1995). Al Pacino is among its cast."  # the reason is the expert output's
+    assert out["response"] == "You might like Heat (1995)."
+    assert out["expert_output"]["reason"] == "Al Pacino is among its cast." and "Reason: Al Pacino" in out["summary"]
     assert out["trajectory"][-1]["error"] == "response does not name the recommended item"
 
 
 def test_a_recommendation_names_its_reason_from_what_the_user_said(experts, real_root):
-    """The response gives one grounded reason (a shared person, genre or liked item) when there is one,
-    and none when the item shares nothing with what the user said."""
+    """The expert output and the summary the LLM answers from carry one grounded reason (a shared person,
+    genre or liked item) when there is one, and none when the item shares nothing with what the user said."""
     extra = fixed_recommender("fixed_rec", ["The Godfather (1972)"])
     tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
     llm = fake_llm('{"name": "recommendation"}', "", '{"name": "recommendation"}', "")
     g = graph_with(llm, tools, real_root)
     out = run(g, "I loved Heat (1995), anything like it?", thread="a")
     assert out["expert_output"]["reason"] == "Al Pacino stars in both The Godfather (1972) and Heat (1995)."
-    assert out["response"] == f"You might like The Godfather (1972). {out['expert_output']['reason']}"
+    assert out["response"] == "You might like The Godfather (1972)."  # the LLM reads the reason in the summary
     assert "Reason: Al Pacino" in out["summary"]
     plain = run(g, "hello, what should I watch?", thread="b")
     assert "reason" not in plain["expert_output"] and plain["response"] == "You might like The Godfather (1972)."
