@@ -136,10 +136,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             lambda: heuristic_subtask(dialogue, results, res.env),
         )
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
-    said = last_user(dialogue)
-    # "who wrote it?" asks again; "maybe something written by Art Spiegelman?" states a liking
-    asked = args.get("item name") in res.env.linker.link(said).items or bool(attribute_from_text(said) and REFERS_TO_ITEM.search(said))
-    if answered_before(results, name, args) and not asked:
+    if answered_before(results, name, args) and not asks_again(res, last_user(dialogue), args):
         # an answer already given, and the user's message does not ask for it again: repeating it
         # word for word says nothing new (a misdetection, e.g. after a rejection), so the manager's next choice
         order = [list(SUBTASKS)[i] for i in torch.argsort(det, descending=True).tolist()] if det is not None else []
@@ -174,6 +171,12 @@ def answered_before(results: list[dict[str, Any]], name: str, args: dict[str, st
     if name not in (DETAIL_SEARCH, EXPLANATION):
         return False
     return any(r.get("subtask") == name and r.get("args") == answer_key(args) for r in results)
+
+
+def asks_again(res: Resources, said: str, args: dict[str, str]) -> bool:
+    """Whether the user's message asks for this answer again: it names the item, or it asks an
+    attribute of "it" ("who wrote it?"); "maybe something written by Art Spiegelman?" states a liking."""
+    return args.get("item name") in res.env.linker.link(said).items or bool(attribute_from_text(said) and REFERS_TO_ITEM.search(said))
 
 
 def answer_key(args: dict[str, str]) -> dict[str, str]:
