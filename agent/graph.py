@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from agent.context import Context
+from agent.manager import ManagerHead
 from agent.nodes import (
     admit_input,
     detect_subtask,
@@ -40,7 +41,7 @@ def build_crs_graph(
     dataset: str = "redial",
     data_root: str | None = None,
     seed: int = 0,
-    manager: str = "trained",
+    manager: str | ManagerHead = "trained",
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build the compiled LLMCRS graph.
 
@@ -61,7 +62,9 @@ def build_crs_graph(
         manager: Who makes the two decisions: ``"trained"`` (the dataset's trained decision head on
             the LLM's hidden states, :mod:`agent.manager`; when none exists, a warning and the rule),
             ``"prompt"`` (the LLM on the paper's prompts; for capable chat models and the paper's
-            ablations w/o SI and w/o DI, which imply it) or ``"rule"``.
+            ablations w/o SI and w/o DI, which imply it) or ``"rule"``; or a
+            :class:`agent.manager.ManagerHead` to decide with (RLPF on simulated conversations trains
+            one in place, :mod:`rl.episodes`).
 
     Returns:
         A compiled graph; invoke it with ``{"messages": [...]}`` and a ``Context``.

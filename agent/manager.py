@@ -63,11 +63,24 @@ class HiddenStateModel(Protocol):
 def decision_text(dialogue: list[tuple[Role, str]], category: str) -> str:
     """The compact decision prompt: the last utterances, each cut to a few dozen words.
 
+    A long utterance keeps its opening and its end (where a request or a reason usually is: "Not A, B,
+    C, ..., none of those. I'm in the mood for a comedy."), not only its opening.
+
     >>> decision_text([("user", "hi there"), ("recommender", "Hello! What do you like?")], "movie").splitlines()[1:3]
     ['User: hi there', 'Assistant: Hello! What do you like?']
+    >>> decision_text([("user", " ".join(map(str, range(40))))], "movie").splitlines()[1]
+    'User: 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 ... 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39'
     """
-    recent = [(r, " ".join(t.split()[:WORDS_PER_TURN])) for r, t in dialogue[-DECISION_TURNS:]]
+    recent = [(r, _cut(t)) for r, t in dialogue[-DECISION_TURNS:]]
     return prompts.render("decision", {"Category": category, "Dialogue Context": format_dialogue(recent)})
+
+
+def _cut(text: str) -> str:
+    words = text.split()
+    if len(words) <= WORDS_PER_TURN:
+        return " ".join(words)
+    half = WORDS_PER_TURN // 2
+    return " ".join([*words[:half], "...", *words[-half:]])
 
 
 STATE_FEATURES = (

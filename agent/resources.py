@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from agent.llm import load_chat_model
-from agent.manager import TrainedManager, trained_manager
+from agent.manager import HiddenStateModel, ManagerHead, TrainedManager, trained_manager
 from tools.base import registered_experts, subtask_of
 from tools.env import ExpertEnv, expert_env
 
@@ -63,8 +63,13 @@ class Resources:
         n_demos: int,
         ablations: Ablations,
         seed: int,
-        manager: str = "trained",
+        manager: str | ManagerHead = "trained",
     ) -> None:
+        # a head object (not a name): the graph decides with that very head, which RLPF on simulated
+        # conversations (rl.episodes) updates in place between rounds
+        self._head = manager if isinstance(manager, ManagerHead) else None
+        if isinstance(manager, ManagerHead):
+            manager = "trained"
         if manager not in MANAGERS:
             raise ValueError(f"unknown manager {manager!r}; known: {', '.join(MANAGERS)}")
         self._model_spec = model
@@ -84,6 +89,10 @@ class Resources:
         """The trained decision head (``manager="trained"``), or ``None``: then the rule decides (with a warning)."""
         if self.manager_mode != "trained":
             return None
+        if self._head is not None:
+            if not isinstance(self.model, HiddenStateModel):
+                raise TypeError(f"a decision head reads a local model's hidden states; {type(self.model).__name__} has none")
+            return TrainedManager(self._head, {"dataset": self.dataset, "model": self.model.model_name}, self.model, self.env)
         return trained_manager(self.dataset, self.model, self.env)
 
     @property

@@ -7,7 +7,8 @@ target's attributes from the catalog (never its title) answers for up to ``turns
 * a question about an attribute (genre, cast, director, writer, decade: found in the question's
   words, e.g. "Any actors you enjoy?") gets the target's values of that attribute, as iEvaLM's
   attribute mode answers; any other question gets the next attribute not said yet (genre, cast,
-  director, writer, in that order);
+  director, writer, in that order); a turn that neither recommends nor asks (an explanation nobody
+  asked for) gets no fact, only "What would you recommend?";
 * a wrong recommendation is rejected: the user saw the top-k (success@k counts them all), so the
   rejection names every one of them ("Not X, Y, Z, ..."), together with the next attribute not said yet
   (``--feedback reason``, the default), or with no reason at all (``--feedback plain``: iEvaLM's
@@ -65,6 +66,9 @@ FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something wi
 ASKS = {"genre": r"genres?|kind of", "cast": r"actors?|actress(?:es)?|cast|stars?", "director": r"directors?|directed",
         "writer": r"writers?|authors?|written", "decade": r"decades?|era|particular time|how old|\d{4}s"}  # fmt: skip
 REJECTION = "I don't like them."
+#: The reply to a statement that neither recommends nor asks (an explanation or a detail nobody asked
+#: for): the user learns nothing and says nothing new, so only a question earns an attribute.
+NUDGE = "OK. What would you recommend?"
 
 
 @dataclass
@@ -162,6 +166,8 @@ class AttributeSimulator:
             reason = self._next_fact() if self.feedback == "reason" else REJECTION
             shown = prediction.ranked[: self.k]
             return f"Not {', '.join(shown)}, I don't think {'that one is' if len(shown) == 1 else 'any of those is'} for me. {reason}"
+        if "?" not in prediction.response:
+            return NUDGE
         key = asked_attribute(prediction.response)
         if key is not None:
             self.said[key] = []
@@ -275,6 +281,28 @@ def leaks(sample: RecSample, titles: list[str]) -> bool:
     return any(_mentions(text, t) for t in titles) or any(i in sample.targets for t in sample.context for i in t.items)
 
 
+def choose_dialogues(
+    env: Any, dataset: str, split: str, n: int, seed: int, data_root: str | None = None
+) -> tuple[list[tuple[RecSample, Item]], int]:
+    """A seeded sample of ``n`` turns with a catalog target whose history does not name a target, each
+    with its (first) target item; and how many were dropped for that leakage."""
+    samples = [s for s in load_samples(dataset, split, data_root) if s.targets]
+    random.Random(seed).shuffle(samples)
+    chosen: list[tuple[RecSample, Item]] = []
+    dropped = 0
+    for s in samples:
+        items = [env.catalog.get(dataset, t) for t in s.targets]
+        if items[0] is None:
+            continue
+        if leaks(s, [i.title for i in items if i is not None]):
+            dropped += 1
+            continue
+        chosen.append((s, items[0]))
+        if len(chosen) == n:
+            break
+    return chosen, dropped
+
+
 def _ci(values: list[float]) -> str:
     lo, hi = bootstrap_ci(values)
     return f"{sum(values) / max(1, len(values)):.4f} [{lo:.4f}, {hi:.4f}]"
@@ -296,21 +324,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     def user_for(item: Item) -> UserSimulator:
         return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item, args.feedback, args.k)
 
-    samples = [s for s in load_samples(args.dataset, args.split, args.data_root) if s.targets]
-    random.Random(args.seed).shuffle(samples)
-    chosen: list[tuple[RecSample, Item]] = []
-    dropped = 0
-    for s in samples:
-        items = [env.catalog.get(args.dataset, t) for t in s.targets]
-        item = items[0]
-        if item is None:
-            continue
-        if leaks(s, [i.title for i in items if i is not None]):
-            dropped += 1
-            continue
-        chosen.append((s, item))
-        if len(chosen) == args.dialogues:
-            break
+    chosen, dropped = choose_dialogues(env, args.dataset, args.split, args.dialogues, args.seed, args.data_root)
     cfg = RunConfig(dataset=args.dataset, split=args.split, data_root=args.data_root, manager=args.manager, metrics="rec", seed=args.seed)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     out = (

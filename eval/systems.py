@@ -21,6 +21,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.context import Context
 from agent.llm import LocalHFChatModel
+from agent.manager import ManagerHead
 from agent.nodes import clean_response
 from agent.resources import Ablations
 from crsdata.schema import RecSample, Turn
@@ -40,6 +41,7 @@ class Prediction:
     expert: str | None = None
     fallbacks: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)  # the graph's decision records of the turn
 
 
 class System(Protocol):
@@ -78,7 +80,7 @@ class GraphSystem:
         n_demos: int,
         ctx: Context,
         label: str | None = None,
-        manager: str = "trained",
+        manager: str | ManagerHead = "trained",
     ) -> None:
         from agent.graph import build_crs_graph
 
@@ -123,6 +125,7 @@ class GraphSystem:
             expert=out.get("expert"),
             fallbacks={r["stage"]: bool(r.get("fallback")) for r in traj},
             seconds={r["stage"]: float(r.get("seconds", 0.0)) for r in traj},
+            trajectory=list(traj),
         )
 
 

@@ -45,6 +45,20 @@ class ManagerConfig(RLPFBaseConfig):
         default="accuracy",
         metadata={"help": "what the detection offsets maximise on validation after training: accuracy (of the labels) or reward (RLPF's)"},
     )
+    sim_rounds: int = field(
+        default=0, metadata={"help": "rounds of RLPF on simulated conversations after cached RLPF (0: none; rl.episodes)"}
+    )
+    sim_dialogues: int = field(default=100, metadata={"help": "simulated conversations per round (sampled from sim_split)"})
+    sim_eval_dialogues: int = field(default=100, metadata={"help": "held-out conversations for the greedy success before and after"})
+    sim_split: str = field(default="valid", metadata={"help": "split whose dialogues the simulated users start from"})
+    sim_turns: int = field(default=5, metadata={"help": "system turns per simulated conversation"})
+    sim_feedback: str = field(default="plain,reason", metadata={"help": "rejection styles of the simulated users, taking turns"})
+    sim_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of RLPF on conversations"})
+    sim_kl_beta: float = field(
+        default=1.0, metadata={"help": "conversations: weight of the KL of detection from the corpus-trained head on corpus turns"}
+    )
+    sim_batch_size: int = field(default=25, metadata={"help": "conversations per update"})
+    sim_model: str = field(default="embedded", metadata={"help": "the LLM whose hidden states the head reads (as the decision data)"})
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the head"})
     per_device_train_batch_size: int = 64

@@ -76,6 +76,12 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     if cfg.rl_split not in data:
         raise SystemExit(f"rl_split must be train or valid, got {cfg.rl_split!r}")
     report = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
+    if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
+        from rl.episodes import train_on_conversations
+
+        conv = train_on_conversations(head, cfg, script.dataset, data["valid"], script.data_root)
+        report["history"] += conv.pop("history")
+        report.update(conv)
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
     history = report.pop("history")
     sft_head = report.pop("sft_head", None)
@@ -86,6 +92,9 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     if sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
         save_manager(sft_head, out / "sft", {**meta, "phase": "sft"})
     write_logs([h for h in history if h.get("phase") == "rlpf"], out)
+    if any(h.get("phase") == "conversations" for h in history):
+        write_logs([h for h in history if h.get("phase") == "conversations"], out, "conversations_",
+                   "RLPF on simulated conversations: success per round")  # fmt: skip
     (out / "rlpf_summary.json").write_text(json.dumps(meta, indent=1))
     for key, value in report.items():
         print(f"{key}: {value:.4f}", flush=True)

@@ -127,10 +127,10 @@ def mean_reward(trainer: RLPFTrainer, samples: list[RecSample]) -> dict[str, flo
     }
 
 
-def write_logs(history: list[dict[str, Any]], out_dir: Path) -> None:
-    """``rlpf_log.jsonl`` and the reward curve ``reward_curve.png``."""
+def write_logs(history: list[dict[str, Any]], out_dir: Path, prefix: str = "", title: str = "RLPF: reward per step") -> None:
+    """``<prefix>rlpf_log.jsonl`` and the reward curve ``<prefix>reward_curve.png``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "rlpf_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    (out_dir / f"{prefix}rlpf_log.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,8 +141,8 @@ def write_logs(history: list[dict[str, Any]], out_dir: Path) -> None:
     ax.plot(steps, [h["reward"] for h in history if "reward" in h], label="reward", marker=".")
     ax.plot(steps, [h["baseline"] for h in history if "reward" in h], label="baseline b(S)")
     ax.set_xlabel("step")
-    ax.set_title("RLPF: reward per step")
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "reward_curve.png", dpi=120)
+    fig.savefig(out_dir / f"{prefix}reward_curve.png", dpi=120)
     plt.close(fig)

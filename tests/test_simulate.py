@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from crsdata.loaders import load_samples
 from crsdata.schema import Turn
-from eval.simulate import AttributeSimulator, _mentions, leaks, simulate
+from eval.simulate import NUDGE, AttributeSimulator, _mentions, leaks, simulate
 from eval.systems import Prediction
 from tools.subtasks import ELICITATION, RECOMMENDATION
 
@@ -135,6 +135,9 @@ def test_the_simulator_answers_the_attribute_it_is_asked_and_plain_rejections_te
     plain = AttributeSimulator(item, feedback="plain")
     assert plain.reply(wrong) == "Not Titanic (1997), I don't think that one is for me. I don't like them."
     assert plain.facts == AttributeSimulator(item).facts  # nothing was given away
+    told = Prediction(ranked=[], response="Titanic (1997) was directed by James Cameron.", subtask="explanation")
+    assert plain.reply(told) == NUDGE  # a statement nobody asked for earns no fact (else a manager could farm them)
+    assert plain.facts == AttributeSimulator(item).facts
 
 
 def test_a_rejection_names_every_item_the_user_was_shown_and_each_becomes_a_dislike(redial_env):

@@ -1,0 +1,247 @@
+"""RLPF on simulated conversations: the manager's decisions rewarded by how the conversation ends.
+
+The cached RLPF of :mod:`rl.manager` rewards one decision on one corpus turn (lambda * HIT + (1 - lambda)
+* BLEU). What it cannot see is what a decision does to the *next* turns: a question costs a turn now
+and pays only if the answer makes a later recommendation hit. Corpus labels say little about that
+(ReDial's recommenders rarely ask after a rejection), and the head learned from them recommends after
+"I don't like them." again and again. This phase lets the head learn it from performance feedback:
+
+* **Episodes.** The graph, deciding with the very head being trained (``build_crs_graph(manager=head)``)
+  and *sampling* its decisions, talks with the attribute simulator of :mod:`eval.simulate` from
+  dialogues of the validation split (no expert trained on them), half with plain rejections and half
+  with a reason, for up to ``sim_turns`` turns.
+* **Reward.** R = 1 when a target is among the top-k shown within the turns, else 0: the HIT of the
+  conversation (lambda = 1; a simulated user has no reference response to score BLEU against). Every
+  turn the conversation costs comes out of the same budget, so eliciting must pay for its turn.
+* **Estimator.** REINFORCE with a moving-average baseline b (one per feedback style, as the paper keeps
+  one per sub-task): loss = -(R - b) * sum_t log pi(a_t | s_t) over the head's executed decisions (a
+  detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
+  KL divergence of detection from the head before this phase on the corpus validation decisions, so the
+  turn-level behaviour learned from the corpus stays.
+
+The LLM runs forward only (about 0.1-0.3 s a turn); its hidden states are taken from the head's input by
+a forward hook, so an update costs milliseconds. Configured by the ``sim_*`` fields of
+:class:`rl.manager.ManagerConfig`; run by ``python -m rl.train`` after SFT and cached RLPF.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from trl.trainer.base_trainer import _BaseTrainer
+
+from agent.context import Context
+from agent.manager import SUBTASK_NAMES, ManagerHead
+from crsdata.schema import RecSample
+from eval.harness import RunConfig
+from eval.simulate import AttributeSimulator, choose_dialogues, simulate
+from eval.systems import GraphSystem, Prediction
+from rl.baseline import MovingAverageBaseline
+from rl.manager import REC, DecisionTensors, ManagerConfig, _Rows
+
+
+@dataclass
+class Decision:
+    """One executed decision of the head: its inputs, the options it chose among, and its choice."""
+
+    llm: torch.Tensor
+    state: torch.Tensor
+    detection: bool  # True: a sub-task (over all of them); False: an expert (over ``options``)
+    options: list[int]
+    action: int  # index into the head's sub-tasks (detection) or experts (matching)
+
+
+@dataclass
+class Played:
+    """One simulated conversation: its decisions, its reward and the feedback style of its user."""
+
+    decisions: list[Decision]
+    reward: float
+    feedback: str
+    turns: int
+
+
+@dataclass
+class _Recorder:
+    """A conversational system that keeps, per turn, the graph's decision records and the head's inputs."""
+
+    system: GraphSystem
+    trace: list[tuple[torch.Tensor, torch.Tensor]]
+    turns: list[tuple[list[dict[str, Any]], list[tuple[torch.Tensor, torch.Tensor]]]] = field(default_factory=list)
+    name: str = "full"
+
+    def predict(self, sample: RecSample) -> Prediction:
+        return self.system.predict(sample)
+
+    def session(self, sample: RecSample) -> Callable[[str | None], Prediction]:
+        turn = self.system.session(sample)
+
+        def recorded(text: str | None) -> Prediction:
+            start = len(self.trace)
+            pred = turn(text)
+            self.turns.append((pred.trajectory, self.trace[start:]))
+            return pred
+
+        return recorded
+
+
+def executed_decisions(
+    trajectory: list[dict[str, Any]], inputs: list[tuple[torch.Tensor, torch.Tensor]], head: ManagerHead
+) -> list[Decision]:
+    """The head's decisions of one turn that the graph executed, with the inputs the head read.
+
+    Detection reads the turn's first head pass, matching its last (they are one pass when the dialogue
+    and results are the same). A detection the graph overrode (its record carries an ``error``) or a
+    decision without a head pass is left out: its log-probability must not take credit or blame.
+    """
+    out: list[Decision] = []
+    for rec in trajectory:
+        if rec.get("method") != "head" or not inputs or rec.get("error"):
+            continue
+        llm, state = inputs[0] if rec["stage"] == "detection" else inputs[-1]
+        if rec["stage"] == "detection":
+            out.append(Decision(llm, state, True, list(range(len(SUBTASK_NAMES))), SUBTASK_NAMES.index(rec["parsed"])))
+        elif rec["stage"] == "matching":
+            options = [head.experts.index(o) for o in rec["options"]]
+            out.append(Decision(llm, state, False, options, head.experts.index(rec["parsed"])))
+    return out
+
+
+def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tuple[RecSample, Any]], feedback: list[str], turns: int,
+         k: int, sample: bool = True) -> list[Played]:  # fmt: skip
+    """Let the graph (built on ``model`` with ``head``) talk with a simulated user on each dialogue,
+    the head's decisions sampled (``sample``) or greedy; ``feedback`` styles take turns by dialogue."""
+    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
+    previous = bool(getattr(model, "sample_choices", False))
+    model.sample_choices = sample
+    played = []
+    try:
+        for n, (s, item) in enumerate(dialogues):
+            style = feedback[n % len(feedback)]
+            recorder = _Recorder(system, trace)
+            ep = simulate(recorder, s, AttributeSimulator(item, style, k), turns, k)
+            decisions = [d for traj, inputs in recorder.turns for d in executed_decisions(traj, inputs, head)]
+            played.append(Played(decisions, float(ep.success_turn is not None), style, len(ep.turns)))
+            trace.clear()
+    finally:
+        hook.remove()
+        model.sample_choices = previous
+    return played
+
+
+class EpisodeTrainer(_BaseTrainer):
+    """REINFORCE over simulated conversations (module docstring), on TRL's trainer base like
+    :class:`rl.manager.ManagerTrainer`: one ``train()`` is one pass over a round's conversations."""
+
+    _tag_names = ["trl", "rlpf", "llmcrs"]
+    _name = "RLPF-conversations"
+
+    def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
+                 reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
+        self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
+        self.history: list[dict[str, Any]] = []
+        self._generator = torch.Generator().manual_seed(args.seed)
+        super().__init__(
+            model=head,
+            args=args,
+            train_dataset=_Rows(len(played)),
+            data_collator=lambda feats: {"rows": torch.tensor([f["row"] for f in feats])},
+            optimizers=(optimizer, None),
+        )
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        episodes = [self.played[int(i)] for i in inputs["rows"]]
+        advantages = []
+        for ep in episodes:  # the baseline before this episode's own reward, then updated with it
+            advantages.append(ep.reward - self.baseline.value(ep.feedback))
+            self.baseline.update(ep.feedback, ep.reward)
+        flat = [(n, d) for n, ep in enumerate(episodes) for d in ep.decisions]
+        loss = torch.zeros(())
+        if flat:
+            det, match = model(torch.stack([d.llm for _, d in flat]), torch.stack([d.state for _, d in flat]))
+            terms = []
+            for row, (n, d) in enumerate(flat):
+                logits = det[row] if d.detection else match[row, d.options]
+                logp = torch.log_softmax(logits, -1)[d.options.index(d.action)]
+                terms.append(-advantages[n] * logp)
+            loss = torch.stack(terms).sum() / len(episodes)
+        beta = float(self.args.sim_kl_beta)  # type: ignore[attr-defined]
+        if beta > 0:  # stay near the corpus-trained detection on corpus turns (TRL's KL penalty)
+            rows = torch.randint(len(self.corpus), (min(256, len(self.corpus)),), generator=self._generator)
+            current = torch.log_softmax(model(self.corpus.llm[rows], self.corpus.state[rows])[0], -1)
+            with torch.no_grad():
+                ref = torch.log_softmax(self.reference(self.corpus.llm[rows], self.corpus.state[rows])[0], -1)
+            loss = loss + beta * (ref.exp() * (ref - current)).sum(-1).mean()
+        self.history.append({"phase": "conversations", "reward": statistics.mean(e.reward for e in episodes),
+                             "baseline": statistics.mean(e.reward - a for e, a in zip(episodes, advantages, strict=True)),
+                             "loss": float(loss.detach())})  # fmt: skip
+        return (loss, {}) if return_outputs else loss
+
+
+def train_on_conversations(
+    head: ManagerHead, cfg: ManagerConfig, dataset: str, corpus: DecisionTensors, data_root: str | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """RLPF of ``head`` on simulated conversations, in place: ``cfg.sim_rounds`` rounds of
+    ``cfg.sim_dialogues`` sampled conversations, each followed by one pass of updates. Returns the
+    greedy success on held-out conversations before and after, and the per-round history."""
+    from agent.llm import load_chat_model
+    from tools.env import expert_env
+
+    env = expert_env(dataset, data_root)
+    pool, _ = choose_dialogues(env, dataset, cfg.sim_split, 100_000, cfg.seed, data_root)
+    if not pool:
+        raise ValueError(f"no {dataset}/{cfg.sim_split} dialogue has a catalog target to simulate")
+    held, pool = pool[: cfg.sim_eval_dialogues], pool[cfg.sim_eval_dialogues :]  # the before/after dialogues are never trained on
+    if not pool:
+        raise ValueError(f"{dataset}/{cfg.sim_split} has no dialogue left to train on after {cfg.sim_eval_dialogues} held-out ones")
+    feedback = [f.strip() for f in cfg.sim_feedback.split(",") if f.strip()]
+    model = load_chat_model(None if cfg.sim_model == "embedded" else cfg.sim_model)
+    # as `python -m eval simulate` runs it: top-50 rankings, no generated response (the simulator reads the
+    # expert's question or items, which the response only wraps)
+    system = GraphSystem("full", model, dataset, data_root, 0, Context(top_k=RunConfig.top_k, generate=False), manager=head)
+    reference = copy.deepcopy(head).eval()
+    baseline = MovingAverageBaseline(cfg.baseline_beta)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.sim_learning_rate, weight_decay=cfg.weight_decay)
+    rng = random.Random(cfg.seed)
+
+    def success(tag: str) -> float:
+        head.eval()
+        eps = play(head, model, system, held, feedback, cfg.sim_turns, cfg.hit_k, sample=False)
+        value = statistics.mean(e.reward for e in eps)
+        if progress:
+            print(
+                f"conversations {tag}: greedy success@{cfg.hit_k} {value:.4f} on {len(eps)} held-out {dataset}/{cfg.sim_split} dialogues",
+                flush=True,
+            )
+        return value
+
+    report: dict[str, Any] = {"sim_success_before": success("before"), "history": []}
+    for r in range(cfg.sim_rounds):
+        head.eval()  # dropout off while it acts
+        batch = [pool[rng.randrange(len(pool))] for _ in range(cfg.sim_dialogues)]
+        played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True)
+        args = dataclasses.replace(cfg, num_train_epochs=1, learning_rate=cfg.sim_learning_rate, lr_scheduler_type="constant",
+                                   per_device_train_batch_size=cfg.sim_batch_size, output_dir=tempfile.mkdtemp(prefix="llmcrs-conv-"))  # fmt: skip
+        trainer = EpisodeTrainer(head, args, played, baseline, reference, corpus, optimizer)
+        trainer.train()
+        mean = statistics.mean(p.reward for p in played)
+        asks = statistics.mean(d.action != REC for p in played for d in p.decisions if d.detection)
+        report["history"].append({"phase": "conversations", "step": r + 1, "reward": mean, "baseline": statistics.mean(baseline.values.values()),
+                                  "loss": statistics.mean(h["loss"] for h in trainer.history), "ask_share": asks})  # fmt: skip
+        if progress:
+            print(
+                f"round {r + 1}/{cfg.sim_rounds}: sampled success {mean:.3f}, sub-task other than recommendation on {asks:.2f} of turns",
+                flush=True,
+            )
+    report["sim_success_after"] = success("after")
+    head.eval()
+    return report

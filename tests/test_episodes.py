@@ -1,0 +1,101 @@
+"""RLPF on simulated conversations (:mod:`rl.episodes`): the estimator learns from conversation rewards,
+and the graph's executed decisions are recorded with the inputs the head read."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+
+import torch
+
+from agent.manager import SUBTASK_NAMES, ManagerHead
+from rl.baseline import MovingAverageBaseline
+from rl.episodes import Decision, EpisodeTrainer, Played, executed_decisions, play
+from rl.manager import ManagerConfig
+from tests.test_manager import synthetic
+from tools.subtasks import ELICITATION, RECOMMENDATION
+
+ELI, REC = SUBTASK_NAMES.index(ELICITATION), SUBTASK_NAMES.index(RECOMMENDATION)
+
+
+def _toy_round(head: ManagerHead, g: torch.Generator, n: int = 200) -> list[Played]:
+    """Conversations of one decision each, acted on by sampling the head: asking pays where feature 0
+    is positive (a rejection without a reason, say), recommending pays elsewhere."""
+    llm = torch.randn(n, 16, generator=g)
+    state = torch.zeros(n, 3)
+    with torch.no_grad():
+        probs = torch.softmax(head(llm, state)[0], -1)
+    actions = torch.multinomial(probs, 1, generator=g).squeeze(1)
+    out = []
+    for i in range(n):
+        a = int(actions[i])
+        wins = a == (ELI if llm[i, 0] > 0 else REC)
+        out.append(Played([Decision(llm[i], state[i], True, list(range(len(SUBTASK_NAMES))), a)], float(wins), "plain", 1))
+    return out
+
+
+def _greedy_reward(head: ManagerHead, g: torch.Generator, n: int = 400) -> float:
+    llm = torch.randn(n, 16, generator=g)
+    with torch.no_grad():
+        choice = head(llm, torch.zeros(n, 3))[0].argmax(-1)
+    return float((choice == torch.where(llm[:, 0] > 0, ELI, REC)).float().mean())
+
+
+def test_rounds_of_sampled_conversations_raise_the_success_of_the_greedy_policy():
+    torch.manual_seed(0)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    corpus = synthetic(300, 2)
+    head.fit_scaler(corpus.llm)
+    reference = copy.deepcopy(head).eval()
+    cfg = ManagerConfig(output_dir=tempfile.mkdtemp(), seed=0, sim_kl_beta=0.0, per_device_train_batch_size=25, lr_scheduler_type="constant",
+                        num_train_epochs=1, learning_rate=3e-3)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    before = _greedy_reward(head, torch.Generator().manual_seed(9))
+    baseline = MovingAverageBaseline(0.9)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    first = None
+    for _ in range(8):
+        played = _toy_round(head, g)
+        first = first if first is not None else sum(p.reward for p in played) / len(played)
+        trainer = EpisodeTrainer(head, cfg, played, baseline, reference, corpus, optimizer)
+        trainer.train()
+    after = _greedy_reward(head, torch.Generator().manual_seed(9))
+    assert after > before + 0.3, (before, after)
+    assert sum(p.reward for p in _toy_round(head, g)) / 200 > first + 0.2  # the sampled success too
+    assert baseline.value("plain") > 0  # the baseline follows the rewards
+
+
+def test_a_detection_the_graph_overrode_and_matching_over_offered_experts():
+    head = ManagerHead(4, 2, ["kbrd", "sasrec", "popularity"])
+    inputs = [(torch.ones(4), torch.zeros(2)), (torch.zeros(4), torch.ones(2))]
+    traj = [
+        {"stage": "detection", "method": "head", "parsed": RECOMMENDATION},
+        {"stage": "matching", "method": "head", "parsed": "popularity", "options": ["sasrec", "popularity"]},
+    ]
+    det, match = executed_decisions(traj, inputs, head)
+    assert det.detection and det.action == REC and torch.equal(det.llm, inputs[0][0])
+    assert not match.detection and match.options == [1, 2] and match.action == 2 and torch.equal(match.state, inputs[1][1])
+    overridden = [{**traj[0], "error": "answered earlier; recommendation instead"}]
+    assert executed_decisions(overridden, inputs, head) == []  # the graph did not execute the head's choice
+    assert executed_decisions([{"stage": "detection", "method": "rule", "parsed": RECOMMENDATION}], inputs, head) == []
+
+
+def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial_env, real_root):
+    """On real ReDial dialogues, with the shipped head: one recorded detection per turn (unless the
+    graph overrode it), the head's inputs taken by the hook, and sampling switched back off after."""
+    from agent.context import Context
+    from agent.manager import load_manager, manager_dir
+    from eval.simulate import choose_dialogues
+    from eval.systems import GraphSystem
+
+    head, _ = load_manager(manager_dir("redial"))
+    system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
+    dialogues, _ = choose_dialogues(redial_env, "redial", "valid", 3, 0, str(real_root))
+    played = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=True)
+    assert not embedded.sample_choices
+    assert len(played) == 3
+    for p in played:
+        detections = [d for d in p.decisions if d.detection]
+        assert 1 <= len(detections) <= p.turns
+        assert all(d.llm.shape == (head.spec["llm_dim"],) and d.state.shape == (head.spec["state_dim"],) for d in p.decisions)
+        assert p.reward in (0.0, 1.0) and (p.reward == 1.0 or p.turns == 3)
