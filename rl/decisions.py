@@ -258,7 +258,7 @@ def cache_features(dataset: str, split: str, rows: list[dict[str, Any]], model: 
     dialogues = [[(r, t) for r, t in row["context"]] for row in rows]
     texts = [decision_text(d, env.category) for d in dialogues]
     keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-    chat = load_chat_model(None if model == "embedded" else model)
+    chat = load_chat_model(model)
     if not isinstance(chat, HiddenStateModel):
         raise TypeError(f"model {model!r} gives no hidden states; the trained manager needs a local transformers model")
     known: dict[str, torch.Tensor] = {}

@@ -45,7 +45,7 @@ from eval.harness import RunConfig
 from eval.simulate import AttributeSimulator, choose_dialogues, simulate
 from eval.systems import GraphSystem, Prediction
 from rl.baseline import MovingAverageBaseline
-from rl.manager import REC, DecisionTensors, ManagerConfig, _Rows
+from rl.manager import REC, DecisionTensors, ManagerConfig, _Rows, collate_rows, detection_kl
 
 
 @dataclass
@@ -154,7 +154,7 @@ class EpisodeTrainer(_BaseTrainer):
             model=head,
             args=args,
             train_dataset=_Rows(len(played)),
-            data_collator=lambda feats: {"rows": torch.tensor([f["row"] for f in feats])},
+            data_collator=collate_rows,
             optimizers=(optimizer, None),
         )
 
@@ -177,10 +177,8 @@ class EpisodeTrainer(_BaseTrainer):
         beta = float(self.args.sim_kl_beta)  # type: ignore[attr-defined]
         if beta > 0:  # stay near the corpus-trained detection on corpus turns (TRL's KL penalty)
             rows = torch.randint(len(self.corpus), (min(256, len(self.corpus)),), generator=self._generator)
-            current = torch.log_softmax(model(self.corpus.llm[rows], self.corpus.state[rows])[0], -1)
-            with torch.no_grad():
-                ref = torch.log_softmax(self.reference(self.corpus.llm[rows], self.corpus.state[rows])[0], -1)
-            loss = loss + beta * (ref.exp() * (ref - current)).sum(-1).mean()
+            llm, state = self.corpus.llm[rows], self.corpus.state[rows]
+            loss = loss + beta * detection_kl(model(llm, state)[0], self.reference, llm, state)
         self.history.append({"phase": "conversations", "reward": statistics.mean(e.reward for e in episodes),
                              "baseline": statistics.mean(e.reward - a for e, a in zip(episodes, advantages, strict=True)),
                              "loss": float(loss.detach())})  # fmt: skip
@@ -204,7 +202,7 @@ def train_on_conversations(
     if not pool:
         raise ValueError(f"{dataset}/{cfg.sim_split} has no dialogue left to train on after {cfg.sim_eval_dialogues} held-out ones")
     feedback = [f.strip() for f in cfg.sim_feedback.split(",") if f.strip()]
-    model = load_chat_model(None if cfg.sim_model == "embedded" else cfg.sim_model)
+    model = load_chat_model(cfg.sim_model)
     # as `python -m eval simulate` runs it: top-50 rankings, no generated response (the simulator reads the
     # expert's question or items, which the response only wraps)
     system = GraphSystem("full", model, dataset, data_root, 0, Context(top_k=RunConfig.top_k, generate=False), manager=head)

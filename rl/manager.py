@@ -153,6 +153,18 @@ class _Rows(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return {"row": i}
 
 
+def collate_rows(feats: list[dict[str, int]]) -> dict[str, torch.Tensor]:
+    """The batch of a :class:`_Rows` dataset: the row indices, as a tensor."""
+    return {"rows": torch.tensor([f["row"] for f in feats])}
+
+
+def detection_kl(det: torch.Tensor, reference: ManagerHead, llm: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """KL(reference || current) of detection on these inputs, averaged: TRL's penalty for drifting from a reference policy."""
+    with torch.no_grad():
+        ref = torch.log_softmax(reference(llm, state)[0], -1)
+    return (ref.exp() * (ref - torch.log_softmax(det, -1))).sum(-1).mean()
+
+
 class ManagerTrainer(_BaseTrainer):
     """Supervised detection (``phase="sft"``) or RLPF over sampled joint actions (``phase="rlpf"``)."""
 
@@ -173,7 +185,7 @@ class ManagerTrainer(_BaseTrainer):
             model=head,
             args=args,
             train_dataset=_Rows(len(data)),
-            data_collator=lambda feats: {"rows": torch.tensor([f["row"] for f in feats])},
+            data_collator=collate_rows,
         )
 
     def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
@@ -200,10 +212,7 @@ class ManagerTrainer(_BaseTrainer):
             loss = -((reward - base) * chosen).mean()
             beta = float(getattr(self.args, "kl_beta", 0.0))
             if self.reference is not None and beta > 0:  # stay near the SFT detection, as TRL's KL penalty does
-                with torch.no_grad():
-                    ref = torch.log_softmax(self.reference(d.llm[rows], d.state[rows])[0], -1)
-                kl = (ref.exp() * (ref - torch.log_softmax(det, -1))).sum(-1).mean()
-                loss = loss + beta * kl
+                loss = loss + beta * detection_kl(det, self.reference, d.llm[rows], d.state[rows])
             self._pending.append(
                 {
                     "reward": float(reward.mean()),
