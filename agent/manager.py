@@ -124,6 +124,7 @@ class ManagerHead(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
     det_bias: torch.Tensor
+    blend_temperature: torch.Tensor
 
     def __init__(self, llm_dim: int, state_dim: int, experts: Sequence[str], hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
@@ -136,6 +137,7 @@ class ManagerHead(nn.Module):
         self.register_buffer("mean", torch.zeros(llm_dim))
         self.register_buffer("std", torch.ones(llm_dim))
         self.register_buffer("det_bias", torch.zeros(len(SUBTASK_NAMES)))  # calibrated on validation (rl.manager)
+        self.register_buffer("blend_temperature", torch.zeros(()))  # 0: one expert; calibrated on validation (rl.manager)
         self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(llm_dim + state_dim, hidden), nn.GELU(), nn.Dropout(dropout))
         self.detect = nn.Linear(hidden, len(SUBTASK_NAMES))
         self.match = nn.Linear(hidden, max(1, len(self.experts)))
@@ -149,6 +151,26 @@ class ManagerHead(nn.Module):
         """Detection and matching logits."""
         h = self.trunk(torch.cat([(llm.float() - self.mean) / self.std, state.float()], dim=-1))
         return self.detect(h) + self.det_bias, self.match(h)
+
+
+MIN_BLEND_WEIGHT = 0.05  # an expert below this share of the blend is not run
+
+
+def blend_weights(logprobs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The share of each expert in the recommendation: the matching distribution sharpened by
+    ``temperature`` (``softmax(log p / T)``, i.e. ``p ** (1 / T)`` renormalised), shares below
+    :data:`MIN_BLEND_WEIGHT` dropped. ``temperature`` 0 is the paper's matching: the argmax expert alone.
+
+    >>> [round(w, 3) for w in blend_weights(torch.log(torch.tensor([0.7, 0.28, 0.02])), 1.0).tolist()]
+    [0.714, 0.286, 0.0]
+    >>> blend_weights(torch.log(torch.tensor([0.7, 0.28, 0.02])), 0.0).tolist()
+    [1.0, 0.0, 0.0]
+    """
+    if temperature <= 0:
+        return torch.nn.functional.one_hot(logprobs.argmax(-1), logprobs.shape[-1]).float()
+    w = torch.softmax(logprobs / temperature, -1)
+    w = torch.where(w >= MIN_BLEND_WEIGHT, w, torch.zeros_like(w))
+    return w / w.sum(-1, keepdim=True)
 
 
 # ---- the trained artifact ---------------------------------------------------------------------------
@@ -183,6 +205,7 @@ def load_manager(folder: Path) -> tuple[ManagerHead, dict[str, Any]]:
         )
     head = ManagerHead(**meta["config"])
     state = torch.load(folder / "manager.pt", weights_only=True)
+    state.setdefault("blend_temperature", torch.zeros(()))  # saved before blending existed: one expert per turn
     head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     head.eval()
     return head, meta

@@ -1,8 +1,10 @@
 """The four stages of LLMCRS, one small function each, over the one state.
 
 1. :func:`detect_subtask` — the LLM picks the sub-task (Table 2, prompt #1).
-2. :func:`match_expert` — the LLM picks an expert from the candidates' descriptions (prompt #2).
-3. :func:`execute_subtask` — the chosen expert runs (in process or at a remote endpoint).
+2. :func:`match_expert` — the LLM picks an expert from the candidates' descriptions (prompt #2); a
+   trained manager may also blend the recommenders by its matching distribution.
+3. :func:`execute_subtask` — the chosen expert runs (in process or at a remote endpoint), and the
+   blended ones, whose rankings are fused with the chosen one's.
 4. :func:`generate_response` — the LLM answers from the dialogue and the summary (prompt #3).
 """
 
@@ -25,6 +27,7 @@ from agent.context import Context
 from agent.decide import can_score, decide, pick
 from agent.heuristics import heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
+from agent.manager import blend_weights
 from agent.resources import Resources
 from agent.state import LLMCall, State
 from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
@@ -32,6 +35,7 @@ from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
 from tools.explanation import strongest_reason
+from tools.fusion import fuse_rankings
 from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
@@ -70,7 +74,15 @@ def _dialogue_text(state: State, ctx: Context) -> tuple[list[tuple[Role, str]], 
 # ---- 0. the input boundary ---------------------------------------------------------------------
 
 
-PER_TURN: dict[str, Any] = {"subtask": None, "candidates": [], "expert": None, "expert_output": None, "summary": None, "response": None}
+PER_TURN: dict[str, Any] = {
+    "subtask": None,
+    "candidates": [],
+    "expert": None,
+    "blend": None,
+    "expert_output": None,
+    "summary": None,
+    "response": None,
+}
 
 
 def admit_input(state: State) -> dict[str, Any]:
@@ -219,7 +231,15 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
         dialogue = conversation(state)
         _, match, decision = res.trained.distributions(dialogue, state.get("results", []))
         lp = torch.log_softmax(match[[res.trained.head.experts.index(i) for i in known]], -1)
-        expert, rec = head_choice("matching", decision, known, lp, bool(getattr(res.model, "sample_choices", False)))
+        sample = bool(getattr(res.model, "sample_choices", False))
+        expert, rec = head_choice("matching", decision, known, lp, sample)
+        temperature = float(res.trained.head.blend_temperature)
+        if temperature > 0 and not sample:  # a sampled choice (RLPF rollouts) is executed alone: it is the action
+            shares = {i: round(float(w), 4) for i, w in zip(known, blend_weights(lp, temperature), strict=True) if w > 0}
+            if len(shares) > 1:
+                rec["blend"] = shares
+                rec["seconds"] = time.perf_counter() - start
+                return {"expert": expert, "blend": shares, "trajectory": [*state.get("trajectory", []), rec]}
     elif res.decider == "prompt":
         expert, rec, _ = decide(res.model, "matching", matching_prompt(res, state, tools), ids, "id", lambda: ids[0])
     else:  # the rule, or no candidate the head knows: the first (default) expert
@@ -317,6 +337,8 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         except Exception as exc:  # a dead endpoint or a bug in an expert must not end the conversation
             msg = f"{type(exc).__name__}: {exc}"
             output, rec, expert = _instead_of(expert, msg, state, ctx, res)
+        if state.get("blend") and not rec.get("fallback") and output.get("items"):
+            output, rec = _blended(output, expert, state, ctx, res, rec)
     if call["name"] == RECOMMENDATION and output.get("items") and not output.get("error"):
         reason = strongest_reason(res.env, str(output["items"][0]), call["args"].get("dialogue context", ""))
         output = {**output, **({"reason": reason} if reason else {})}
@@ -351,6 +373,34 @@ def _run_expert(tool: BaseTool, state: State, ctx: Context) -> dict[str, Any]:
         if fresh != output["items"]:
             output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}
     return output
+
+
+def _blended(
+    output: dict[str, Any], expert: str, state: State, ctx: Context, res: Resources, rec: LLMCall
+) -> tuple[dict[str, Any], LLMCall]:
+    """The chosen expert's ranking fused with the other blended experts' by their shares
+    (:func:`tools.fusion.fuse_rankings`). A blended expert that fails is left out and named in ``rec``."""
+    shares = state.get("blend") or {}
+    rankings, weights, used, failed = [list(output["items"])], [shares.get(expert, 0.0)], {expert: shares.get(expert, 0.0)}, []
+    for name, share in shares.items():
+        if name == expert:
+            continue
+        if (tool := res.tool(name)) is None:
+            failed.append(f"{name}: not offered")
+            continue
+        try:
+            items = _run_expert(tool, state, ctx).get("items") or []
+        except Exception as exc:  # noqa: BLE001 - as for the chosen expert: one failing expert must not end the turn
+            failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        rankings.append([str(i) for i in items])
+        weights.append(share)
+        used[name] = share
+    fused = fuse_rankings(rankings, weights)[: max(len(output["items"]), ctx.top_k)]
+    rec = LLMCall(**rec, blend=used)
+    if failed:
+        rec["error"] = "; ".join(failed)
+    return {**output, "items": fused, "text": ", ".join(map(str, fused[:3])) or output["text"]}, rec
 
 
 def _instead_of(failed: str, why: str, state: State, ctx: Context, res: Resources) -> tuple[dict[str, Any], LLMCall, str]:

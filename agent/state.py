@@ -26,6 +26,7 @@ class LLMCall(TypedDict, total=False):
     options: list[str]
     logprobs: list[float]
     parsed: Any
+    blend: dict[str, float]
     sampled: bool
     fallback: bool
     attempts: list[dict[str, str]]
@@ -51,6 +52,8 @@ class State(TypedDict, total=False):
         subtask: The detected sub-task as a schema instance.
         candidates: IDs of the experts that solve it.
         expert: The chosen expert's ID.
+        blend: Each recommender's share when the trained manager blends their rankings (``None``: the
+            chosen expert alone).
         expert_output: Its output (a dict with at least ``text``).
         summary: The structured summary handed to response generation.
         response: The final response text.
@@ -69,6 +72,7 @@ class State(TypedDict, total=False):
     subtask: SubTaskCall | None
     candidates: list[str]
     expert: str | None
+    blend: dict[str, float] | None
     expert_output: dict[str, Any] | None
     summary: str | None
     response: str | None

@@ -9,10 +9,13 @@ on every recommender turn of the test split in seconds, without running an exper
   Accuracy with a 95% bootstrap CI, paired one-sided tests of the manager against each baseline
   (t-test and Wilcoxon, Holm-corrected), confusion matrices.
 * **Recommendation** (the evaluation samples, CRSLab's per-target rows): each offered expert alone,
-  w/o M (always recommend with the default expert), the rule manager, the trained manager after SFT
-  (w/o RL) and after RLPF (full), the per-turn oracle over the experts (an upper bound), and a router
-  cross-fitted on the test split itself (:func:`cv_router`, what matching could learn at best). HIT@10
-  and HIT@50 with CIs; the full manager against the best single expert, w/o M and w/o RL.
+  w/o M (always recommend with the default expert), the rule manager, every expert blended with equal
+  weights (no manager), the trained manager after SFT (w/o RL) and after RLPF (full: its matching
+  distribution blends the experts, :func:`agent.manager.blend_weights`), full with one matched expert
+  per turn (the paper's matching, no blend), the per-turn oracle over the experts (an upper bound), and
+  a router cross-fitted on the test split itself (:func:`cv_router`, what picking one expert could
+  learn at best). HIT@10 and HIT@50 with CIs; the full manager against the best single expert, w/o M,
+  w/o RL and no blend.
 
 Writes ``<results-dir>/manager/<dataset>/{tables.md,detection.csv,recommendation.csv}``.
 """
@@ -175,12 +178,20 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     systems["w/o M (always recommend, default expert)"] = fixed(data, REC, 0)
     rule_dec = Decisions(torch.tensor([SUBTASK_NAMES.index(r) for r in rule]), torch.zeros(len(rows), dtype=torch.long))
     systems["rule manager (rule detection, default expert)"] = rule_dec
+    if len(experts) > 1:
+        systems["all experts blended, equal weights (no manager)"] = Decisions(
+            torch.full((len(rows),), REC), torch.zeros(len(rows), dtype=torch.long), torch.full((len(rows), len(experts)), 1 / len(experts))
+        )
     for name, d in decisions.items():
         systems[name] = d
+    unblended = "full, one matched expert per turn (no blend)"
+    if decisions["full (SFT + RLPF)"].weights is not None:
+        systems[unblended] = greedy(heads["full (SFT + RLPF)"], data, blend=False)
     # CRSLab scores its recommender on every evaluation row, whatever the conversation module says; the
-    # manager's matching head picks an expert on every turn, so the same view exists for it
-    crslab_view = "full, its matched expert on every row (CRSLab's view)"
-    systems[crslab_view] = Decisions(torch.full((len(rows),), REC), decisions["full (SFT + RLPF)"].expert)
+    # manager's matching head decides on every turn, so the same view exists for it
+    crslab_view = "full, its matched expert(s) on every row (CRSLab's view)"
+    full = decisions["full (SFT + RLPF)"]
+    systems[crslab_view] = Decisions(torch.full((len(rows),), REC), full.expert, full.weights)
     hits = {k: {name: target_hits(d, data, k).tolist() for name, d in systems.items()} for k in (10, 50)}
     for k in (10, 50):
         hits[k]["oracle expert per turn (upper bound)"] = target_hits(oracle(data, k), data, k).tolist()
@@ -190,7 +201,7 @@ def evaluate(args: ManagerEvalArguments) -> Path:
             hits[k]["router fitted on this split, 5-fold (optimistic bound of matching)"] = target_hits(router, data, k).tolist()
     n_rows = len(hits[10]["w/o M (always recommend, default expert)"])
     best_expert = max((f"expert:{e} (always)" for e in experts), key=lambda s: sum(hits[10][s]))
-    against = [best_expert, "w/o M (always recommend, default expert)", *(["w/o RL (SFT only)"] if "w/o RL (SFT only)" in systems else [])]
+    against = [best_expert, "w/o M (always recommend, default expert)", *[s for s in ("w/o RL (SFT only)", unblended) if s in systems]]
     lines += ["", f"## Recommendation on the {int(data.is_sample.sum())} evaluation turns ({n_rows} per-target rows, CRSLab's unit)", ""]
     lines += ["| system | HIT@10 [95% CI] | HIT@50 [95% CI] | recommends on |", "|---|---|---|---|"]
     samp = data.is_sample
@@ -231,7 +242,8 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     meta = json.loads((folder / "manager.json").read_text())
     lines += [
         "",
-        f"Manager: {folder} (trained on {meta.get('train_rows')} turns in {meta.get('seconds')} s, model {meta.get('model')}, experts {experts}).",
+        f"Manager: {folder} (trained on {meta.get('train_rows')} turns in {meta.get('seconds')} s, model {meta.get('model')}, experts {experts}, "
+        f"blend temperature {float(heads['full (SFT + RLPF)'].blend_temperature):g}, calibrated on validation).",
     ]
     md = out / "tables.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from trl.trainer.base_trainer import _BaseTrainer
 
-from agent.manager import SUBTASK_NAMES, ManagerHead
+from agent.manager import SUBTASK_NAMES, ManagerHead, blend_weights
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
 from rl.reward import bleu_reward, hit_reward, weighted_reward
+from tools.fusion import fuse_rankings
 from tools.subtasks import RECOMMENDATION
 
 REC = SUBTASK_NAMES.index(RECOMMENDATION)
@@ -80,6 +81,8 @@ class DecisionTensors:
     experts: list[str]
     actions: list[tuple[int, int]]  # (sub-task index, expert index or -1)
     is_sample: torch.Tensor
+    rankings: list[list[list[str]]]  # [n][experts]: each expert's cached top-50 (empty where no targets)
+    targets: list[list[str]]  # [n]: the distinct target items
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,6 +135,8 @@ def decision_tensors(
         experts=experts,
         actions=actions,
         is_sample=torch.tensor([bool(r["is_sample"]) for r in rows]),
+        rankings=[[list(r["rankings"].get(name, [])) for name in experts] for r in rows],
+        targets=[list(dict.fromkeys(r["targets"])) for r in rows],
     )
 
 
@@ -234,18 +239,24 @@ class ManagerTrainer(_BaseTrainer):
 
 @dataclass
 class Decisions:
-    """What a manager (or a baseline) chose on a split: a sub-task and an expert per row."""
+    """What a manager (or a baseline) chose on a split: a sub-task and an expert per row, and where the
+    experts are blended, each expert's share ``[n, experts]`` (``None``: the chosen expert alone)."""
 
     subtask: torch.Tensor
     expert: torch.Tensor
+    weights: torch.Tensor | None = None
 
 
-def greedy(head: ManagerHead, data: DecisionTensors) -> Decisions:
-    """The head's argmax decisions (what the graph does)."""
+def greedy(head: ManagerHead, data: DecisionTensors, blend: bool = True) -> Decisions:
+    """The head's decisions as the graph makes them: the argmax sub-task, and the matching
+    distribution's argmax expert, blended with the others by :func:`agent.manager.blend_weights` when
+    the head's ``blend_temperature`` is above 0 (``blend=False``: the argmax expert alone)."""
     head.eval()
     with torch.no_grad():
         det, match = head(data.llm, data.state)
-    return Decisions(det.argmax(-1), match.argmax(-1))
+    temperature = float(head.blend_temperature) if blend else 0.0
+    weights = blend_weights(torch.log_softmax(match, -1), temperature) if temperature > 0 else None
+    return Decisions(det.argmax(-1), match.argmax(-1), weights)
 
 
 def expected_reward(decisions: Decisions, data: DecisionTensors) -> float:
@@ -259,8 +270,12 @@ def target_hits(decisions: Decisions, data: DecisionTensors, k: int) -> torch.Te
     rows = torch.nonzero(data.is_sample).squeeze(1)
     out = []
     for n in rows.tolist():
-        h = data.hits[k][n, int(decisions.expert[n])]
-        h = h[~torch.isnan(h)]
+        if decisions.weights is None:
+            h = data.hits[k][n, int(decisions.expert[n])]
+            h = h[~torch.isnan(h)]
+        else:
+            top = set(fuse_rankings(data.rankings[n], decisions.weights[n].tolist())[:k])
+            h = torch.tensor([float(t in top) for t in data.targets[n]])
         out.append(h if int(decisions.subtask[n]) == REC else torch.zeros_like(h))
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -312,6 +327,34 @@ def calibrate_detection(head: ManagerHead, data: DecisionTensors, objective: str
     return best
 
 
+BLEND_TEMPERATURES = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def calibrate_blend(head: ManagerHead, data: DecisionTensors, grid: tuple[float, ...] = BLEND_TEMPERATURES, k: int = 10) -> float:
+    """Set the head's ``blend_temperature`` to the value of ``grid`` whose blend of the experts' rankings
+    (:func:`agent.manager.blend_weights`) reaches the highest HIT@``k`` on ``data``'s target rows, every
+    row recommended; ties go to the lower temperature (0, one expert, is the paper's matching).
+    Returns that HIT@k.
+
+    Why blend: the matching head's choice of one expert per turn does not beat the best expert (a
+    router fitted on the test split itself does not either), but the experts are complementary (the
+    per-turn oracle is 44% above the best one); weighting their rankings by the head's confidence in
+    each uses that, and 0 stays in the grid so that a head whose blend does not help keeps picking.
+    """
+    head.eval()
+    with torch.no_grad():
+        _, match = head(data.llm, data.state)
+    logp = torch.log_softmax(match, -1)
+    every = torch.full((len(data),), REC)
+    best_t, best = 0.0, -1.0
+    for t in grid:
+        got = float(target_hits(Decisions(every, logp.argmax(-1), blend_weights(logp, t) if t > 0 else None), data, k).mean())
+        if got > best + 1e-9:
+            best_t, best = t, got
+    head.blend_temperature.fill_(best_t)
+    return best
+
+
 def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
                   rl_data: DecisionTensors | None = None) -> dict[str, Any]:  # fmt: skip
     """SFT on ``train``, then RLPF on ``rl_data`` (default ``train``), then the detection offsets
@@ -353,9 +396,12 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
             reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
             sft = copy.deepcopy(head).eval()  # the w/o RL manager, kept for the ablation
             calibrate_detection(sft, valid, cfg.calibrate_on)
+            calibrate_blend(sft, valid)
             measure("sft_calibrated", sft)
             report["sft_head"] = sft
     calibrate_detection(head, valid, cfg.calibrate_on)
+    calibrate_blend(head, valid)
+    report["blend_temperature"] = float(head.blend_temperature)
     measure("final", head)
     head.eval()
     return report

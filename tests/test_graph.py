@@ -414,3 +414,60 @@ def test_a_detail_answer_is_not_repeated_unless_the_user_asks_for_it_again(exper
     assert told["subtask"]["name"] == DETAIL_SEARCH and unasked["subtask"]["name"] == RECOMMENDATION
     assert unasked["response"] != told["response"]
     assert "answered earlier in this conversation and the user did not ask again" in unasked["trajectory"][0]["error"]
+
+
+def test_a_trained_manager_blends_the_recommenders_by_its_matching_distribution(real_root, redial_env):
+    """Execution fuses the rankings of the experts the head's matching distribution shares the turn
+    between: an item both rank 11th comes first; a blended expert that fails is left out and named;
+    the next turn does not offer the item again; at temperature 0 the argmax expert alone answers."""
+    import torch
+
+    from agent.manager import STATE_FEATURES, ManagerHead
+    from tests.conftest import RecordingFake
+    from tools.subtasks import SUBTASKS as NAMES
+
+    class HiddenFake(RecordingFake):
+        model_name: str = "fake-hidden"
+
+        def hidden_features(self, texts, batch_size=8, max_tokens=80):
+            return torch.zeros(len(texts), 4)
+
+    titles = sorted(redial_env.linker.names.values())[:21]
+    shared, own_a, own_b = titles[0], titles[1:11], titles[11:21]
+
+    def broken(category: str, dialogue_context: str) -> dict:
+        """Fails on every call.
+
+        Args:
+            category: The item category.
+            dialogue_context: The dialogue so far.
+        """
+        raise RuntimeError("model file missing")
+
+    tools = [fixed_recommender("rec_a", [*own_a, shared]), fixed_recommender("rec_b", [*own_b, shared]),
+             expert_tool(broken, RECOMMENDATION, name="rec_broken")]  # fmt: skip
+    head = ManagerHead(4, len(STATE_FEATURES), ["rec_a", "rec_b", "rec_broken"], hidden=8, dropout=0.0).eval()
+    with torch.no_grad():
+        head.detect.bias[list(NAMES).index(RECOMMENDATION)] = 50.0
+        head.match.weight.zero_()
+        head.match.bias.copy_(torch.log(torch.tensor([0.5, 0.3, 0.2])))
+        head.blend_temperature.fill_(1.0)
+    llm = HiddenFake(messages=iter([AIMessage("Here is one."), AIMessage("Another one.")]), prompts=[])
+    g = build_crs_graph(model=llm, tools=tools, checkpointer=InMemorySaver(), data_root=str(real_root), manager=head)
+    out = run(g, "Can you recommend a movie?", thread="blend")
+    assert out["expert"] == "rec_a"
+    assert out["blend"] == {"rec_a": 0.5, "rec_b": 0.3, "rec_broken": 0.2}
+    assert out["expert_output"]["items"][0] == shared  # 0.5/71 + 0.3/71 beats rec_a's first, 0.5/61
+    assert out["expert_output"]["items"][1:3] == own_a[:2]
+    exe = next(r for r in out["trajectory"] if r["stage"] == "execution")
+    assert exe["blend"] == {"rec_a": 0.5, "rec_b": 0.3} and "rec_broken: RuntimeError: model file missing" in exe["error"]
+    assert exe["fallback"] is False
+    out = run(g, "Something else?", thread="blend")
+    assert shared not in out["expert_output"]["items"]  # offered before
+    with torch.no_grad():
+        head.blend_temperature.fill_(0.0)
+    llm = HiddenFake(messages=iter([AIMessage("Here is one.")]), prompts=[])
+    g = build_crs_graph(model=llm, tools=tools, checkpointer=InMemorySaver(), data_root=str(real_root), manager=head)
+    out = run(g, "Can you recommend a movie?", thread="pick")
+    assert out["blend"] is None and out["expert_output"]["items"][0] == own_a[0]
+    assert "blend" not in next(r for r in out["trajectory"] if r["stage"] == "execution")

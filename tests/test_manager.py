@@ -35,7 +35,9 @@ def synthetic(n: int, seed: int) -> DecisionTensors:
             if s == rec and int(labels[i]) == rec:
                 rewards[i, j] = 1.0 if e == int(good[i]) else 0.1
         hits[10][i, int(good[i]), 0] = hits[50][i, int(good[i]), 0] = 1.0
-    return DecisionTensors([str(i) for i in range(n)], llm, state, labels, rewards, hits, experts, actions, labels == rec)
+    rankings = [[["t"] if int(good[i]) == e else ["x"] for e in range(2)] for i in range(n)]
+    return DecisionTensors([str(i) for i in range(n)], llm, state, labels, rewards, hits, experts, actions, labels == rec,
+                           rankings, [["t"]] * n)  # fmt: skip
 
 
 def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
@@ -80,6 +82,42 @@ def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicita
     assert int((rew_dec.subtask == rec).sum()) > int((acc_dec.subtask == rec).sum())
     with pytest.raises(ValueError, match="calibrate_on must be one of accuracy, reward"):
         calibrate_detection(head, valid, "bleu")
+
+
+def _complementary(n: int, together: bool) -> DecisionTensors:
+    """Two experts and one target per row. ``together``: each expert ranks the target 11th behind ten
+    items of its own, so neither alone has it in its top 10 and their blend puts it first. Otherwise
+    expert a ranks it 10th and expert b not at all."""
+    data = synthetic(n, 0)
+    data.is_sample[:] = True
+    own = [[f"{e}{j}" for j in range(10)] for e in "ab"]
+    data.rankings = [[own[0] + ["t"], own[1] + ["t"]] if together else [own[0][:9] + ["t"], own[1]] for _ in range(n)]
+    data.targets = [["t"]] * n
+    data.hits = {k: torch.tensor([[[float("t" in r[:k])] for r in row] for row in data.rankings]) for k in (10, 50)}
+    data.labels[:] = SUBTASK_NAMES.index(RECOMMENDATION)
+    return data
+
+
+def test_blending_is_calibrated_on_held_out_hits():
+    """When the experts are complementary the blend finds targets neither finds alone, and calibration
+    turns it on; when it would only add noise, the head keeps picking one expert (temperature 0)."""
+    from rl.manager import calibrate_blend, greedy, target_hits
+
+    torch.manual_seed(0)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=8, dropout=0.0).eval()
+    with torch.no_grad():
+        head.detect.bias[SUBTASK_NAMES.index(RECOMMENDATION)] = 20.0  # recommend on every row
+        head.match.weight.zero_()  # the matching distribution: 0.6 a, 0.4 b on every row
+        head.match.bias.copy_(torch.log(torch.tensor([0.6, 0.4])))
+    data = _complementary(50, together=True)
+    assert float(target_hits(greedy(head, data), data, 10).mean()) == 0.0  # picking a finds nothing
+    assert calibrate_blend(head, data) == 1.0
+    assert float(head.blend_temperature) > 0
+    assert float(target_hits(greedy(head, data), data, 10).mean()) == 1.0
+    assert float(target_hits(greedy(head, data, blend=False), data, 10).mean()) == 0.0
+    alone = _complementary(50, together=False)  # a finds the target 10th; b's items would push it out
+    assert calibrate_blend(head, alone) == 1.0
+    assert float(head.blend_temperature) == 0.0
 
 
 def test_rewards_are_tabulated_per_action():
