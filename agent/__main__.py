@@ -37,7 +37,13 @@ def _stage_line(node: str, update: dict[str, Any]) -> str | None:
         args = {k: v for k, v in call["args"].items() if k != "dialogue context"}
         return f"[cyan]1 sub-task[/] {escape(call['name'])} {escape(str(args)) if args else ''} -> {call['output_type']}{tag}{secs}"
     if node == "match":
-        return f"[cyan]2 expert[/] {escape(str(update.get('expert')))}{tag}{secs}"
+        blend = update.get("blend") or {}
+        shares = (
+            f" [dim]blended with {escape(', '.join(f'{e} {w:.0%}' for e, w in blend.items() if e != update.get('expert')))}[/]"
+            if blend
+            else ""
+        )
+        return f"[cyan]2 expert[/] {escape(str(update.get('expert')))}{shares}{tag}{secs}"
     if node == "execute":
         out = update.get("expert_output") or {}
         skipped = "" if len(traj) < 2 or traj[-2].get("stage") != "matching" or traj[-2].get("method") != "skipped" else " (only candidate)"

@@ -80,3 +80,13 @@ def test_the_terminal_shows_the_response_the_thread_keeps(monkeypatch, chunks, f
     out = cli.console.export_text()
     assert shown in out and (fallback or out.strip().endswith(final))
     assert "It\n" not in out  # the cut sentence the model wrote past its stop is never shown
+
+
+def test_the_demo_names_the_experts_a_recommendation_blends():
+    from agent.__main__ import _stage_line
+
+    rec = {"stage": "matching", "method": "head", "seconds": 0.1}
+    line = _stage_line("match", {"expert": "kbrd", "blend": {"kbrd": 0.62, "popularity": 0.38}, "trajectory": [rec]})
+    assert line is not None and "kbrd" in line and "blended with popularity 38%" in line
+    line = _stage_line("match", {"expert": "kbrd", "blend": None, "trajectory": [rec]})
+    assert line is not None and "blended" not in line
