@@ -226,6 +226,7 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     tools = [t for name in state["candidates"] if (t := res.tool(name)) is not None]
     ids = [t.name for t in tools]
     known = [i for i in ids if res.trained is not None and i in res.trained.head.experts] if res.decider == "trained" else []
+    blend: dict[str, float] | None = None
     if known:
         assert res.trained is not None
         dialogue = conversation(state)
@@ -237,16 +238,14 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
         if temperature > 0 and not sample:  # a sampled choice (RLPF rollouts) is executed alone: it is the action
             shares = {i: round(float(w), 4) for i, w in zip(known, blend_weights(lp, temperature), strict=True) if w > 0}
             if len(shares) > 1:
-                rec["blend"] = shares
-                rec["seconds"] = time.perf_counter() - start
-                return {"expert": expert, "blend": shares, "trajectory": [*state.get("trajectory", []), rec]}
+                rec["blend"] = blend = shares
     elif res.decider == "prompt":
         expert, rec, _ = decide(res.model, "matching", matching_prompt(res, state, tools), ids, "id", lambda: ids[0])
     else:  # the rule, or no candidate the head knows: the first (default) expert
         expert = ids[0]
         rec = LLMCall(stage="matching", method="rule", parsed=expert, fallback=res.decider == "trained", error="the default expert")
     rec["seconds"] = time.perf_counter() - start
-    return {"expert": expert, "trajectory": [*state.get("trajectory", []), rec]}
+    return {"expert": expert, "blend": blend, "trajectory": [*state.get("trajectory", []), rec]}
 
 
 # ---- 3. sub-task execution -----------------------------------------------------------------------

@@ -184,13 +184,13 @@ def evaluate(args: ManagerEvalArguments) -> Path:
         )
     for name, d in decisions.items():
         systems[name] = d
+    full = decisions["full (SFT + RLPF)"]
     unblended = "full, one matched expert per turn (no blend)"
-    if decisions["full (SFT + RLPF)"].weights is not None:
+    if full.weights is not None:
         systems[unblended] = greedy(heads["full (SFT + RLPF)"], data, blend=False)
     # CRSLab scores its recommender on every evaluation row, whatever the conversation module says; the
     # manager's matching head decides on every turn, so the same view exists for it
     crslab_view = "full, its matched expert(s) on every row (CRSLab's view)"
-    full = decisions["full (SFT + RLPF)"]
     systems[crslab_view] = Decisions(torch.full((len(rows),), REC), full.expert, full.weights)
     hits = {k: {name: target_hits(d, data, k).tolist() for name, d in systems.items()} for k in (10, 50)}
     for k in (10, 50):
