@@ -338,6 +338,8 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
             output, rec, expert = _instead_of(expert, msg, state, ctx, res)
         if state.get("blend") and not rec.get("fallback") and output.get("items"):
             output, rec = _blended(output, expert, state, ctx, res, rec)
+    if call["name"] == RECOMMENDATION and output.get("items"):
+        output = _not_again(output, state, res, call["args"].get("dialogue context", ""))
     if call["name"] == RECOMMENDATION and output.get("items") and not output.get("error"):
         reason = strongest_reason(res.env, str(output["items"][0]), call["args"].get("dialogue context", ""))
         output = {**output, **({"reason": reason} if reason else {})}
@@ -362,16 +364,22 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
 
 
 def _run_expert(tool: BaseTool, state: State, ctx: Context) -> dict[str, Any]:
-    """The expert's normalised output; a recommendation drops what this conversation already offered."""
+    """The expert's normalised output."""
     call = state["subtask"]
     assert call is not None
-    output = _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx, state)))
-    if output.get("items") and call["name"] == RECOMMENDATION:
-        offered = set(state.get("offered") or [])
-        fresh = [i for i in output["items"] if i not in offered]
-        if fresh != output["items"]:
-            output = {**output, "items": fresh, "text": ", ".join(map(str, fresh[:3])) or output["text"]}
-    return output
+    return _normalise(tool.invoke(_tool_kwargs(tool, call["args"], ctx, state)))
+
+
+def _not_again(output: dict[str, Any], state: State, res: Resources, dialogue: str) -> dict[str, Any]:
+    """A recommendation without what this conversation already offered or named: the experts drop the
+    items the entity linker finds, and this also drops titles it skips ("300", a lower-case
+    "caddyshack", a ten-word title; :meth:`tools.linking.EntityLinker.named`)."""
+    items = [str(i) for i in output["items"]]
+    gone = set(state.get("offered") or []) | res.env.linker.named(dialogue, items)
+    fresh = [i for i in items if i not in gone]
+    if len(fresh) == len(items):
+        return output
+    return {**output, "items": fresh, "text": ", ".join(fresh[:3]) or output["text"]}
 
 
 def _blended(

@@ -317,6 +317,23 @@ def test_no_item_is_offered_twice_and_no_question_is_asked_twice(experts, real_r
     assert asked[-1].startswith("I think I know what you like")  # four attributes, four open questions, then an offer
 
 
+def test_titles_the_linker_skips_are_not_recommended_back(experts, real_root):
+    """Items the conversation named in forms the entity linker skips (a lower-case title, a number, a
+    ten-word title, a short title mid-sentence) are not offered; a sentence that opens with "It" or a
+    lower-case "up" does not hide "It" or "Up"."""
+    named = ["Caddyshack (1980)", "300 (2007)", "The Lord of the Rings: The Fellowship of the Ring (2001)", "Up (2009)"]
+    ranking = [*named, "It (2017)", "Heat (1995)"]
+    tools = [t for t in experts if t.metadata["subtask"] != RECOMMENDATION] + [fixed_recommender("fixed_rec", ranking)]
+    g = graph_with(fake_llm(), tools, real_root, manager="rule")
+    said = "caddyshack is a classic, I like 300, the lord of the rings the fellowship of the ring and Up. Recommend a movie?"
+    out = run(g, said, thread="named")
+    assert out["subtask"]["name"] == RECOMMENDATION
+    assert out["expert_output"]["items"][:2] == ["It (2017)", "Heat (1995)"]
+    out = run(g, "It was fun, I grew up with Heathers (1988). Recommend a movie like it?", thread="plain")
+    assert out["subtask"]["name"] == RECOMMENDATION
+    assert out["expert_output"]["items"] == ranking
+
+
 def test_dead_remote_expert_falls_back_to_a_local_one_and_says_so(experts, real_root):
     with ExpertServer(experts) as server:
         remote = remote_experts(server.url)

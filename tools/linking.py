@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crsdata.catalog import Catalog, split_title
@@ -45,6 +46,12 @@ GENRE_SYNONYMS = {
     "dramas": "drama",
 }
 MAX_NGRAM = 8
+#: :meth:`EntityLinker.named`: a one-word title shorter than this counts only as written, mid-sentence.
+SHORT_TITLE = 5
+#: A trailing parenthesis of a name: a year, or OpenDialKG's "(Romantic comedy Film)".
+TRAILING_PARENS = re.compile(r"\s*\([^)]*\)\s*$")
+#: What may end the text before a sentence's first word (a speaker label's colon too).
+SENTENCE_END = re.compile(r"(?:^|[.!?:\n])\W*$")
 
 
 def norm(text: str) -> str:
@@ -168,6 +175,40 @@ class EntityLinker:
                 bucket.append(name)
             if NEGATION.search(sentence[:pos]) and name not in out.disliked:
                 out.disliked.append(name)
+
+    def named(self, text: str, items: Iterable[str]) -> set[str]:
+        """The items among ``items`` whose title ``text`` names, checked more leniently than :meth:`link`.
+
+        :meth:`link` must find titles anywhere in free text, so it skips lower-case and numeric one-word
+        titles and titles over :data:`MAX_NGRAM` words, which would otherwise link common words. Checking
+        a given list (a ranking about to be shown) can be lenient, since a false match only keeps one item
+        out of one conversation: a title of two or more words, or a one-word title of
+        :data:`SHORT_TITLE` letters or three digits and more, counts in any case; a shorter one-word title
+        ("Up", "XXX") only as the catalog writes it and not opening a sentence.
+
+        >>> linker = EntityLinker.__new__(EntityLinker)
+        >>> sorted(linker.named("caddyshack is a classic. I like 300 and Up.", ["Caddyshack (1980)", "300 (2007)", "Up (2009)"]))
+        ['300 (2007)', 'Caddyshack (1980)', 'Up (2009)']
+        >>> linker.named("It was fun, up to the end.", ["It (2017)", "Up (2009)"])
+        set()
+        """
+        words = f" {norm(text)} "
+        out: set[str] = set()
+        for item in items:
+            title = TRAILING_PARENS.sub("", split_title(item)[0]) or item
+            key = norm(title)
+            if not key:
+                continue
+            if f" {norm(item)} " in words:
+                out.add(item)
+            elif " " in key or len(key) >= SHORT_TITLE or (key.isdigit() and len(key) >= 3):
+                if f" {key} " in words:
+                    out.add(item)
+            elif not key.isdigit():
+                hits = re.finditer(rf"(?<![\w']){re.escape(title)}(?![\w'])", text)
+                if any(not SENTENCE_END.search(text[max(0, m.start() - 4) : m.start()]) for m in hits):
+                    out.add(item)
+        return out
 
     def link_dialogue(self, user_texts: list[str]) -> Mentions:
         """Merged mentions over the user's utterances, in order."""
