@@ -77,7 +77,7 @@ class SimulateArguments:
 
     dataset: str = field(default="redial", metadata={"help": "redial, opendialkg, inspired"})
     split: str = field(default="test")
-    dialogues: int = field(default=200, metadata={"help": "test turns with targets (seeded sample) to start from"})
+    dialogues: int = field(default=200, metadata={"help": "test turns with targets (seeded sample) to start from; 0: every one"})
     turns: int = field(default=5, metadata={"help": "system turns per simulated dialogue"})
     k: int = field(default=10, metadata={"help": "success when a target is in the top-k the system shows"})
     systems: str = field(default="full,wo_m", metadata={"help": "comma list, as python -m eval run; the first is compared with the rest"})
@@ -284,8 +284,8 @@ def leaks(sample: RecSample, titles: list[str]) -> bool:
 def choose_dialogues(
     env: Any, dataset: str, split: str, n: int, seed: int, data_root: str | None = None
 ) -> tuple[list[tuple[RecSample, Item]], int]:
-    """A seeded sample of ``n`` turns with a catalog target whose history does not name a target, each
-    with its (first) target item; and how many were dropped for that leakage."""
+    """A seeded sample of ``n`` turns (all when ``n`` is 0) with a catalog target whose history does not
+    name a target, each with its (first) target item; and how many were dropped for that leakage."""
     samples = [s for s in load_samples(dataset, split, data_root) if s.targets]
     random.Random(seed).shuffle(samples)
     chosen: list[tuple[RecSample, Item]] = []
@@ -298,7 +298,7 @@ def choose_dialogues(
             dropped += 1
             continue
         chosen.append((s, items[0]))
-        if len(chosen) == n:
+        if n and len(chosen) == n:
             break
     return chosen, dropped
 

@@ -46,8 +46,8 @@ GENRE_SYNONYMS = {
     "dramas": "drama",
 }
 MAX_NGRAM = 8
-#: :meth:`EntityLinker.named`: a one-word title shorter than this counts only as written, mid-sentence.
-SHORT_TITLE = 5
+#: :meth:`EntityLinker.named`: a one-word title this long counts in any case (few common words are).
+LONG_WORD = 8
 #: A trailing parenthesis of a name: a year, or OpenDialKG's "(Romantic comedy Film)".
 TRAILING_PARENS = re.compile(r"\s*\([^)]*\)\s*$")
 #: What may end the text before a sentence's first word (a speaker label's colon too).
@@ -177,37 +177,38 @@ class EntityLinker:
                 out.disliked.append(name)
 
     def named(self, text: str, items: Iterable[str]) -> set[str]:
-        """The items among ``items`` whose title ``text`` names, checked more leniently than :meth:`link`.
+        """The items among ``items`` that ``text`` names in a form :meth:`link` skips.
 
-        :meth:`link` must find titles anywhere in free text, so it skips lower-case and numeric one-word
-        titles and titles over :data:`MAX_NGRAM` words, which would otherwise link common words. Checking
-        a given list (a ranking about to be shown) can be lenient, since a false match only keeps one item
-        out of one conversation: a title of two or more words, or a one-word title of
-        :data:`SHORT_TITLE` letters or three digits and more, counts in any case; a shorter one-word title
-        ("Up", "XXX") only as the catalog writes it and not opening a sentence.
+        :meth:`link` finds titles anywhere in free text, so for precision it skips titles over
+        :data:`MAX_NGRAM` words, one-word titles that are numbers, lower-case or short, and a one-word
+        title at a sentence's start. Checking a given list (a ranking about to be shown) can be more
+        lenient, since a false match only keeps one item out of one conversation. Named here: the full
+        "Title (Year)" in any case; a title over :data:`MAX_NGRAM` words in any case; a three-digit
+        title ("300"); a one-word title of :data:`LONG_WORD` letters or more in any case ("caddyshack");
+        any other one-word title as the catalog writes it ("Up", "XXX"), neither opening a sentence nor
+        inside a longer name ("Wonder Woman" does not name "Wonder", nor "Infinity War" "War").
 
         >>> linker = EntityLinker.__new__(EntityLinker)
         >>> sorted(linker.named("caddyshack is a classic. I like 300 and Up.", ["Caddyshack (1980)", "300 (2007)", "Up (2009)"]))
         ['300 (2007)', 'Caddyshack (1980)', 'Up (2009)']
-        >>> linker.named("It was fun, up to the end.", ["It (2017)", "Up (2009)"])
+        >>> linker.named("It was fun, up to the end. I wonder if Wonder Woman is out in 2012.", ["It (2017)", "Up (2009)", "Wonder (2017)", "2012 (2009)"])
         set()
         """
         words = f" {norm(text)} "
         out: set[str] = set()
         for item in items:
-            title = TRAILING_PARENS.sub("", split_title(item)[0]) or item
+            bare, year = split_title(item)
+            title = TRAILING_PARENS.sub("", bare)
             key = norm(title)
             if not key:
                 continue
-            if f" {norm(item)} " in words:
+            if year is not None and f" {norm(item)} " in words:
                 out.add(item)
-            elif " " in key or len(key) >= SHORT_TITLE or (key.isdigit() and len(key) >= 3):
+            elif len(key.split()) > MAX_NGRAM or (key.isdigit() and len(key) == 3) or (key.isalpha() and len(key) >= LONG_WORD):
                 if f" {key} " in words:
                     out.add(item)
-            elif not key.isdigit():
-                hits = re.finditer(rf"(?<![\w']){re.escape(title)}(?![\w'])", text)
-                if any(not SENTENCE_END.search(text[max(0, m.start() - 4) : m.start()]) for m in hits):
-                    out.add(item)
+            elif " " not in key and len(key) >= 2 and not key.isdigit() and _as_written(title, text):
+                out.add(item)
         return out
 
     def link_dialogue(self, user_texts: list[str]) -> Mentions:
@@ -216,3 +217,13 @@ class EntityLinker:
         for text in user_texts:
             total.merge(self.link(text))
         return total
+
+
+def _as_written(title: str, text: str) -> bool:
+    """Whether ``text`` has ``title`` with its case, neither opening a sentence nor inside a longer name
+    (a capitalised word before it, or a capitalised word, a number, "(", ":" or "-" after it)."""
+    for m in re.finditer(rf"(?<![\w'-]){re.escape(title)}(?![\w'-])(?!\s*[(:])(?!\s+[A-Z0-9])", text):
+        before = text[max(0, m.start() - 30) : m.start()]
+        if not SENTENCE_END.search(before[-4:]) and not re.search(r"[A-Z][\w']*\s+$", before):
+            return True
+    return False
