@@ -319,13 +319,16 @@ def test_no_item_is_offered_twice_and_no_question_is_asked_twice(experts, real_r
 
 def test_titles_the_linker_skips_are_not_recommended_back(experts, real_root):
     """Items the conversation named in forms the entity linker skips (a lower-case title, a number, a
-    ten-word title, a short title mid-sentence) are not offered; a sentence that opens with "It" or a
-    lower-case "up" does not hide "It" or "Up"."""
-    named = ["Caddyshack (1980)", "300 (2007)", "The Lord of the Rings: The Fellowship of the Ring (2001)", "Up (2009)"]
+    ten-word title, a short title mid-sentence, the second item of a title the linker resolves to the
+    first: "X-Men" and "X-Men (2000)") are not offered; a sentence that opens with "It" or a lower-case
+    "up" does not hide "It" or "Up"."""
+    named = ["Caddyshack (1980)", "300 (2007)", "The Lord of the Rings: The Fellowship of the Ring (2001)", "Up (2009)", "X-Men"]
     ranking = [*named, "It (2017)", "Heat (1995)"]
     tools = [t for t in experts if t.metadata["subtask"] != RECOMMENDATION] + [fixed_recommender("fixed_rec", ranking)]
     g = graph_with(fake_llm(), tools, real_root, manager="rule")
-    said = "caddyshack is a classic, I like 300, the lord of the rings the fellowship of the ring and Up. Recommend a movie?"
+    said = (
+        "caddyshack is a classic, I like 300, the lord of the rings the fellowship of the ring and Up. I watch X-Men movies. Recommend one?"
+    )
     out = run(g, said, thread="named")
     assert out["subtask"]["name"] == RECOMMENDATION
     assert out["expert_output"]["items"][:2] == ["It (2017)", "Heat (1995)"]

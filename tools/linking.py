@@ -185,14 +185,18 @@ class EntityLinker:
         lenient, since a false match only keeps one item out of one conversation. Named here: the full
         "Title (Year)" in any case; a title over :data:`MAX_NGRAM` words in any case; a three-digit
         title ("300"); a one-word title of :data:`LONG_WORD` letters or more in any case ("caddyshack");
-        any other one-word title as the catalog writes it ("Up", "XXX"), neither opening a sentence nor
-        inside a longer name ("Wonder Woman" does not name "Wonder", nor "Infinity War" "War").
+        a shorter title of several words in any case, outside a longer name (so "X-Men" names every
+        item of that title, where :meth:`link` picks one, but "Star Wars: The Last Jedi" does not name
+        "Star Wars"); any other one-word title as the catalog writes it ("Up", "XXX"), neither opening
+        a sentence nor inside a longer name ("Wonder Woman" does not name "Wonder").
 
         >>> linker = EntityLinker.__new__(EntityLinker)
         >>> sorted(linker.named("caddyshack is a classic. I like 300 and Up.", ["Caddyshack (1980)", "300 (2007)", "Up (2009)"]))
         ['300 (2007)', 'Caddyshack (1980)', 'Up (2009)']
         >>> linker.named("It was fun, up to the end. I wonder if Wonder Woman is out in 2012.", ["It (2017)", "Up (2009)", "Wonder (2017)", "2012 (2009)"])
         set()
+        >>> sorted(linker.named("Do you watch x-men movies? Star Wars: The Last Jedi was ok", ["X-Men", "X-Men (2000)", "Star Wars"]))
+        ['X-Men', 'X-Men (2000)']
         """
         words = f" {norm(text)} "
         out: set[str] = set()
@@ -207,7 +211,9 @@ class EntityLinker:
             elif len(key.split()) > MAX_NGRAM or (key.isdigit() and len(key) == 3) or (key.isalpha() and len(key) >= LONG_WORD):
                 if f" {key} " in words:
                     out.add(item)
-            elif " " not in key and len(key) >= 2 and not key.isdigit() and _as_written(title, text):
+            elif f" {key} " not in words or key.isdigit() or len(key) < 2:  # the cheap tests first
+                continue
+            elif _as_written(title, text, any_case=" " in key):  # several words: "X-Men" names every "X-Men"
                 out.add(item)
         return out
 
@@ -219,11 +225,16 @@ class EntityLinker:
         return total
 
 
-def _as_written(title: str, text: str) -> bool:
-    """Whether ``text`` has ``title`` with its case, neither opening a sentence nor inside a longer name
-    (a capitalised word before it, or a capitalised word, a number, "(", ":" or "-" after it)."""
-    for m in re.finditer(rf"(?<![\w'-]){re.escape(title)}(?![\w'-])(?!\s*[(:])(?!\s+[A-Z0-9])", text):
+def _as_written(title: str, text: str, any_case: bool = False) -> bool:
+    """Whether ``text`` has ``title`` (with its case unless ``any_case``) outside a longer name: no
+    capitalised word just before it; no capitalised word, number, "(" or ":" just after it. A match
+    opening a sentence counts only with ``any_case`` (a capitalised word there says nothing)."""
+    words = r"[\W_]+".join(re.escape(w) for w in WORD.findall(title))
+    core = f"(?i:{words})" if any_case else words
+    for m in re.finditer(rf"(?<![\w'-]){core}(?![\w'-])(?!\s*[(:])(?!\s+[A-Z0-9])", text):
         before = text[max(0, m.start() - 30) : m.start()]
-        if not SENTENCE_END.search(before[-4:]) and not re.search(r"[A-Z][\w']*\s+$", before):
+        if re.search(r"[A-Z][\w']*:?\s+$", before):
+            continue
+        if any_case or not SENTENCE_END.search(before[-4:]):
             return True
     return False
