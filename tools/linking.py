@@ -180,20 +180,23 @@ class EntityLinker:
         """The items among ``items`` that ``text`` names in a form :meth:`link` skips.
 
         :meth:`link` finds titles anywhere in free text, so for precision it skips titles over
-        :data:`MAX_NGRAM` words, one-word titles that are numbers, lower-case or short, and a one-word
-        title at a sentence's start. Checking a given list (a ranking about to be shown) can be more
-        lenient, since a false match only keeps one item out of one conversation. Named here: the full
-        "Title (Year)" in any case; a title over :data:`MAX_NGRAM` words in any case; a three-digit
-        title ("300"); a one-word title of :data:`LONG_WORD` letters or more in any case ("caddyshack");
-        a shorter title of several words in any case, outside a longer name (so "X-Men" names every
-        item of that title, where :meth:`link` picks one, but "Star Wars: The Last Jedi" does not name
-        "Star Wars"); any other one-word title as the catalog writes it ("Up", "XXX"), neither opening
-        a sentence nor inside a longer name ("Wonder Woman" does not name "Wonder").
+        :data:`MAX_NGRAM` words, one-word titles that are numbers, lower-case or short, a one-word title
+        opening a sentence, and every item of a title but the most mentioned. Checking a given list (a
+        ranking about to be shown) can be more lenient, since a false match only keeps one item out of
+        one conversation. Named here:
+
+        - the full "Title (Year)", or a title over :data:`MAX_NGRAM` words, in any case;
+        - a one-word title of :data:`LONG_WORD` letters or more, in any case ("caddyshack");
+        - a title of several words in any case, or of two to four digits, outside a longer name ("X-Men"
+          names every item of that title; "Star Wars: The Last Jedi" does not name "Star Wars"; "released
+          2012" names the film "2012", as the corpora annotate it, but "Heat (2012)" does not);
+        - any other one-word title as the catalog writes it ("Up", "XXX"), neither opening a sentence nor
+          inside a longer name ("Wonder Woman" does not name "Wonder").
 
         >>> linker = EntityLinker.__new__(EntityLinker)
         >>> sorted(linker.named("caddyshack is a classic. I like 300 and Up.", ["Caddyshack (1980)", "300 (2007)", "Up (2009)"]))
         ['300 (2007)', 'Caddyshack (1980)', 'Up (2009)']
-        >>> linker.named("It was fun, up to the end. I wonder if Wonder Woman is out in 2012.", ["It (2017)", "Up (2009)", "Wonder (2017)", "2012 (2009)"])
+        >>> linker.named("It was fun, up to the end. I wonder if Wonder Woman (2017) is good.", ["It (2017)", "Up (2009)", "Wonder (2017)", "2017"])
         set()
         >>> sorted(linker.named("Do you watch x-men movies? Star Wars: The Last Jedi was ok", ["X-Men", "X-Men (2000)", "Star Wars"]))
         ['X-Men', 'X-Men (2000)']
@@ -208,12 +211,12 @@ class EntityLinker:
                 continue
             if year is not None and f" {norm(item)} " in words:
                 out.add(item)
-            elif len(key.split()) > MAX_NGRAM or (key.isdigit() and len(key) == 3) or (key.isalpha() and len(key) >= LONG_WORD):
+            elif len(key.split()) > MAX_NGRAM or (key.isalpha() and len(key) >= LONG_WORD):
                 if f" {key} " in words:
                     out.add(item)
-            elif f" {key} " not in words or key.isdigit() or len(key) < 2:  # the cheap tests first
+            elif f" {key} " not in words or len(key) < 2 or (key.isdigit() and len(key) > 4):  # the cheap tests first
                 continue
-            elif _as_written(title, text, any_case=" " in key):  # several words: "X-Men" names every "X-Men"
+            elif _as_written(title, text, any_case=" " in key or key.isdigit()):  # "X-Men" names every "X-Men"
                 out.add(item)
         return out
 
@@ -227,11 +230,11 @@ class EntityLinker:
 
 def _as_written(title: str, text: str, any_case: bool = False) -> bool:
     """Whether ``text`` has ``title`` (with its case unless ``any_case``) outside a longer name: no
-    capitalised word just before it; no capitalised word, number, "(" or ":" just after it. A match
+    capitalised word or "(" just before it; no capitalised word, number, "(" or ":" just after it. A match
     opening a sentence counts only with ``any_case`` (a capitalised word there says nothing)."""
     words = r"[\W_]+".join(re.escape(w) for w in WORD.findall(title))
     core = f"(?i:{words})" if any_case else words
-    for m in re.finditer(rf"(?<![\w'-]){core}(?![\w'-])(?!\s*[(:])(?!\s+[A-Z0-9])", text):
+    for m in re.finditer(rf"(?<![\w'(-]){core}(?![\w'-])(?!\s*[(:])(?!\s+[A-Z0-9])", text):
         before = text[max(0, m.start() - 30) : m.start()]
         if re.search(r"[A-Z][\w']*:?\s+$", before):
             continue
