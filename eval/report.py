@@ -102,9 +102,23 @@ def dataset_item_names(dataset: str) -> frozenset[str] | None:
         return None
 
 
-def hit_rows(rows: list[dict[str, Any]], k: int) -> dict[tuple[str, str], float]:
-    """Per (turn, target) HIT@k, the unit of the paired t-test."""
-    return {(r["sample_id"], t): hit_at_k(r["ranked"], t, k) for r in rows for t in dict.fromkeys(r["targets"])}
+def hit_rows(rows: list[dict[str, Any]], k: int, dedup: bool = False) -> dict[tuple[str, str], float]:
+    """Per (turn, target) HIT@k, the unit of the paired t-test. ``dedup``: the ``dedup_`` rows of
+    :meth:`crsdata.metrics.RecEvaluator.add` (a target the dialogue already mentioned is left out, and the
+    mentioned items leave the ranking), which compare a system that never re-offers a named item fairly.
+
+    >>> rows = [{"sample_id": "a", "ranked": ["Seen", "X"], "targets": ["X", "Seen"], "context_items": ["Seen"]}]
+    >>> hit_rows(rows, 1), hit_rows(rows, 1, dedup=True)
+    ({('a', 'X'): 0.0, ('a', 'Seen'): 1.0}, {('a', 'X'): 1.0})
+    """
+    out = {}
+    for r in rows:
+        seen = set(r.get("context_items") or []) if dedup else set()
+        ranked = [i for i in r["ranked"] if i not in seen]
+        for t in dict.fromkeys(r["targets"]):
+            if t not in seen:
+                out[(r["sample_id"], t)] = hit_at_k(ranked, t, k)
+    return out
 
 
 @dataclass
@@ -130,7 +144,10 @@ def build_report(folder: Path) -> Report:
     metrics = {s: system_metrics(rows, known) for s, rows in results.items()}
     baselines = [s for s in metrics if is_baseline(s)]
     baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
-    cis = {s: {f"hit@{k}": bootstrap_ci(list(hit_rows(rows, k).values())) for k in (10, 50)} for s, rows in results.items()}
+    cis = {
+        s: {f"{d}hit@{k}": bootstrap_ci(list(hit_rows(rows, k, bool(d)).values())) for k in (10, 50) for d in ("", "dedup_")}
+        for s, rows in results.items()
+    }
     if not folder.name.endswith("_rec"):  # sentence-level BLEU (CRSLab's) averages over turns: its interval is a bootstrap too
         for s, rows in results.items():
             for n in (1, 2):
@@ -140,16 +157,20 @@ def build_report(folder: Path) -> Report:
     pvalues: dict[str, float] = {}
     tests: dict[str, str] = {}
     if baseline:
-        base = hit_rows(results[baseline], 10)
-        keys = sorted(base)
-        compared = {}
-        for s in metrics:
-            if is_graph(s) and len(keys) >= 2:
-                mine = hit_rows(results[s], 10)
-                compared[s] = compare_paired([mine[k] for k in keys], [base[k] for k in keys])
-        for (s, c), adjusted in zip(compared.items(), holm([c.ttest_p for c in compared.values()]), strict=True):
-            pvalues[s] = c.ttest_p
-            tests[s] = f"t {c.ttest_p:.2g} (Holm {adjusted:.2g}), Wilcoxon {c.wilcoxon_p:.2g}, n={c.n}"
+        for dedup in (False, True):
+            base = hit_rows(results[baseline], 10, dedup)
+            keys = sorted(base)
+            compared = {}
+            for s in metrics:
+                if is_graph(s) and len(keys) >= 2:
+                    mine = hit_rows(results[s], 10, dedup)
+                    compared[s] = compare_paired([mine[k] for k in keys], [base[k] for k in keys])
+            for (s, c), adjusted in zip(compared.items(), holm([c.ttest_p for c in compared.values()]), strict=True):
+                line = f"t {c.ttest_p:.2g} (Holm {adjusted:.2g}), Wilcoxon {c.wilcoxon_p:.2g}, n={c.n}"
+                if dedup:
+                    tests[s] += f"; dedup_hit@10: {line}"
+                else:
+                    pvalues[s], tests[s] = c.ttest_p, line
     return Report(metrics, pvalues, baseline, len(common), cis, tests)
 
 
@@ -167,7 +188,7 @@ def _markdown(
         vals = [metrics[r].get(c, float("nan")) for r in rows]
         vals = [v for v in vals if v == v]
         best[c] = (min(vals) if c.endswith(LOWER_IS_BETTER) else max(vals)) if vals and bold else None
-    head = ["system", *cols, *(["one-sided paired tests, HIT@10 > best baseline"] if extra is not None else [])]
+    head = ["system", *cols, *(["one-sided paired tests, HIT@10 (and dedup_hit@10) > best baseline"] if extra is not None else [])]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = []

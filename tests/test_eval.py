@@ -16,7 +16,7 @@ from crsdata.loaders import load_samples
 from crsdata.metrics import RecEvaluator, conversation_metrics
 from crsdata.schema import RecSample, Turn
 from eval.harness import RunConfig, done_ids, result_path, run_system, select_samples
-from eval.report import build_report, write_report
+from eval.report import build_report, hit_rows, write_report
 from eval.systems import ExpertSystem, GraphSystem
 from tests.conftest import RecordingFake
 from tools import default_experts
@@ -96,6 +96,10 @@ def test_report_matches_direct_computation_and_resumes(real_root, tmp_path):
     got = rep.metrics[system.name]
     for key in ("hit@1", "hit@10", "hit@50", "mrr@50", "ndcg@50", "dedup_hit@50"):
         assert got[key] == pytest.approx(want[key]), key
+    stored = [json.loads(line) for line in path.read_text().splitlines()]
+    for dedup, key in ((False, "hit@10"), (True, "dedup_hit@10")):  # the paired tests' rows are the table's rows
+        per_row = hit_rows(stored, 10, dedup)
+        assert sum(per_row.values()) / len(per_row) == pytest.approx(want[key]), key
     conv = conversation_metrics(hyps, [s.response for s in samples])
     assert got["bleu1_crslab"] == pytest.approx(conv["bleu1_crslab"])
     assert rep.n_turns == 6
