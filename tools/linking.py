@@ -3,7 +3,8 @@
 The linker scans word n-grams (longest first, non-overlapping) against indices of catalog titles,
 genres and people. A one-word title is linked only when it is capitalised in the text and at least
 four letters long, since titles such as "It" or "Us" are also common words. A mention in a sentence
-with a negation before it ("I don't like horror") is a dislike.
+with a negation before it ("I don't like horror") is a dislike. :meth:`EntityLinker.named` checks a
+given ranking against a text more leniently, for the items a conversation must not be offered again.
 """
 
 from __future__ import annotations
