@@ -339,10 +339,11 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         if state.get("blend") and not rec.get("fallback") and output.get("items"):
             output, rec = _blended(output, expert, state, ctx, res, rec)
     if call["name"] == RECOMMENDATION and output.get("items"):
-        output = _not_again(output, state, res, call["args"].get("dialogue context", ""))
-    if call["name"] == RECOMMENDATION and output.get("items") and not output.get("error"):
-        reason = strongest_reason(res.env, str(output["items"][0]), call["args"].get("dialogue context", ""))
-        output = {**output, **({"reason": reason} if reason else {})}
+        dialogue = call["args"].get("dialogue context", "")
+        output = _not_again(output, state, res, dialogue)
+        if output["items"] and not output.get("error"):
+            reason = strongest_reason(res.env, str(output["items"][0]), dialogue)
+            output = {**output, **({"reason": reason} if reason else {})}
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
     shown = [str(output["items"][0])] if call["name"] == RECOMMENDATION and output.get("items") else []
@@ -377,9 +378,12 @@ def _not_again(output: dict[str, Any], state: State, res: Resources, dialogue: s
     items = [str(i) for i in output["items"]]
     gone = set(state.get("offered") or []) | res.env.linker.named(dialogue, items)
     fresh = [i for i in items if i not in gone]
-    if len(fresh) == len(items):
-        return output
-    return {**output, "items": fresh, "text": ", ".join(fresh[:3]) or output["text"]}
+    return output if len(fresh) == len(items) else _with_items(output, fresh)
+
+
+def _with_items(output: dict[str, Any], items: list[str]) -> dict[str, Any]:
+    """``output`` with another ranking, its text the first three items (the old text if none is left)."""
+    return {**output, "items": items, "text": ", ".join(items[:3]) or output["text"]}
 
 
 def _blended(
@@ -407,7 +411,7 @@ def _blended(
     rec = LLMCall(**rec, blend=used)
     if failed:
         rec["error"] = "; ".join(failed)
-    return {**output, "items": fused, "text": ", ".join(map(str, fused[:3])) or output["text"]}, rec
+    return _with_items(output, fused), rec
 
 
 def _instead_of(failed: str, why: str, state: State, ctx: Context, res: Resources) -> tuple[dict[str, Any], LLMCall, str]:

@@ -76,6 +76,17 @@ def ndcg_at_k(ranked: Sequence[str], target: str, k: int) -> float:
     return 1.0 / math.log2(list(ranked).index(target) + 2) if target in ranked[:k] else 0.0
 
 
+def deduplicated(ranked: Sequence[str], targets: Iterable[str], context_items: Iterable[str]) -> tuple[list[str], list[str]]:
+    """CRSLab's deduplicated view of a turn: the ranking without the items the dialogue already
+    mentioned, and the distinct targets it had not mentioned.
+
+    >>> deduplicated(["Seen", "X", "Y"], ["X", "Seen", "X"], ["Seen"])
+    (['X', 'Y'], ['X'])
+    """
+    seen = set(context_items)
+    return [r for r in ranked if r not in seen], [t for t in dict.fromkeys(targets) if t not in seen]
+
+
 @dataclass
 class RecEvaluator:
     """Accumulates recommendation rows and reports their means.
@@ -112,12 +123,11 @@ class RecEvaluator:
         Returns:
             The rows added (raw rows, then deduplicated rows prefixed ``dedup_``).
         """
-        seen = set(context_items)
+        fresh, new_targets = deduplicated(ranked, targets, context_items)
         added = []
         for target in dict.fromkeys(targets):
             added.append(self.rows(ranked, target))
-            if target not in seen:
-                fresh = [r for r in ranked if r not in seen]
+            if target in new_targets:
                 added.append(self.rows(fresh, target, prefix="dedup_"))
         for row in added:
             for key, value in row.items():

@@ -20,6 +20,7 @@ from crsdata.metrics import (
     compare_paired,
     conversation_metrics,
     crslab_tokens,
+    deduplicated,
     hit_at_k,
     holm,
     invented_titles,
@@ -105,7 +106,8 @@ def dataset_item_names(dataset: str) -> frozenset[str] | None:
 def hit_rows(rows: list[dict[str, Any]], k: int, dedup: bool = False) -> dict[tuple[str, str], float]:
     """Per (turn, target) HIT@k, the unit of the paired t-test. ``dedup``: the ``dedup_`` rows of
     :meth:`crsdata.metrics.RecEvaluator.add` (a target the dialogue already mentioned is left out, and the
-    mentioned items leave the ranking), which compare a system that never re-offers a named item fairly.
+    mentioned items leave the ranking: :func:`crsdata.metrics.deduplicated`), which compare a system that
+    never re-offers a named item fairly.
 
     >>> rows = [{"sample_id": "a", "ranked": ["Seen", "X"], "targets": ["X", "Seen"], "context_items": ["Seen"]}]
     >>> hit_rows(rows, 1), hit_rows(rows, 1, dedup=True)
@@ -113,11 +115,9 @@ def hit_rows(rows: list[dict[str, Any]], k: int, dedup: bool = False) -> dict[tu
     """
     out = {}
     for r in rows:
-        seen = set(r.get("context_items") or []) if dedup else set()
-        ranked = [i for i in r["ranked"] if i not in seen]
-        for t in dict.fromkeys(r["targets"]):
-            if t not in seen:
-                out[(r["sample_id"], t)] = hit_at_k(ranked, t, k)
+        ranked, targets = deduplicated(r["ranked"], r["targets"], (r.get("context_items") or []) if dedup else [])
+        for t in targets:
+            out[(r["sample_id"], t)] = hit_at_k(ranked, t, k)
     return out
 
 
