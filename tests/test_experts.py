@@ -30,7 +30,7 @@ def test_kbrd_trains_and_ranks(redial_env, experts_home):
     result = kbrd.train(redial_env, TINY)
     assert 0.0 <= result["valid_hit@10"] <= 1.0 and result["history"]
     assert (experts_home / "redial" / "kbrd" / "model.pt").is_file()
-    tool = kbrd.make_kbrd_recommender(redial_env)
+    tool = kbrd.make_tool(redial_env)
     assert f"validation HIT@10 {result['valid_hit@10']:.3f}" in tool.description
     ctx = format_turns(load_samples("redial", "test", redial_env.root, limit=1)[0].context)
     _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
@@ -55,7 +55,7 @@ def test_sasrec_trains_and_ranks(redial_env, experts_home):
 
     result = sasrec.train(redial_env, TINY)
     assert result["history"]
-    tool = sasrec.make_sasrec_recommender(redial_env)
+    tool = sasrec.make_tool(redial_env)
     ctx = "User: I loved The Shining (1980) and Alien (1979)"
     _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
 
@@ -75,7 +75,7 @@ def test_trained_retriever_beats_the_untrained_encoder_and_popularity(real_root,
     assert res["floor"]["rows"] == 49
     assert res["valid_hit@10"] > res["valid_hit@10_untrained"]
     assert res["floor"]["hit@10"] > res["floor"]["floor_hit@10"]
-    tool = retriever.make_text_retriever(env)
+    tool = retriever.make_tool(env)
     items = tool.invoke({"category": "movie", "dialogue_context": "User: a funny animated movie for the whole family", "top_k": 10})[
         "items"
     ]
@@ -83,14 +83,14 @@ def test_trained_retriever_beats_the_untrained_encoder_and_popularity(real_root,
     # a checkpoint trained on another catalog (here: copied to ReDial) is refused with the retrain command
     shutil.copytree(experts_home / "inspired" / "retriever", experts_home / "redial" / "retriever")
     with pytest.raises(CheckpointMissing, match=r"trained on another catalog.*python -m tools.train retriever --dataset redial"):
-        retriever.make_text_retriever(expert_env("redial", str(real_root)))
+        retriever.make_tool(expert_env("redial", str(real_root)))
 
 
 def test_absent_checkpoint_names_the_train_command(redial_env, experts_home):
     from tools import kbrd
 
     with pytest.raises(CheckpointMissing, match=r"python -m tools.train kbrd --dataset redial"):
-        kbrd.make_kbrd_recommender(redial_env)
+        kbrd.make_tool(redial_env)
     with pytest.warns(UserWarning, match="python -m tools.train"):
         from tools import default_experts
 
@@ -307,3 +307,43 @@ def test_the_linker_links_a_full_name_after_capitalised_words_to_that_exact_item
     assert redial_env.mentioned_items(said) == ["It (2017)", "Her (2013)", "The Shining (1980)"]
     rejected = redial_env.preferences("User: Not Click (2006), Mr. Deeds (2002), I don't think any of those is for me.")
     assert rejected.disliked == ["Click (2006)", "Mr. Deeds (2002)"]  # "Mr." does not end the sentence
+
+
+def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_env, experts_home):
+    import shutil
+
+    from tools import kbrd, reranker, sasrec
+
+    kbrd.train(redial_env, TINY)
+    sasrec.train(redial_env, TINY)
+    res = reranker.train(redial_env, TINY)
+    # out-of-fold on every ReDial validation row: the trained scorer beats every base expert it
+    # combines, the same scorer untrained, and the popularity floor
+    assert res["valid_rows"] == 354 and set(res["bases_valid_hit@10"]) == {"popularity", "kbrd", "sasrec"}
+    assert res["valid_hit@10"] > max(res["bases_valid_hit@10"].values())
+    assert res["valid_hit@10"] > res["valid_hit@10_untrained"]
+    assert res["floor"]["beats"]
+    tool = reranker.make_tool(redial_env)
+    ctx = format_turns(load_samples("redial", "test", redial_env.root, limit=1)[0].context)
+    _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
+    # a base retrained after the reranker changes its features: refused, with the retrain command
+    kbrd.train(redial_env, TrainConfig(dim=16, epochs=1, batch_size=64, max_train_rows=300, seed=1))
+    with pytest.raises(CheckpointMissing, match=r"other kbrd, sasrec checkpoints.*python -m tools.train reranker --dataset redial"):
+        reranker.make_tool(redial_env)
+    # a checkpoint copied to another dataset (another catalog) is refused the same way
+    shutil.copytree(experts_home / "redial" / "reranker", experts_home / "opendialkg" / "reranker")
+    from tools.env import expert_env
+
+    with pytest.raises(CheckpointMissing, match=r"another catalog.*python -m tools.train reranker --dataset opendialkg"):
+        reranker.make_tool(expert_env("opendialkg", str(redial_env.root)))
+
+
+def test_a_combining_expert_no_better_than_its_best_input_is_withheld():
+    from tools.learned import offer_verdict
+
+    floor = {"beats": True, "hit@10": 0.14, "floor_hit@10": 0.02, "rows": 49, "pvalue": 0.01, "alpha": 0.05}
+    versus = {"expert": "retriever", "hit@10": 0.1429, "their_hit@10": 0.1224, "pvalue": 0.161, "beats": False}
+    why = offer_verdict("reranker", "inspired", {"floor": floor, "versus": versus})
+    assert why is not None and "withheld" in why and "retriever 0.1224" in why and "p=0.161" in why
+    assert offer_verdict("reranker", "inspired", {"floor": floor, "versus": {**versus, "pvalue": 0.01, "beats": True}}) is None
+    assert offer_verdict("kbrd", "redial", {"floor": floor}) is None  # an expert that combines nothing: the floor alone

@@ -30,23 +30,20 @@ def default_experts(
     from tools.detail import make_catalog_search
     from tools.elicitation import make_preference_elicitor
     from tools.explanation import make_explainer
-    from tools.kbrd import make_kbrd_recommender
-    from tools.learned import CheckpointMissing, checkpoint_metrics, offer_verdict
+    from tools.learned import LEARNED_EXPERTS, CheckpointMissing, checkpoint_metrics, learned_module, offer_verdict
     from tools.popularity import make_popularity_recommender
-    from tools.retriever import make_text_retriever
-    from tools.sasrec import make_sasrec_recommender
 
     env = expert_env(dataset, root, catalog_url)
     experts = [make_preference_elicitor(env), make_popularity_recommender(env), make_explainer(env), make_catalog_search(env)]
     if learned:
-        for name, make in (("kbrd", make_kbrd_recommender), ("sasrec", make_sasrec_recommender), ("retriever", make_text_retriever)):
+        for name in LEARNED_EXPERTS:
             metrics = checkpoint_metrics(dataset, name)  # empty when untrained: make() then says how to train
             why = offer_verdict(name, dataset, metrics) if validated_only and metrics else None
             if why:  # decided before make(), so a withheld model is never loaded
                 warnings.warn(why, stacklevel=2)
                 continue
             try:
-                experts.append(make(env))
+                experts.append(learned_module(name).make_tool(env))
             except CheckpointMissing as exc:
                 warnings.warn(str(exc), stacklevel=2)
             except DataError:  # the dataset cannot have this expert (KBRD without a KG): nothing to train

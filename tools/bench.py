@@ -4,7 +4,8 @@ each recommendation expert on the test split of each dataset, with training and 
 ``popularity`` is the floor (training-split mention counts, mentioned items removed);
 ``offered`` says whether ``default_experts`` offers the expert to model matching, i.e. whether it
 beat the floor on the validation split (:func:`tools.learned.floor_evidence`); ``p > floor`` is the
-one-sided paired t-test of its test HIT@10 rows against popularity's;
+one-sided paired t-test of its test HIT@10 rows against popularity's, ``p > best before`` against the
+expert listed above it with the highest test HIT@10 (for the reranker, last: the best single expert);
 ``popularity+prefs`` is the ``popularity_recommender`` tool (the same counts inside the genres and
 people the user likes).
 
@@ -28,14 +29,13 @@ from crsdata.metrics import RecEvaluator, paired_ttest
 from crsdata.paths import DataError, run_cli
 from tools.dialogue import format_turns
 from tools.env import expert_env
-from tools.learned import CheckpointMissing, checkpoint_dir, checkpoint_metrics, offer_verdict
+from tools.learned import LEARNED_EXPERTS, CheckpointMissing, checkpoint_metrics, learned_module, offer_verdict
 
 COLS = ["hit@1", "hit@10", "hit@50", "mrr@1", "mrr@10", "mrr@50", "ndcg@1", "ndcg@10", "ndcg@50", "dedup_hit@10", "dedup_hit@50"]
 
 
 def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
     """Ranking functions of every recommendation expert available for ``dataset``."""
-    from tools import kbrd, retriever, sasrec
     from tools.popularity import floor_rank, rank_by_preferences
 
     env = expert_env(dataset, data_root)
@@ -43,15 +43,13 @@ def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
         "popularity": lambda text, k: floor_rank(env, text, k),
         "popularity+prefs": lambda text, k: rank_by_preferences(env, text, k),
     }
-    for name, mod in (("kbrd", kbrd), ("sasrec", sasrec)):
+    for name in LEARNED_EXPERTS:
         try:
-            out[name] = mod.load_ranker(env)[0].rank  # type: ignore[attr-defined]
+            out[name] = learned_module(name).ranker(env)
         except CheckpointMissing as exc:  # untrained: say how to train it; any other failure is a bug and raises
             print(f"{name}/{dataset}: not available ({exc})", file=sys.stderr)
         except DataError as exc:  # the dataset cannot have this expert (KBRD without a knowledge graph)
             print(f"{name}/{dataset}: not applicable ({exc})", file=sys.stderr)
-    if (checkpoint_dir(dataset, "retriever") / "metrics.json").is_file():
-        out["retriever"] = lambda text, k: retriever.rank(env, text, k)
     return out
 
 
@@ -72,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     for ds in datasets:
         samples = load_samples(ds, "test", args.data_root, limit=args.limit)
         table = Table(title=f"{ds}: recommendation experts on {len(samples)} test turns")
-        for c in ["expert", *COLS, "train s", "infer ms/turn", "p > floor", "offered"]:
+        for c in ["expert", *COLS, "train s", "infer ms/turn", "p > floor", "p > best before", "offered"]:
             table.add_column(c, justify="right")
         floor_hits: list[float] = []
+        before: dict[str, list[float]] = {}  # test HIT@10 rows of the learned experts measured so far
         for name, rank in rankers(ds, args.data_root).items():
             ev = RecEvaluator()
             hits: list[float] = []
@@ -88,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 floor_hits = hits
             # one-sided paired t-test on test HIT@10 rows: is this expert better than popularity?
             pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if name != "popularity" and len(hits) > 1 else None
+            best = max(before, key=lambda n: sum(before[n]), default=None)
+            p_best = paired_ttest(hits, before[best], alternative="greater").pvalue if best and len(hits) > 1 else None
+            if not name.startswith("popularity"):
+                before[name] = hits
             metrics = checkpoint_metrics(ds, name)
             train_s = metrics.get("wall_seconds", 0.0)
             offered = (
@@ -99,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
                 "infer_ms_per_turn": infer,
                 "offered": offered,
                 "test_hit@10_pvalue_vs_floor": pvalue,
+                "test_hit@10_pvalue_vs_best_before": {"expert": best, "pvalue": p_best} if best else None,
                 "valid_vs_floor": metrics.get("floor"),
             }
             p_text = "-" if pvalue is None else f"{pvalue:.2g}"
-            table.add_row(name, *(f"{rep[c]:.4f}" for c in COLS), f"{train_s:.0f}", f"{infer:.1f}", p_text, offered)
+            best_text = "-" if p_best is None else f"{best} {p_best:.2g}"
+            table.add_row(name, *(f"{rep[c]:.4f}" for c in COLS), f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
         console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))

@@ -11,6 +11,7 @@ its six relations.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -192,6 +193,11 @@ def load_ranker(env: ExpertEnv) -> tuple[KBRDRanker, dict[str, Any]]:
     return ranker, metrics
 
 
+def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
+    """The trained ranking function ``(dialogue_context, top_k) -> items``."""
+    return load_ranker(env)[0].rank
+
+
 DOC = """KBRD recommender: a relational graph convolutional network (R-GCN, basis decomposition) over the
 {dataset} knowledge graph of items, genres and people; self-attention pools the entities the dialogue
 mentions into a user vector that scores every item. Knowledge-aware: strong when the user names movies,
@@ -199,7 +205,7 @@ genres or people; knows only this dataset's items. English. Measured: validation
 """
 
 
-def make_kbrd_recommender(env: ExpertEnv) -> BaseTool:
+def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained KBRD expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
 

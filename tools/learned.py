@@ -7,6 +7,7 @@ Checkpoints live under ``$LLMCRS_EXPERTS`` (default ``$LLMCRS_HOME/experts``), n
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import pickle
@@ -15,9 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
+from langchain_core.tools import BaseTool
 from tqdm import tqdm
 
 from crsdata.loaders import load_samples
@@ -36,6 +38,41 @@ class CheckpointDamaged(SetupError):
     """A checkpoint that exists but cannot be read (truncated, overwritten, half-copied); the message
     names the command that retrains it. Not a :class:`CheckpointMissing`: a damaged expert is an error
     to fix, not an expert to leave out quietly."""
+
+
+#: The learned experts, in training order (the reranker reads the others' rankings, so it comes last).
+#: Each is the module ``tools.<name>`` with the interface :class:`LearnedExpert`; adding one is adding a
+#: module and its name here (``tools.train``, ``tools.bench`` and ``default_experts`` read this tuple).
+LEARNED_EXPERTS = ("kbrd", "sasrec", "retriever", "reranker")
+
+
+class LearnedExpert(Protocol):
+    """What a learned expert's module provides."""
+
+    NAME: str
+
+    def train(self, env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
+        """Train on the dataset, save the checkpoint, return its metrics (with ``floor``)."""
+        ...
+
+    def ranker(self, env: ExpertEnv) -> Callable[[str, int], list[str]]:
+        """The trained ranking function ``(dialogue_context, top_k) -> items``."""
+        ...
+
+    def make_tool(self, env: ExpertEnv) -> BaseTool:
+        """The trained expert as a tool."""
+        ...
+
+
+def learned_module(name: str) -> LearnedExpert:
+    """The module of a learned expert.
+
+    Raises:
+        ValueError: Not one of :data:`LEARNED_EXPERTS`.
+    """
+    if name not in LEARNED_EXPERTS:
+        raise ValueError(f"unknown expert {name!r}; known: {', '.join(LEARNED_EXPERTS)}")
+    return importlib.import_module(f"tools.{name}")  # type: ignore[return-value]
 
 
 def experts_dir() -> Path:
@@ -243,6 +280,13 @@ def offer_verdict(expert: str, dataset: str, metrics: dict[str, Any]) -> str | N
     ev = metrics.get("floor")
     if ev is None:
         return f"{expert} for {dataset} has no comparison with the popularity floor (an older checkpoint); retrain with `{train_command(expert, dataset)}`"
+    versus = metrics.get("versus")  # an expert built on others (the reranker) must also beat the best of them
+    if ev["beats"] and versus and not versus["beats"]:
+        return (
+            f"{expert} for {dataset} is withheld: validation HIT@10 {versus['hit@10']:.4f} vs {versus['expert']} "
+            f"{versus['their_hit@10']:.4f}, one of the experts it combines (one-sided paired t-test p={versus['pvalue']:.3f}, "
+            f"needs < {FLOOR_ALPHA})"
+        )
     if ev["beats"]:
         return None
     return (

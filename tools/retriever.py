@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,12 @@ def train(env: ExpertEnv, cfg: TrainConfig | None = None, limit: int = 300) -> d
     return result
 
 
+def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
+    """The trained ranking function ``(dialogue_context, top_k) -> items`` (checks the checkpoint now)."""
+    index = trained_index(env)
+    return lambda text, k: rank_with(index, env, text, k)
+
+
 DOC = """Text retriever: a sentence encoder (all-MiniLM-L6-v2 fine-tuned on this dataset's dialogues) reads
 the latest turns of the dialogue and returns the {dataset} items whose descriptions (title, genres,
 director, cast, plot) are closest. Strong for descriptive requests ("a funny heist movie set in
@@ -173,7 +180,7 @@ Measured: validation HIT@10 {hit:.3f}.
 """
 
 
-def make_text_retriever(env: ExpertEnv) -> BaseTool:
+def make_tool(env: ExpertEnv) -> BaseTool:
     """The retriever expert of ``env``'s dataset as a tool (needs ``python -m tools.train retriever``)."""
     _, _, metrics = load_checkpoint(env.dataset, NAME)
     trained_index(env)  # refuse an old or foreign checkpoint now, not on the first call

@@ -7,6 +7,7 @@ measured first and were much weaker on OpenDialKG, where users mostly name peopl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -124,6 +125,11 @@ def vocabulary(env: ExpertEnv) -> tuple[list[str], dict[str, int]]:
     return names, {n: i for i, n in enumerate([*names, *extra])}
 
 
+def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
+    """The trained ranking function ``(dialogue_context, top_k) -> items``."""
+    return load_ranker(env)[0].rank
+
+
 DOC = """SASRec sequential recommender: a two-layer self-attentive Transformer over the sequence of items,
 genres and people the {dataset} dialogue has mentioned so far predicts the item to recommend, learned
 from real conversations. Strong when the user names several things; without any it falls back to what
@@ -131,7 +137,7 @@ conversations usually open with. English. Measured: validation HIT@10 {hit:.3f}.
 """
 
 
-def make_sasrec_recommender(env: ExpertEnv) -> BaseTool:
+def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained SASRec expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
 

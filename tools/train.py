@@ -1,7 +1,8 @@
 """``python -m tools.train <expert>... --dataset <name>``: train experts (or ``all``) and save their checkpoints.
 
-Experts: kbrd (needs a KG: redial, opendialkg), sasrec, retriever (fine-tunes the sentence encoder and
-indexes the catalog; the slowest: 46 s on INSPIRED, 11-13 minutes on ReDial and OpenDialKG).
+Experts (:data:`tools.learned.LEARNED_EXPERTS`, in this order): kbrd (needs a KG: redial, opendialkg),
+sasrec, retriever (fine-tunes the sentence encoder and indexes the catalog; the slowest: 46 s on
+INSPIRED, 11-13 minutes on ReDial and OpenDialKG), reranker (over the others' rankings: train it last).
 """
 
 from __future__ import annotations
@@ -13,29 +14,16 @@ import time
 
 from crsdata.paths import DataError
 from tools.env import expert_env
-from tools.learned import TrainConfig, checkpoint_dir, floor_summary, offer_verdict
+from tools.learned import LEARNED_EXPERTS, TrainConfig, checkpoint_dir, floor_summary, learned_module, offer_verdict
 
-EXPERTS = ("kbrd", "sasrec", "retriever")
+EXPERTS = LEARNED_EXPERTS
 
 
 def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None = None) -> dict[str, object]:
     """Train expert ``name`` on ``dataset``; returns its metrics (with ``train_seconds``)."""
     env = expert_env(dataset, data_root)
     start = time.perf_counter()
-    if name == "kbrd":
-        from tools import kbrd
-
-        result = kbrd.train(env, cfg)
-    elif name == "sasrec":
-        from tools import sasrec
-
-        result = sasrec.train(env, cfg)
-    elif name == "retriever":
-        from tools import retriever
-
-        result = retriever.train(env, cfg)
-    else:
-        raise ValueError(f"unknown expert {name!r}; known: {', '.join(EXPERTS)}")
+    result = learned_module(name).train(env, cfg)
     result["wall_seconds"] = time.perf_counter() - start
     (checkpoint_dir(dataset, name) / "metrics.json").write_text(json.dumps(result, indent=1))
     return result

@@ -1,0 +1,421 @@
+"""Reranker expert: a learned scorer over the union of the other recommenders' candidates.
+
+Each base recommender (popularity with preferences, and every trained learned expert: KBRD, SASRec,
+the text retriever) proposes its top :data:`POOL`; the knowledge graph adds the items of the people
+the dialogue names, and the training dialogues add the items most often mentioned together with the
+ones the dialogue names. Every candidate gets :data:`CONTEXT_FEATURES` plus three features per base
+(reciprocal rank, in its top 10, in its pool), and a small network scores them, trained listwise
+(softmax cross-entropy of the turn's targets among its candidates).
+
+It is trained on the **validation** split, which none of the base experts trained on (their scores
+on training dialogues are overfitted, so a reranker fitted there would learn to trust them too much).
+The width and the epochs are chosen by 5-fold cross-validation grouped by dialogue; the out-of-fold
+rankings give the validation HIT@10 and the paired test against the popularity floor, so the verdict
+that offers or withholds it is measured on turns it did not train on. Then it is refitted on the
+whole validation split.
+
+The checkpoint records the base experts and a fingerprint of each one's checkpoint and of the catalog:
+a base retrained afterwards, or another catalog, is refused with the command that retrains it.
+Written here rather than with a learning-to-rank library: the model is a 16-unit MLP over ~20
+features, and a torch module keeps it in the experts' checkpoint format (``weights_only`` loading).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from langchain_core.tools import BaseTool
+from torch import nn
+from tqdm import tqdm
+
+from crsdata.loaders import load_dialogues
+from crsdata.metrics import paired_ttest
+from crsdata.paths import DataError
+from crsdata.schema import RecSample
+from tools.base import recommender_tool
+from tools.dialogue import format_turns, parse_dialogue
+from tools.env import ExpertEnv
+from tools.learned import (
+    FLOOR_ALPHA,
+    CheckpointMissing,
+    TrainConfig,
+    checkpoint_dir,
+    floor_evidence,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    seed_all,
+    split_samples,
+    train_command,
+)
+from tools.preferences import stated_first
+
+NAME = "reranker"
+POOL = 50  # candidates taken from each base expert
+COOCCUR = 50  # candidates taken from the items co-mentioned with the dialogue's items
+FOLDS = 5
+#: (hidden width, epochs) tried by cross-validation; width 0 is a linear scorer.
+GRID = ((0, 3), (0, 10), (16, 3), (16, 10))
+CONTEXT_FEATURES = (
+    "log popularity",
+    "people of the last utterance it has",
+    "people of the last two utterances it has",
+    "people of the dialogue it has",
+    "people it shares with the named items",
+    "liked genres it has",
+    "genre affinity with the named items",
+    "log co-mentions with the named items",
+    "named items",
+)
+BASE_FEATURES = ("1/rank", "in top 10", "in pool")
+
+Rank = Callable[[str, int], list[str]]
+
+
+def base_rankers(env: ExpertEnv, names: tuple[str, ...] | None = None) -> dict[str, Rank]:
+    """The base experts' ranking functions: popularity (with preferences) and the learned experts.
+
+    Args:
+        env: The dataset's environment.
+        names: The learned experts a checkpoint was trained with (each must load), or ``None`` for
+            every learned expert trained for this dataset (training).
+
+    Raises:
+        CheckpointMissing: A required base is not trained (names its train command).
+    """
+    from tools.learned import LEARNED_EXPERTS, learned_module
+    from tools.popularity import rank_by_preferences
+
+    out: dict[str, Rank] = {"popularity": lambda text, k: rank_by_preferences(env, text, k)}
+    for name in names if names is not None else tuple(n for n in LEARNED_EXPERTS if n != NAME):
+        try:
+            out[name] = learned_module(name).ranker(env)
+        except CheckpointMissing:
+            if names is not None:
+                raise
+        except DataError:  # the dataset cannot have it (KBRD without a KG)
+            if names is not None:
+                raise
+    return out
+
+
+def fingerprint(env: ExpertEnv, bases: list[str]) -> str:
+    """Identifies the catalog and the base checkpoints a reranker's features come from."""
+    from tools.retriever import catalog_hash
+
+    h = hashlib.sha256(catalog_hash(env).encode())
+    for name in bases:
+        for file in ("model.pt", "config.json"):
+            path = checkpoint_dir(env.dataset, name) / file
+            h.update(path.read_bytes() if path.is_file() else b"-")
+    return h.hexdigest()[:16]
+
+
+class Features:
+    """Candidates and their feature rows for a dialogue, from the base experts, the catalog's people
+    and the training dialogues' co-mentions."""
+
+    def __init__(self, env: ExpertEnv, bases: dict[str, Rank]) -> None:
+        self.env, self.bases = env, bases
+        self.items_of: dict[str, set[str]] = defaultdict(set)
+        for item, attrs in env.item_attributes.items():
+            for person in attrs["director"] | attrs["cast"] | attrs["writer"]:
+                self.items_of[person].add(item)
+        self.comentions: dict[str, Counter[str]] = defaultdict(Counter)
+        for dlg in load_dialogues(env.dataset, "train", env.root):
+            named = list(dict.fromkeys(i for t in dlg.turns for i in t.items))
+            for a in named:
+                self.comentions[a].update(b for b in named if b != a)
+
+    @property
+    def size(self) -> int:
+        """Features per candidate."""
+        return len(CONTEXT_FEATURES) + len(BASE_FEATURES) * len(self.bases)
+
+    def __call__(self, dialogue_context: str) -> tuple[list[str], torch.Tensor]:
+        """``(candidates, features)`` of a dialogue; the items it names are never candidates."""
+        link = self.env.linker.link
+        attrs = self.env.item_attributes
+        named = link(dialogue_context)
+        turns = parse_dialogue(dialogue_context)
+        last = set(link(turns[-1][1]).people) if turns else set()
+        recent = last | (set(link(turns[-2][1]).people) if len(turns) > 1 else set())
+        people = set(named.people)
+        genres = set(named.genres) - set(named.disliked)
+        their_people = Counter(p for item in named.items for p in self._people(item))
+        their_genres = Counter(g for item in named.items for g in attrs.get(item, {}).get("genre", ()))
+        comentioned: Counter[str] = Counter()
+        for item in named.items:
+            comentioned.update(self.comentions.get(item, {}))
+        ranks = {name: rank(dialogue_context, POOL) for name, rank in self.bases.items()}
+        pool = [i for ranked in ranks.values() for i in ranked]
+        pool += sorted(i for p in people for i in self.items_of.get(p, ()))
+        pool += [i for i, _ in comentioned.most_common(COOCCUR)]
+        exclude = set(named.items)
+        candidates = [i for i in dict.fromkeys(pool) if i not in exclude and i in attrs]
+        positions = {name: {item: r for r, item in enumerate(ranked, start=1)} for name, ranked in ranks.items()}
+        rows = []
+        for item in candidates:
+            mine = self._people(item)
+            row = [
+                math.log1p(self.env.popularity.get(item, 0)),
+                len(mine & last),
+                len(mine & recent),
+                len(mine & people),
+                sum(their_people[p] for p in mine),
+                len(attrs[item]["genre"] & genres),
+                sum(their_genres[g] for g in attrs[item]["genre"]) / (1 + len(named.items)),
+                math.log1p(comentioned.get(item, 0)),
+                len(named.items),
+            ]
+            for name in self.bases:
+                r = positions[name].get(item)
+                row += [1 / r if r else 0.0, float(bool(r) and r <= 10), float(bool(r))]  # type: ignore[operator]
+            rows.append(row)
+        return candidates, torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.size)
+
+    def _people(self, item: str) -> set[str]:
+        a = self.env.item_attributes.get(item)
+        return (a["director"] | a["cast"] | a["writer"]) if a else set()
+
+
+class Scorer(nn.Module):
+    """Standardised features -> one score per candidate (linear when ``hidden`` is 0)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n_features: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.net = (
+            nn.Linear(n_features, 1) if hidden == 0 else nn.Sequential(nn.Linear(n_features, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of the rows of ``x``."""
+        return self.net((x - self.mean) / self.std).squeeze(-1)
+
+
+@dataclass
+class Example:
+    """One validation turn: its dialogue, candidates, features and targets."""
+
+    sample: RecSample
+    text: str
+    candidates: list[str]
+    x: torch.Tensor
+    y: torch.Tensor  # 1 for the targets among the candidates
+
+
+def fit(examples: list[Example], n_features: int, hidden: int, epochs: int, cfg: TrainConfig) -> Scorer:
+    """Listwise training: per turn, the softmax cross-entropy of its targets among its candidates."""
+    seed_all(cfg.seed)
+    model = Scorer(n_features, hidden)
+    usable = [e for e in examples if e.y.sum() > 0]
+    if usable:
+        xs = torch.cat([e.x for e in usable])
+        model.mean.copy_(xs.mean(0))
+        model.std.copy_(xs.std(0).clamp_min(1e-4) if len(xs) > 1 else torch.ones(n_features))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    rng = random.Random(cfg.seed)
+    model.train()
+    for _ in range(epochs):
+        rng.shuffle(usable)
+        for e in usable:
+            loss = -(torch.log_softmax(model(e.x), 0) * e.y / e.y.sum()).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def ordered(model: Scorer, candidates: list[str], x: torch.Tensor) -> list[str]:
+    """Candidates by descending score (ties keep the candidates' order)."""
+    if not candidates:
+        return []
+    with torch.no_grad():
+        scores = model(x)
+    return [candidates[i] for i in torch.sort(-scores, stable=True).indices.tolist()]
+
+
+def folds_of(examples: list[Example], k: int = FOLDS) -> list[int]:
+    """A fold per example, grouped by dialogue (a dialogue's turns share a fold)."""
+    dialogues = sorted({e.sample.dialog_id for e in examples})
+    fold = {d: i % k for i, d in enumerate(dialogues)}
+    return [fold[e.sample.dialog_id] for e in examples]
+
+
+def hit10(ranked: list[str], targets: tuple[str, ...]) -> list[float]:
+    """HIT@10 of each target."""
+    return [float(t in ranked[:10]) for t in targets]
+
+
+def cross_validate(examples: list[Example], n_features: int, hidden: int, epochs: int, cfg: TrainConfig) -> list[list[str]]:
+    """Out-of-fold rankings of every example."""
+    fold = folds_of(examples)
+    out: list[list[str]] = [[] for _ in examples]
+    for f in range(FOLDS):
+        held = [i for i, g in enumerate(fold) if g == f]
+        if not held:
+            continue
+        model = fit([e for e, g in zip(examples, fold, strict=True) if g != f], n_features, hidden, epochs, cfg)
+        for i in held:
+            out[i] = ordered(model, examples[i].candidates, examples[i].x)
+    return out
+
+
+class Reranker:
+    """Ranks items for a dialogue text with a trained scorer over the base experts' candidates."""
+
+    def __init__(self, env: ExpertEnv, features: Features, model: Scorer) -> None:
+        self.env, self.features, self.model = env, features, model
+
+    def rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes."""
+        return stated_first(self.env, dialogue_context, lambda n: self.model_rank(dialogue_context, n), top_k)
+
+    def model_rank(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The scorer's own ``top_k`` of the candidates."""
+        return ordered(self.model, *self.features(dialogue_context))[:top_k]
+
+
+def build_examples(env: ExpertEnv, features: Features, samples: list[RecSample]) -> list[Example]:
+    """The candidates, features and targets of every sample."""
+    examples = []
+    for s in tqdm(samples, desc=f"{NAME}/{env.dataset} candidates", leave=False):
+        text = format_turns(s.context)
+        candidates, x = features(text)
+        examples.append(Example(s, text, candidates, x, torch.tensor([float(c in s.targets) for c in candidates])))
+    return examples
+
+
+def base_hits(examples: list[Example], features: Features, rows: bool = False) -> dict[str, Any]:
+    """HIT@10 of each base expert on the examples (its rows when ``rows``), read from its "in top 10" feature."""
+    out: dict[str, Any] = {}
+    for b, name in enumerate(features.bases):
+        column = len(CONTEXT_FEATURES) + len(BASE_FEATURES) * b + 1
+        hits = [float(t in e.candidates and bool(e.x[e.candidates.index(t), column])) for e in examples for t in e.sample.targets]
+        out[name] = hits if rows else sum(hits) / max(1, len(hits))
+    return out
+
+
+def hit_rows(examples: list[Example], rankings: list[list[str]]) -> list[float]:
+    """HIT@10 of every target row."""
+    return [h for e, ranked in zip(examples, rankings, strict=True) for h in hit10(ranked, e.sample.targets)]
+
+
+def mean_hit10(examples: list[Example], rankings: list[list[str]]) -> float:
+    """HIT@10 over every target row."""
+    hits = hit_rows(examples, rankings)
+    return sum(hits) / max(1, len(hits))
+
+
+def versus_best_base(examples: list[Example], features: Features, oof: list[list[str]]) -> dict[str, Any]:
+    """Does the reranker beat its best base expert on the out-of-fold validation rows?
+
+    A reranker no better than one of its inputs only adds that input's answer at a higher cost, so it
+    is withheld then (:func:`tools.learned.offer_verdict` reads ``beats``): one-sided paired t-test at
+    :data:`tools.learned.FLOOR_ALPHA`.
+    """
+    hits = base_hits(examples, features, rows=True)
+    name = max((n for n in hits if n != "popularity"), key=lambda n: sum(hits[n]), default="popularity")
+    mine = hit_rows(examples, oof)
+    pvalue = paired_ttest(mine, hits[name], alternative="greater").pvalue if len(mine) > 1 else 1.0
+    return {"expert": name, "hit@10": sum(mine) / max(1, len(mine)), "their_hit@10": sum(hits[name]) / max(1, len(mine)),
+            "pvalue": pvalue, "beats": pvalue < FLOOR_ALPHA}  # fmt: skip
+
+
+def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
+    """Build the validation examples, choose the width and epochs by cross-validation, refit, save."""
+    start = time.perf_counter()
+    bases = base_rankers(env)
+    features = Features(env, bases)
+    examples = build_examples(env, features, split_samples(env, "valid"))
+    grid = []
+    best: tuple[float, int, int, list[list[str]]] | None = None
+    for hidden, epochs in GRID:
+        oof = cross_validate(examples, features.size, hidden, epochs, cfg)
+        score = mean_hit10(examples, oof)
+        grid.append({"hidden": hidden, "epochs": epochs, "cv_hit@10": score})
+        if best is None or score > best[0]:
+            best = (score, hidden, epochs, oof)
+    assert best is not None
+    score, hidden, epochs, oof = best
+    by_text = {e.text: ranked for e, ranked in zip(examples, oof, strict=True)}
+    untrained = fit(examples, features.size, hidden, 0, cfg)
+    model = fit(examples, features.size, hidden, epochs, cfg)
+    names = [n for n in bases if n != "popularity"]
+    config = {**cfg.as_dict(), "bases": names, "hidden": hidden, "epochs_chosen": epochs, "n_features": features.size,
+              "fingerprint": fingerprint(env, names)}  # fmt: skip
+    rows = sum(len(e.sample.targets) for e in examples)
+    result: dict[str, Any] = {
+        "valid_hit@10": score,  # out-of-fold: turns the scorer did not train on
+        "valid_hit@10_untrained": mean_hit10(examples, [ordered(untrained, e.candidates, e.x) for e in examples]),
+        "bases_valid_hit@10": base_hits(examples, features),
+        "grid": grid,
+        "valid_rows": rows,
+        "candidate_recall": sum(t in e.candidates for e in examples for t in e.sample.targets) / max(1, rows),
+        # the floor comparison on the same out-of-fold rankings, after the stated likes and dislikes
+        "versus": versus_best_base(examples, features, oof),
+        "floor": floor_evidence(env, lambda text, k: stated_first(env, text, lambda n: by_text.get(text, [])[:n], k)),
+    }
+    result["train_seconds"] = time.perf_counter() - start
+    save_checkpoint(env.dataset, NAME, model.state_dict(), config, result)
+    return result
+
+
+def load_ranker(env: ExpertEnv) -> tuple[Reranker, dict[str, Any]]:
+    """The trained reranker and its metrics.
+
+    Raises:
+        CheckpointMissing: Not trained, or trained on another catalog or other base checkpoints
+            (names the command that retrains it).
+    """
+    state, config, metrics = load_checkpoint(env.dataset, NAME)
+    names = tuple(config["bases"])
+    if config.get("fingerprint") != fingerprint(env, list(names)):
+        raise CheckpointMissing(
+            f"the {NAME} for {env.dataset} was trained on another catalog or other {', '.join(names)} checkpoints; "
+            f"retrain it with `{train_command(NAME, env.dataset)}`"
+        )
+    features = Features(env, base_rankers(env, names))
+    model = Scorer(config["n_features"], config["hidden"])
+    load_state(model, state, env.dataset, NAME)
+    model.eval()
+    return Reranker(env, features, model), metrics
+
+
+def ranker(env: ExpertEnv) -> Rank:
+    """The trained reranker's ranking function."""
+    return load_ranker(env)[0].rank
+
+
+DOC = """Reranker: combines every other recommender. It takes the top 50 of popularity, KBRD, SASRec and the
+text retriever (those trained for {dataset}), adds the items of the people the dialogue names and the items
+real conversations mention together with the ones it names, and orders them with a small network trained
+on held-out {dataset} conversations (the experts' ranks, the knowledge-graph links to the people and items
+mentioned, popularity). The most accurate recommender when several experts apply. English.
+Measured: validation HIT@10 {hit:.3f} (cross-validated).
+"""
+
+
+def make_tool(env: ExpertEnv) -> BaseTool:
+    """The trained reranker of ``env``'s dataset as a tool."""
+    reranker, metrics = load_ranker(env)
+    return recommender_tool(
+        "reranker_recommender",
+        reranker.rank,
+        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
+        "Putting together everything you said: {items}.",
+    )
