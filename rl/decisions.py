@@ -194,6 +194,38 @@ def build_split(dataset: str, split: str, data_root: str | None, max_examples: i
     return path
 
 
+def add_rankings(dataset: str, split: str, data_root: str | None = None, progress: bool = True) -> list[str]:
+    """Add the rankings (and template answers) of the offered recommenders a current split lacks, e.g.
+    after ``python -m tools.train reranker``; every other field is kept, so no rebuild is needed.
+    Returns the experts added."""
+    from tools import default_experts
+    from tools.base import subtask_of
+    from tools.dialogue import format_dialogue
+    from tools.env import expert_env
+
+    env = expert_env(dataset, data_root)
+    tools = {t.name: t for t in default_experts(dataset, data_root)}
+    have = recommenders_of(dataset, split)
+    new = [n for n, t in tools.items() if subtask_of(t) == "recommendation" and n not in have]
+    if not new:
+        return []
+    rows = load_split(dataset, split)
+    for row in tqdm([r for r in rows if r["is_sample"]], desc=f"rankings {dataset}/{split}: {', '.join(new)}", disable=not progress):
+        text = format_dialogue([(r, t) for r, t in row["context"]])
+        for name in new:
+            res = tools[name].invoke({"category": env.category, "dialogue_context": text, "top_k": TOP_K})
+            ranked = list(res.get("items", []))[:TOP_K]
+            row["rankings"][name] = ranked
+            row["responses"][f"recommendation:{name}"] = f"You might like {ranked[0]}." if ranked else ""
+    path = decision_path(dataset, split)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+    meta_path = path.with_suffix(".meta.json")
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "recommenders": [*have, *new]}, indent=1))
+    return new
+
+
 def relabel_split(dataset: str, split: str, data_root: str | None = None) -> int:
     """Recompute the ``label`` of a split's corpus rows with the current :func:`agent.heuristics.label_turn`
     (rankings and answers are kept, since they do not depend on the label); returns how many changed."""
@@ -314,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.force or not path.is_file() or _version(path) != VERSION:
             cap = {"train": args.max_train, "valid": args.max_valid}.get(split)
             build_split(args.dataset, split, args.data_root, cap, args.seed)
+        elif added := add_rankings(args.dataset, split, args.data_root):
+            print(f"{path}: added the rankings of {', '.join(added)}", flush=True)
         print(f"{path}: {sum(1 for _ in path.open())} decision examples", flush=True)
         if args.features:
             feats = cache_features(args.dataset, split, load_split(args.dataset, split), args.model)
