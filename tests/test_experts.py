@@ -347,3 +347,29 @@ def test_a_combining_expert_no_better_than_its_best_input_is_withheld():
     assert why is not None and "withheld" in why and "retriever 0.1224" in why and "p=0.161" in why
     assert offer_verdict("reranker", "inspired", {"floor": floor, "versus": {**versus, "pvalue": 0.01, "beats": True}}) is None
     assert offer_verdict("kbrd", "redial", {"floor": floor}) is None  # an expert that combines nothing: the floor alone
+
+
+def test_decision_data_gains_a_newly_trained_recommender_without_a_rebuild(redial_env, experts_home, tmp_path, monkeypatch):
+    import json
+
+    from rl import decisions
+    from tools import kbrd
+
+    monkeypatch.setenv("LLMCRS_HOME", str(tmp_path / "home"))
+    with pytest.warns(UserWarning, match="python -m tools.train"):  # nothing learned yet: popularity alone
+        decisions.build_split("redial", "valid", str(redial_env.root), 40, 0, progress=False)
+    before = decisions.load_split("redial", "valid")
+    assert decisions.recommenders_of("redial", "valid") == ["popularity_recommender"]
+    kbrd.train(redial_env, TrainConfig(dim=16, epochs=3, batch_size=64, max_train_rows=2000, seed=0))
+    assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == ["kbrd_recommender"]
+    after = decisions.load_split("redial", "valid")
+    assert decisions.recommenders_of("redial", "valid") == ["popularity_recommender", "kbrd_recommender"]
+    samples = [(b, a) for b, a in zip(before, after, strict=True) if b["is_sample"]]
+    assert samples and all(len(a["rankings"]["kbrd_recommender"]) == 50 for _, a in samples)
+    assert all(
+        a["responses"]["recommendation:kbrd_recommender"] == f"You might like {a['rankings']['kbrd_recommender'][0]}." for _, a in samples
+    )
+    for b, a in zip(before, after, strict=True):  # everything else is kept as it was
+        a["rankings"].pop("kbrd_recommender", None), a["responses"].pop("recommendation:kbrd_recommender", None)
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == []  # current: nothing to do
