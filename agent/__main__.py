@@ -239,7 +239,7 @@ def wait_until_up(url: str, proc: Any, timeout: float) -> bool:
 def recover_threads(url: str, *, resume: bool = True, graph: str = "llmcrs") -> tuple[list[str], list[str]]:
     """Make a restarted server whole again after a crash (SIGKILL, power loss).
 
-    ``langgraph dev`` writes its thread records to disk every 10 seconds, while the server's
+    ``langgraph dev`` writes its thread and run records to disk every 10 seconds, while the server's
     checkpointer (:func:`agent.memory.server_checkpointer`) commits every step. A thread created or
     changed in the seconds before a crash therefore has its turns in the checkpointer but is unknown to
     the restarted server: it is registered again under its id. A thread whose last turn was cut off
@@ -263,13 +263,20 @@ def recover_threads(url: str, *, resume: bool = True, graph: str = "llmcrs") -> 
             client.threads.create(thread_id=thread, if_exists="do_nothing", metadata={"graph_id": graph})
             recovered.append(thread)
             record = client.threads.get(thread)
+        # langgraph dev itself retries a run that its last save (every 10 s) saw running: with resume that
+        # run answers the turn (a second run would answer it twice); without, it is cancelled, as promised
+        retried = [r for r in client.runs.list(thread, limit=100) if r["status"] in ("pending", "running")]
+        if retried and not resume:
+            for run in retried:
+                client.runs.cancel(thread, run["run_id"], wait=True)
+            retried = []
         # the last checkpoint says whether the graph finished (the thread state's ``next`` can read empty for a
         # re-registered thread, so the history is asked)
         last = client.threads.get_history(thread, limit=1)
-        if record["status"] == "busy" or not (last and last[0]["next"]):
-            continue  # a run is on it (the server resumed it) or its last turn finished
+        if not retried and (record["status"] == "busy" or not (last and last[0]["next"])):
+            continue  # its last turn finished
         interrupted.append(thread)
-        if resume:
+        if resume and not retried:
             client.runs.create(thread, graph, input=None)
     return recovered, interrupted
 

@@ -7,6 +7,12 @@ thin client of the server API on the same origin (threads, ``runs/stream``) that
 turn and streams the response; ``GET /llmcrs/info`` names the dataset (``LLMCRS_DATASET``) and its domain.
 The page sets model output as text only, and its Content-Security-Policy admits no inline script.
 
+*Stable message ids.* ``langgraph dev`` saves its run records every 10 seconds and, after a crash,
+runs again every run its last save saw running, with the input it was created with. A user message
+sent without an id would then be added a second time. :class:`StableMessageIds` gives every message
+of a run's input an id when the run is created, so a retried input replaces its own message
+(``add_messages`` merges by id) and the turn is answered once.
+
 *Size limit.* A body over :data:`MAX_REQUEST_BYTES` (``LLMCRS_MAX_REQUEST_BYTES``) gets ``413`` with a
 JSON ``detail`` naming the limit, before the server parses it or queues a run; what passes is then
 checked message by message at the graph's input boundary (:mod:`agent.boundary`). The middleware,
@@ -15,7 +21,10 @@ checked message by message at the graph's input boundary (:mod:`agent.boundary`)
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.boundary import MAX_INPUT_MESSAGES, MAX_MESSAGE_CHARS
 from tools.serving import RequestSizeLimit
@@ -70,8 +80,65 @@ async def chat_script(request: Request) -> Response:  # noqa: ARG001
     return _page("chat.js", "text/javascript; charset=utf-8")
 
 
+RUN_PATH = re.compile(r"^(/threads/[^/]+)?/runs(/stream|/wait)?/?$")  # the endpoints that create a run
+
+
+def with_message_ids(body: bytes) -> bytes:
+    """A run request's body with an id on every message of its input (other bodies unchanged).
+
+    >>> json.loads(with_message_ids(b'{"input": {"messages": [{"role": "user", "content": "hi", "id": "m1"}]}}'))["input"]
+    {'messages': [{'role': 'user', 'content': 'hi', 'id': 'm1'}]}
+    >>> "id" in json.loads(with_message_ids(b'{"input": {"messages": [{"role": "user", "content": "hi"}]}}'))["input"]["messages"][0]
+    True
+    >>> with_message_ids(b"not json")
+    b'not json'
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body  # the server answers malformed JSON itself
+    messages = data.get("input", {}).get("messages") if isinstance(data, dict) and isinstance(data.get("input"), dict) else None
+    if not isinstance(messages, list) or not any(isinstance(m, dict) and not m.get("id") for m in messages):
+        return body
+    for m in messages:
+        if isinstance(m, dict) and not m.get("id"):
+            m["id"] = str(uuid.uuid4())
+    return json.dumps(data).encode()
+
+
+class StableMessageIds:
+    """Pure ASGI middleware: the body of a request that creates a run gets :func:`with_message_ids`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not RUN_PATH.match(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = bool(message.get("more_body"))
+        body = with_message_ids(b"".join(chunks))
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
+        await self.app({**scope, "headers": headers}, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
+
+
 def create_app(**kwargs: Any) -> Starlette:
-    """The mounted app: the ``/llmcrs/*`` routes and the request size limit on every route.
+    """The mounted app: the ``/llmcrs/*`` routes, the request size limit on every route, and stable ids
+    for the messages of every run's input.
 
     Args:
         **kwargs: Passed to :class:`RequestSizeLimit` (``max_bytes``, default :data:`MAX_REQUEST_BYTES`; ``hint``).
@@ -82,7 +149,7 @@ def create_app(**kwargs: Any) -> Starlette:
     routes = [Route("/llmcrs/limits", limits), Route("/llmcrs/info", info), Route("/llmcrs/chat", chat_page),
               Route("/llmcrs/chat.js", chat_script)]  # fmt: skip
     limit = {"max_bytes": MAX_REQUEST_BYTES, "hint": LIMIT_HINT, **kwargs}
-    return Starlette(routes=routes, middleware=[Middleware(RequestSizeLimit, **limit)])
+    return Starlette(routes=routes, middleware=[Middleware(RequestSizeLimit, **limit), Middleware(StableMessageIds)])
 
 
 app = create_app()

@@ -3,6 +3,7 @@ limits and its errors, and the client (``tools.remote``) against it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -174,6 +175,31 @@ def test_agent_webapp_keeps_its_limit_and_message():
     assert r.status_code == 413
     assert detail.startswith("request body of 101 bytes is over the limit of 100 bytes (LLMCRS_MAX_REQUEST_BYTES); ")
     assert f"a message may hold {MAX_MESSAGE_CHARS} characters" in detail
+
+
+def test_run_inputs_get_stable_message_ids_and_other_requests_pass_unchanged():
+    """A run's input messages get ids before the server stores the run (a run langgraph dev retries
+    after a crash then replaces its own message instead of adding it twice); nothing else changes."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from agent.webapp import StableMessageIds
+
+    async def echo(request: Request) -> Response:
+        body = await request.body()
+        return JSONResponse({"body": body.decode(), "length": request.headers.get("content-length")})
+
+    app = StableMessageIds(Starlette(routes=[Route("/{path:path}", echo, methods=["POST"])]))
+    run = {"input": {"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "there", "id": "mine"}]}}
+    with TestClient(app) as client:
+        for path in ("/threads/t1/runs", "/threads/t1/runs/stream", "/threads/t1/runs/wait", "/runs/wait"):
+            got = client.post(path, json=run).json()
+            messages = json.loads(got["body"])["input"]["messages"]
+            assert messages[0]["id"] and messages[1]["id"] == "mine" and int(got["length"]) == len(got["body"])
+        for path, body in (("/threads/t1/history", json.dumps(run)), ("/threads/t1/runs", "not json")):
+            assert client.post(path, content=body).json()["body"] == body
 
 
 def test_cli_serves_with_its_flags(monkeypatch, capsys):

@@ -128,10 +128,13 @@ def kill_server_mid_turn(env: dict[str, str], tmp_path, resume: bool) -> None:
         state = client.threads.get_history(thread, limit=1)[0]  # the last checkpoint
         said = [(m["type"], m["content"]) for m in state["values"]["messages"]]
         assert said[:3] == [("human", opening), ("ai", first["response"]), ("human", question)]
-        if resume:
+        if resume or not state["next"]:
+            # answered once: by our resumption, or by langgraph dev's own retry of a run its last save
+            # (every 10 s) saw running, which --no-resume cancels when it finds it but may find finished;
+            # a retried input keeps its message id (agent.webapp.StableMessageIds), so nothing is doubled
             assert not state["next"] and len(said) == 4
             assert said[3][0] == "ai" and state["values"]["subtask"]["name"] == "explanation"
         else:
-            assert state["next"] and len(said) == 3  # the question is kept, visibly unanswered
+            assert len(said) == 3  # the question is kept, visibly unanswered
             answered = client.runs.wait(thread, "llmcrs", input=None)  # the client can finish it
             assert answered["subtask"]["name"] == "explanation" and answered["messages"][-1]["type"] == "ai"
