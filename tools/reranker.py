@@ -37,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from crsdata.loaders import load_dialogues
-from crsdata.metrics import paired_ttest
+from crsdata.metrics import hit_at_k, paired_ttest
 from crsdata.paths import DataError
 from crsdata.schema import RecSample
 from tools.base import recommender_tool
@@ -98,11 +98,8 @@ def base_rankers(env: ExpertEnv, names: tuple[str, ...] | None = None) -> dict[s
     for name in names if names is not None else tuple(n for n in LEARNED_EXPERTS if n != NAME):
         try:
             out[name] = learned_module(name).ranker(env)
-        except CheckpointMissing:
-            if names is not None:
-                raise
-        except DataError:  # the dataset cannot have it (KBRD without a KG)
-            if names is not None:
+        except (CheckpointMissing, DataError):  # untrained, or impossible here (KBRD without a KG)
+            if names is not None:  # a base the checkpoint was trained with
                 raise
     return out
 
@@ -256,11 +253,6 @@ def folds_of(examples: list[Example], k: int = FOLDS) -> list[int]:
     return [fold[e.sample.dialog_id] for e in examples]
 
 
-def hit10(ranked: list[str], targets: tuple[str, ...]) -> list[float]:
-    """HIT@10 of each target."""
-    return [float(t in ranked[:10]) for t in targets]
-
-
 def cross_validate(examples: list[Example], n_features: int, hidden: int, epochs: int, cfg: TrainConfig) -> list[list[str]]:
     """Out-of-fold rankings of every example."""
     fold = folds_of(examples)
@@ -312,7 +304,7 @@ def base_hits(examples: list[Example], features: Features, rows: bool = False) -
 
 def hit_rows(examples: list[Example], rankings: list[list[str]]) -> list[float]:
     """HIT@10 of every target row."""
-    return [h for e, ranked in zip(examples, rankings, strict=True) for h in hit10(ranked, e.sample.targets)]
+    return [hit_at_k(ranked, t, 10) for e, ranked in zip(examples, rankings, strict=True) for t in e.sample.targets]
 
 
 def mean_hit10(examples: list[Example], rankings: list[list[str]]) -> float:
