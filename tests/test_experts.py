@@ -323,9 +323,23 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
     assert res["valid_hit@10"] > max(res["bases_valid_hit@10"].values())
     assert res["valid_hit@10"] > res["valid_hit@10_untrained"]
     assert res["floor"]["beats"]
+    # the protocol scorer also ranks the items the dialogue named (the published figures count a target
+    # named again) and learns when a turn repeats one; the tool never shows one
+    assert res["protocol"]["valid_hit@10"] > res["valid_hit@10"]
     tool = reranker.make_tool(redial_env)
     ctx = format_turns(load_samples("redial", "test", redial_env.root, limit=1)[0].context)
     _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
+    ctx, named = "User: I loved Titanic (1997) and The Notebook (2004). Anything like them?", {"Titanic (1997)", "The Notebook (2004)"}
+    assert set(reranker.protocol_ranker(redial_env)(ctx, 50)) & named
+    assert not set(reranker.ranker(redial_env)(ctx, 50)) & named
+    # a checkpoint of the single-scorer version is refused with the retrain command
+    from tools.learned import load_checkpoint, save_checkpoint
+
+    state, config, metrics = load_checkpoint("redial", "reranker")
+    save_checkpoint("redial", "reranker", reranker.Scorer(config["n_features"], config["hidden"]).state_dict(), config, metrics)
+    with pytest.raises(CheckpointMissing, match=r"does not fit this version.*python -m tools.train reranker --dataset redial"):
+        reranker.make_tool(redial_env)
+    save_checkpoint("redial", "reranker", state, config, metrics)
     # a base retrained after the reranker changes its features: refused, with the retrain command
     kbrd.train(redial_env, TrainConfig(dim=16, epochs=1, batch_size=64, max_train_rows=300, seed=1))
     with pytest.raises(CheckpointMissing, match=r"other kbrd, sasrec checkpoints.*python -m tools.train reranker --dataset redial"):

@@ -7,6 +7,15 @@ ones the dialogue names. Every candidate gets :data:`CONTEXT_FEATURES` plus thre
 (reciprocal rank, in its top 10, in its pool), and a small network scores them, trained listwise
 (softmax cross-entropy of the turn's targets among its candidates).
 
+**Repeats.** The published figures (CRSLab, UniCRS, iEvaLM-CRS) score every item of the reference turn,
+an item the dialogue named before included ("Who starred in The Godfather Part II?" answered "The
+Godfather Part II stars Al Pacino": a third of OpenDialKG's test targets, a tenth of ReDial's), and their
+models rank those items too. The tool never recommends an item the dialogue names, so the reranker holds
+two scorers over the same candidates: the tool's, over the candidates the dialogue does not name, and
+a second one, for the published protocol only (:func:`ranker`, what ``tools.bench`` scores), over every
+candidate with :data:`REPEAT_FEATURES` added (named in the dialogue, in its last utterance, by the
+assistant). Each is chosen and trained the same way.
+
 It is trained on the **validation** split, which none of the base experts trained on (their scores
 on training dialogues are overfitted, so a reranker fitted there would learn to trust them too much).
 The width and the epochs are chosen by 5-fold cross-validation grouped by dialogue; the out-of-fold
@@ -76,6 +85,8 @@ CONTEXT_FEATURES = (
     "named items",
 )
 BASE_FEATURES = ("1/rank", "in top 10", "in pool")
+#: The last columns of a candidate's row; only the protocol scorer reads them (the tool's candidates are never named).
+REPEAT_FEATURES = ("named in the dialogue", "named in the last utterance", "named by the assistant")
 
 Rank = Callable[[str, int], list[str]]
 
@@ -134,11 +145,11 @@ class Features:
 
     @property
     def size(self) -> int:
-        """Features per candidate."""
+        """Features per candidate the tool's scorer reads (:data:`REPEAT_FEATURES` come on top)."""
         return len(CONTEXT_FEATURES) + len(BASE_FEATURES) * len(self.bases)
 
     def __call__(self, dialogue_context: str) -> tuple[list[str], torch.Tensor]:
-        """``(candidates, features)`` of a dialogue; the items it names are never candidates."""
+        """``(candidates, features)`` of a dialogue, the items it names included (:func:`unnamed` leaves them out)."""
         link = self.env.linker.link
         attrs = self.env.item_attributes
         named = link(dialogue_context)
@@ -156,8 +167,11 @@ class Features:
         pool = [i for ranked in ranks.values() for i in ranked]
         pool += sorted(i for p in people for i in self.items_of.get(p, ()))
         pool += [i for i, _ in comentioned.most_common(COOCCUR)]
-        exclude = set(named.items)
-        candidates = [i for i in dict.fromkeys(pool) if i not in exclude and i in attrs]
+        pool += named.items
+        candidates = [i for i in dict.fromkeys(pool) if i in attrs]
+        named_set = set(named.items)
+        in_last = set(link(turns[-1][1]).items) if turns else set()
+        by_assistant = {i for role, text in turns if role == "recommender" for i in link(text).items}
         positions = {name: {item: r for r, item in enumerate(ranked, start=1)} for name, ranked in ranks.items()}
         rows = []
         for item in candidates:
@@ -176,8 +190,9 @@ class Features:
             for name in self.bases:
                 r = positions[name].get(item)
                 row += [1 / r if r else 0.0, float(bool(r) and r <= 10), float(bool(r))]  # type: ignore[operator]
+            row += [float(item in named_set), float(item in in_last), float(item in by_assistant)]
             rows.append(row)
-        return candidates, torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.size)
+        return candidates, torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.size + len(REPEAT_FEATURES))
 
     def _people(self, item: str) -> set[str]:
         a = self.env.item_attributes.get(item)
@@ -203,6 +218,13 @@ class Scorer(nn.Module):
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
 
+def unnamed(candidates: list[str], x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+    """The tool's view of :class:`Features`' output: the candidates the dialogue does not name, without
+    the :data:`REPEAT_FEATURES` columns."""
+    keep = [i for i in range(len(candidates)) if not x[i, -len(REPEAT_FEATURES)]]
+    return [candidates[i] for i in keep], x[keep, : -len(REPEAT_FEATURES)]
+
+
 @dataclass
 class Example:
     """One validation turn: its dialogue, candidates, features and targets."""
@@ -212,6 +234,11 @@ class Example:
     candidates: list[str]
     x: torch.Tensor
     y: torch.Tensor  # 1 for the targets among the candidates
+
+    def without_repeats(self) -> Example:
+        """The tool's view of this turn (:func:`unnamed`)."""
+        candidates, x = unnamed(self.candidates, self.x)
+        return Example(self.sample, self.text, candidates, x, torch.tensor([float(c in self.sample.targets) for c in candidates]))
 
 
 def fit(examples: list[Example], n_features: int, hidden: int, epochs: int, cfg: TrainConfig) -> Scorer:
@@ -270,16 +297,21 @@ def cross_validate(examples: list[Example], n_features: int, hidden: int, epochs
 class Reranker:
     """Ranks items for a dialogue text with a trained scorer over the base experts' candidates."""
 
-    def __init__(self, env: ExpertEnv, features: Features, model: Scorer) -> None:
-        self.env, self.features, self.model = env, features, model
+    def __init__(self, env: ExpertEnv, features: Features, model: Scorer, repeats: Scorer) -> None:
+        self.env, self.features, self.model, self.repeats = env, features, model, repeats
 
     def rank(self, dialogue_context: str, top_k: int) -> list[str]:
-        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes."""
+        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes; never an item it names."""
         return stated_first(self.env, dialogue_context, lambda n: self.model_rank(dialogue_context, n), top_k)
 
     def model_rank(self, dialogue_context: str, top_k: int) -> list[str]:
-        """The scorer's own ``top_k`` of the candidates."""
-        return ordered(self.model, *self.features(dialogue_context))[:top_k]
+        """The tool scorer's own ``top_k`` of the candidates the dialogue does not name."""
+        return ordered(self.model, *unnamed(*self.features(dialogue_context)))[:top_k]
+
+    def rank_with_repeats(self, dialogue_context: str, top_k: int) -> list[str]:
+        """The published protocol's ranking (module docstring): the items the dialogue names are candidates
+        too, ordered by the protocol scorer, after the stated likes and dislikes."""
+        return stated_first(self.env, dialogue_context, lambda n: ordered(self.repeats, *self.features(dialogue_context))[:n], top_k)
 
 
 def build_examples(env: ExpertEnv, features: Features, samples: list[RecSample]) -> list[Example]:
@@ -328,42 +360,53 @@ def versus_best_base(examples: list[Example], features: Features, oof: list[list
             "pvalue": pvalue, "beats": pvalue < FLOOR_ALPHA}  # fmt: skip
 
 
-def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
-    """Build the validation examples, choose the width and epochs by cross-validation, refit, save."""
-    start = time.perf_counter()
-    bases = base_rankers(env)
-    features = Features(env, bases)
-    examples = build_examples(env, features, split_samples(env, "valid"))
+def choose(examples: list[Example], n_features: int, cfg: TrainConfig) -> tuple[Scorer, list[list[str]], dict[str, Any]]:
+    """Width and epochs by cross-validation (:data:`GRID`), then the refit on every example: the scorer,
+    its out-of-fold rankings and the search's record."""
     grid = []
     best: tuple[float, int, int, list[list[str]]] | None = None
     for hidden, epochs in GRID:
-        oof = cross_validate(examples, features.size, hidden, epochs, cfg)
+        oof = cross_validate(examples, n_features, hidden, epochs, cfg)
         score = mean_hit10(examples, oof)
         grid.append({"hidden": hidden, "epochs": epochs, "cv_hit@10": score})
         if best is None or score > best[0]:
             best = (score, hidden, epochs, oof)
     assert best is not None
     score, hidden, epochs, oof = best
+    untrained = fit(examples, n_features, hidden, 0, cfg)
+    record = {"hidden": hidden, "epochs_chosen": epochs, "grid": grid, "valid_hit@10": score,
+              "valid_hit@10_untrained": mean_hit10(examples, [ordered(untrained, e.candidates, e.x) for e in examples])}  # fmt: skip
+    return fit(examples, n_features, hidden, epochs, cfg), oof, record
+
+
+def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
+    """Build the validation examples; choose, train and save the tool's scorer and the protocol scorer."""
+    start = time.perf_counter()
+    bases = base_rankers(env)
+    features = Features(env, bases)
+    everything = build_examples(env, features, split_samples(env, "valid"))
+    examples = [e.without_repeats() for e in everything]
+    model, oof, tool = choose(examples, features.size, cfg)
+    repeats, _, protocol = choose(everything, features.size + len(REPEAT_FEATURES), cfg)
     by_text = {e.text: ranked for e, ranked in zip(examples, oof, strict=True)}
-    untrained = fit(examples, features.size, hidden, 0, cfg)
-    model = fit(examples, features.size, hidden, epochs, cfg)
     names = [n for n in bases if n != "popularity"]
-    config = {**cfg.as_dict(), "bases": names, "hidden": hidden, "epochs_chosen": epochs, "n_features": features.size,
-              "fingerprint": fingerprint(env, names)}  # fmt: skip
+    config = {**cfg.as_dict(), "bases": names, "hidden": tool["hidden"], "epochs_chosen": tool["epochs_chosen"],
+              "repeats_hidden": protocol["hidden"], "n_features": features.size, "fingerprint": fingerprint(env, names)}  # fmt: skip
     rows = sum(len(e.sample.targets) for e in examples)
     result: dict[str, Any] = {
-        "valid_hit@10": score,  # out-of-fold: turns the scorer did not train on
-        "valid_hit@10_untrained": mean_hit10(examples, [ordered(untrained, e.candidates, e.x) for e in examples]),
+        "valid_hit@10": tool["valid_hit@10"],  # out-of-fold: turns the scorer did not train on
+        "valid_hit@10_untrained": tool["valid_hit@10_untrained"],
         "bases_valid_hit@10": base_hits(examples, features),
-        "grid": grid,
+        "grid": tool["grid"],
         "valid_rows": rows,
         "candidate_recall": sum(t in e.candidates for e in examples for t in e.sample.targets) / max(1, rows),
         # the floor comparison on the same out-of-fold rankings, after the stated likes and dislikes
         "versus": versus_best_base(examples, features, oof),
         "floor": floor_evidence(env, lambda text, k: stated_first(env, text, lambda n: by_text.get(text, [])[:n], k)),
+        "protocol": {**protocol, "candidate_recall": sum(t in e.candidates for e in everything for t in e.sample.targets) / max(1, rows)},
     }
     result["train_seconds"] = time.perf_counter() - start
-    save_checkpoint(env.dataset, NAME, model.state_dict(), config, result)
+    save_checkpoint(env.dataset, NAME, nn.ModuleDict({"tool": model, "repeats": repeats}).state_dict(), config, result)
     return result
 
 
@@ -371,8 +414,8 @@ def load_ranker(env: ExpertEnv) -> tuple[Reranker, dict[str, Any]]:
     """The trained reranker and its metrics.
 
     Raises:
-        CheckpointMissing: Not trained, or trained on another catalog or other base checkpoints
-            (names the command that retrains it).
+        CheckpointMissing: Not trained, or trained on another catalog or other base checkpoints, or by
+            an older version (names the command that retrains it).
     """
     state, config, metrics = load_checkpoint(env.dataset, NAME)
     names = tuple(config["bases"])
@@ -382,15 +425,23 @@ def load_ranker(env: ExpertEnv) -> tuple[Reranker, dict[str, Any]]:
             f"retrain it with `{train_command(NAME, env.dataset)}`"
         )
     features = Features(env, base_rankers(env, names))
-    model = Scorer(config["n_features"], config["hidden"])
-    load_state(model, state, env.dataset, NAME)
-    model.eval()
-    return Reranker(env, features, model), metrics
+    n = config["n_features"]
+    scorers = nn.ModuleDict(
+        {"tool": Scorer(n, config["hidden"]), "repeats": Scorer(n + len(REPEAT_FEATURES), config.get("repeats_hidden", 0))}
+    )
+    load_state(scorers, state, env.dataset, NAME)
+    scorers.eval()
+    return Reranker(env, features, scorers["tool"], scorers["repeats"]), metrics  # type: ignore[arg-type]
 
 
 def ranker(env: ExpertEnv) -> Rank:
-    """The trained reranker's ranking function."""
+    """The trained reranker's ranking function (the tool's: never an item the dialogue names)."""
     return load_ranker(env)[0].rank
+
+
+def protocol_ranker(env: ExpertEnv) -> Rank:
+    """The ranking the published figures would score (:meth:`Reranker.rank_with_repeats`), for ``tools.bench``."""
+    return load_ranker(env)[0].rank_with_repeats
 
 
 DOC = """Reranker: combines every other recommender. It takes the top 50 of popularity, KBRD, SASRec and the
