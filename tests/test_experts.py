@@ -205,6 +205,43 @@ def test_popularity_respects_likes_and_dislikes(redial_env):
     assert not any("horror" in redial_env.item_attributes[i]["genre"] for i in no_horror)
 
 
+def _sorted_by_preferences(env, text, top_k):
+    """rank_by_preferences's definition, item by item over the whole catalog (the reference)."""
+    prefs = env.preferences(text)
+    disliked = set(prefs.disliked)
+    people = {p for p in prefs.people if p not in disliked}
+    genres = {g for g in prefs.genres if g not in disliked} | {
+        g for i in prefs.items if i not in disliked for g in env.item_attributes[i]["genre"]
+    }
+    named = set(env.mentioned_items(text))
+    keyed = []
+    for rank, name in enumerate(env.ranked_by_popularity):
+        a = env.item_attributes[name]
+        theirs = a["director"] | a["cast"] | a["writer"]
+        if name not in named and not disliked & (theirs | a["genre"]):
+            keyed.append((-len(people & theirs), -len(genres & a["genre"]), rank, name))
+    return [k[-1] for k in sorted(keyed)[:top_k]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "User: hi",
+        "User: I loved Titanic (1997) and anything with Tom Hanks or Meg Ryan. No horror please.",
+        "User: I hate comedies and Adam Sandler.\nAssistant: Have you seen Heat (1995)?\nUser: Yes! Something like it with Al Pacino?",
+    ],
+)
+def test_popularity_by_preferences_equals_its_item_by_item_definition(redial_env, text):
+    """The inverted indices give exactly the catalog-wide sort they replace (and the linker's memory
+    hands every caller its own copy)."""
+    from tools.popularity import rank_by_preferences
+
+    assert rank_by_preferences(redial_env, text, 50) == _sorted_by_preferences(redial_env, text, 50)
+    first = redial_env.linker.link(text)
+    first.items.append("mutated")
+    assert "mutated" not in redial_env.linker.link(text).items
+
+
 def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     import json
 

@@ -38,6 +38,30 @@ class ExpertEnv:
         return out
 
     @cached_property
+    def people_of(self) -> dict[str, frozenset[str]]:
+        """Item name -> its director, cast and writers (computed once: every ranking reads it)."""
+        return {name: frozenset(a["director"] | a["cast"] | a["writer"]) for name, a in self.item_attributes.items()}
+
+    @cached_property
+    def items_by_person(self) -> dict[str, frozenset[str]]:
+        """Person -> the items they directed, wrote or play in."""
+        return _inverted({name: people for name, people in self.people_of.items()})
+
+    @cached_property
+    def items_by_genre(self) -> dict[str, frozenset[str]]:
+        """Genre -> its items."""
+        return _inverted({name: a["genre"] for name, a in self.item_attributes.items()})
+
+    def items_with_any(self, values: set[str]) -> set[str]:
+        """Items having any of ``values`` as a genre or a person (what a dislike removes)."""
+        return {i for v in values for i in (*self.items_by_person.get(v, ()), *self.items_by_genre.get(v, ()))}
+
+    @cached_property
+    def popularity_rank(self) -> dict[str, int]:
+        """Item -> its position in :attr:`ranked_by_popularity`."""
+        return {name: r for r, name in enumerate(self.ranked_by_popularity)}
+
+    @cached_property
     def ranked_by_popularity(self) -> list[str]:
         """Catalog items, most mentioned in training first (ties by name)."""
         return sorted(self.item_attributes, key=lambda n: (-self.popularity.get(n, 0), n))
@@ -54,6 +78,14 @@ class ExpertEnv:
     def mentioned_items(self, dialogue_context: str) -> list[str]:
         """Every catalog item the dialogue names, either side."""
         return self.linker.link(dialogue_context).items
+
+
+def _inverted(values_of: dict[str, frozenset[str] | set[str]]) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for item, values in values_of.items():
+        for v in values:
+            out.setdefault(v, set()).add(item)
+    return {v: frozenset(items) for v, items in out.items()}
 
 
 def training_popularity(dataset: str, root: Path) -> Counter[str]:

@@ -70,6 +70,10 @@ class Mentions:
     disliked: list[str] = field(default_factory=list)
     ordered: list[str] = field(default_factory=list)  # every mention in text order, repeats kept
 
+    def copy(self) -> Mentions:
+        """An independent copy (the lists are new)."""
+        return Mentions(list(self.items), list(self.genres), list(self.people), list(self.disliked), list(self.ordered))
+
     def liked_entities(self) -> list[str]:
         """Items, genres and people, in order, without dislikes."""
         return [e for e in (*self.items, *self.genres, *self.people) if e not in self.disliked]
@@ -90,6 +94,9 @@ class Mentions:
     def as_dict(self) -> dict[str, list[str]]:
         """JSON-able form."""
         return {"items": self.items, "genres": self.genres, "people": self.people, "disliked": self.disliked}
+
+
+LINK_MEMO = 1024  # texts whose mentions an EntityLinker keeps
 
 
 class EntityLinker:
@@ -118,6 +125,10 @@ class EntityLinker:
                 self.genres[norm(syn)] = self.genres[norm(canon)]
         people = {*catalog.attribute_values(dataset, "director"), *catalog.attribute_values(dataset, "cast")}
         self.people = {norm(p): p for p in people if len(norm(p).split()) >= 2}
+        # link() is pure and the experts of one turn link the same dialogue many times (the reranker's
+        # bases, their preference filters): the last LINK_MEMO texts are kept. Written here because
+        # functools.lru_cache would hand every caller the same mutable Mentions.
+        self._memo: dict[str, Mentions] = {}
 
     def resolve_item(self, text: str) -> str | None:
         """The catalog item a name refers to: exact full name, exact title, else fuzzy (score >= 85)."""
@@ -133,10 +144,15 @@ class EntityLinker:
 
     def link(self, text: str) -> Mentions:
         """Mentions in one text."""
-        out = Mentions()
-        for sentence in SENTENCE.findall(text):
-            self._link_sentence(sentence, out)
-        return out
+        known = self._memo.get(text)
+        if known is None:
+            known = Mentions()
+            for sentence in SENTENCE.findall(text):
+                self._link_sentence(sentence, known)
+            if len(self._memo) >= LINK_MEMO:
+                self._memo.pop(next(iter(self._memo)), None)  # the oldest
+            self._memo[text] = known
+        return known.copy()
 
     def _link_sentence(self, sentence: str, out: Mentions) -> None:
         taken: list[tuple[int, int]] = []

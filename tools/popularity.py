@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from itertools import chain, islice
 from typing import Any
 
 from langchain_core.tools import BaseTool
@@ -31,18 +33,16 @@ def rank_by_preferences(env: ExpertEnv, dialogue_context: str, top_k: int) -> li
             continue
         attrs = env.item_attributes.get(item, {})
         liked_genres |= attrs.get("genre", set())
-    mentioned = set(env.mentioned_items(dialogue_context))
-    scored = []
-    for rank, name in enumerate(env.ranked_by_popularity):
-        if name in mentioned:
-            continue
-        attrs = env.item_attributes[name]
-        people = attrs["director"] | attrs["cast"] | attrs["writer"]
-        if disliked & (attrs["genre"] | people):
-            continue
-        scored.append((-len(liked_people & people), -len(liked_genres & attrs["genre"]), rank, name))
-    scored.sort()
-    return [s[-1] for s in scored[:top_k]]
+    banned = set(env.mentioned_items(dialogue_context)) | env.items_with_any(disliked)
+    # the sort key is (liked people matched, liked genres matched, popularity rank): the items matching
+    # nothing follow in popularity order, so only the matching ones are sorted (through the inverted indices)
+    people = Counter(i for p in liked_people for i in env.items_by_person.get(p, ()))
+    genres = Counter(i for g in liked_genres for i in env.items_by_genre.get(g, ()))
+    rank = env.popularity_rank
+    matching = sorted((people.keys() | genres.keys()) - banned, key=lambda i: (-people[i], -genres[i], rank[i]))
+    taken = set(matching)
+    rest = (n for n in env.ranked_by_popularity if n not in banned and n not in taken)
+    return list(islice(chain(matching, rest), top_k))
 
 
 def make_popularity_recommender(env: ExpertEnv) -> BaseTool:

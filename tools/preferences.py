@@ -15,6 +15,8 @@ OpenDialKG KBRD .2338 -> .3154, SASRec .1410 -> .2631, retriever .3090 -> .3582;
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Callable
 
 from tools.env import ExpertEnv
@@ -39,14 +41,8 @@ def stated_first(env: ExpertEnv, dialogue_context: str, rank: Callable[[int], li
     people = {p for p in prefs.people if p not in disliked}
     if not people and not disliked:
         return rank(top_k)
-    keyed = []
-    for position, name in enumerate(rank(len(env.item_attributes))):
-        attrs = env.item_attributes.get(name)
-        if attrs is None:
-            continue
-        theirs = attrs["director"] | attrs["cast"] | attrs["writer"]
-        if disliked & (theirs | attrs["genre"]):
-            continue
-        keyed.append((-len(people & theirs), position, name))
-    keyed.sort()
-    return [name for *_, name in keyed[:top_k]]
+    banned = env.items_with_any(disliked)
+    liked = Counter(i for p in people for i in env.items_by_person.get(p, ()))  # item -> liked people it has
+    keyed = [(-liked[name], position, name) for position, name in enumerate(rank(len(env.item_attributes)))
+             if name in env.item_attributes and name not in banned]  # fmt: skip
+    return [name for *_, name in heapq.nsmallest(top_k, keyed)]

@@ -133,10 +133,6 @@ class Features:
 
     def __init__(self, env: ExpertEnv, bases: dict[str, Rank]) -> None:
         self.env, self.bases = env, bases
-        self.items_of: dict[str, set[str]] = defaultdict(set)
-        for item, attrs in env.item_attributes.items():
-            for person in attrs["director"] | attrs["cast"] | attrs["writer"]:
-                self.items_of[person].add(item)
         self.comentions: dict[str, Counter[str]] = defaultdict(Counter)
         for dlg in load_dialogues(env.dataset, "train", env.root):
             named = list(dict.fromkeys(i for t in dlg.turns for i in t.items))
@@ -165,7 +161,7 @@ class Features:
             comentioned.update(self.comentions.get(item, {}))
         ranks = {name: rank(dialogue_context, POOL) for name, rank in self.bases.items()}
         pool = [i for ranked in ranks.values() for i in ranked]
-        pool += sorted(i for p in people for i in self.items_of.get(p, ()))
+        pool += sorted(i for p in people for i in self.env.items_by_person.get(p, ()))
         pool += [i for i, _ in comentioned.most_common(COOCCUR)]
         pool += named.items
         candidates = [i for i in dict.fromkeys(pool) if i in attrs]
@@ -194,9 +190,8 @@ class Features:
             rows.append(row)
         return candidates, torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.size + len(REPEAT_FEATURES))
 
-    def _people(self, item: str) -> set[str]:
-        a = self.env.item_attributes.get(item)
-        return (a["director"] | a["cast"] | a["writer"]) if a else set()
+    def _people(self, item: str) -> frozenset[str]:
+        return self.env.people_of.get(item, frozenset())
 
 
 class Scorer(nn.Module):
