@@ -389,6 +389,23 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
         reranker.make_tool(expert_env("opendialkg", str(redial_env.root)))
 
 
+def test_the_search_keeps_the_checkpoint_that_validates_best(real_root, experts_home, monkeypatch):
+    """``tools.train --search``: every combination trained, the best on validation kept with its record;
+    a learning rate of 0 (nothing learned) loses to a real one."""
+    import json
+
+    from tools import train
+
+    monkeypatch.setattr(train, "SEARCH_GRID", {"lr": (0.0, 3e-3)})
+    res = train.search("sasrec", "redial", TrainConfig(dim=16, epochs=2, batch_size=64, max_train_rows=300, seed=0), str(real_root))
+    assert [r["lr"] for r in res["search"]] == [0.0, 3e-3]
+    untrained, trained = (r["valid_hit@10"] for r in res["search"])
+    assert trained > untrained
+    folder = experts_home / "redial" / "sasrec"
+    assert json.loads((folder / "config.json").read_text())["lr"] == 3e-3  # the kept checkpoint is the better run's
+    assert json.loads((folder / "metrics.json").read_text())["valid_hit@10"] == trained
+
+
 def test_a_combining_expert_no_better_than_its_best_input_is_withheld():
     from tools.learned import offer_verdict
 

@@ -44,6 +44,10 @@ class CheckpointDamaged(SetupError):
 #: Each is the module ``tools.<name>`` with the interface :class:`LearnedExpert`; adding one is adding a
 #: module and its name here (``tools.train``, ``tools.bench`` and ``default_experts`` read this tuple).
 LEARNED_EXPERTS = ("kbrd", "sasrec", "retriever", "reranker")
+#: ``python -m tools.train --search``: the hyper-parameters that matter for the experts trained by
+#: :func:`train_loop` (each run stops early on validation HIT@10); every combination is tried, seed fixed.
+SEARCH_GRID: dict[str, tuple[Any, ...]] = {"dim": (64, 128), "lr": (1e-3, 3e-3)}
+SEARCHED = ("kbrd", "sasrec")
 
 
 class LearnedExpert(Protocol):

@@ -8,13 +8,26 @@ INSPIRED, 11-13 minutes on ReDial and OpenDialKG), reranker (over the others' ra
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
+import shutil
 import sys
+import tempfile
 import time
 
 from crsdata.paths import DataError
 from tools.env import expert_env
-from tools.learned import LEARNED_EXPERTS, TrainConfig, checkpoint_dir, floor_summary, learned_module, offer_verdict
+from tools.learned import (
+    LEARNED_EXPERTS,
+    SEARCH_GRID,
+    SEARCHED,
+    TrainConfig,
+    checkpoint_dir,
+    floor_summary,
+    learned_module,
+    offer_verdict,
+)
 
 EXPERTS = LEARNED_EXPERTS
 
@@ -29,11 +42,38 @@ def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None =
     return result
 
 
+def search(name: str, dataset: str, cfg: TrainConfig, data_root: str | None = None) -> dict[str, object]:
+    """Train ``name`` with every combination of :data:`tools.learned.SEARCH_GRID` over ``cfg``; keep the
+    checkpoint with the best validation HIT@10 (its metrics list every run under ``search``)."""
+    runs: list[dict[str, object]] = []
+    best: tuple[float, dict[str, object]] | None = None
+    with tempfile.TemporaryDirectory(prefix="llmcrs-search-") as keep:
+        for values in itertools.product(*SEARCH_GRID.values()):
+            trial = dataclasses.replace(cfg, **dict(zip(SEARCH_GRID, values, strict=True)))
+            res = train_one(name, dataset, trial, data_root)
+            runs.append({**dict(zip(SEARCH_GRID, values, strict=True)), "valid_hit@10": res["valid_hit@10"],
+                         "epochs_run": len(res.get("history", [])), "wall_seconds": res["wall_seconds"]})  # type: ignore[arg-type]  # fmt: skip
+            print(f"{name}/{dataset} search: {runs[-1]}", flush=True)
+            if best is None or float(res["valid_hit@10"]) > best[0]:  # type: ignore[arg-type]
+                best = (float(res["valid_hit@10"]), res)  # type: ignore[arg-type]
+                shutil.rmtree(keep)
+                shutil.copytree(checkpoint_dir(dataset, name), keep)
+        shutil.rmtree(checkpoint_dir(dataset, name))
+        shutil.copytree(keep, checkpoint_dir(dataset, name))
+    assert best is not None
+    result = {**best[1], "search": runs}
+    (checkpoint_dir(dataset, name) / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__)
     parser.add_argument("expert", nargs="+", choices=[*EXPERTS, "all"])
     parser.add_argument("--dataset", default="redial")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument(
+        "--search", action="store_true", help=f"{', '.join(SEARCHED)}: try every combination of {SEARCH_GRID}, keep the best on validation"
+    )
     for field, value in TrainConfig().as_dict().items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
     args = parser.parse_args(argv)
@@ -41,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     names = EXPERTS if "all" in args.expert else tuple(dict.fromkeys(args.expert))
     for name in names:
         try:
-            res = train_one(name, args.dataset, cfg, args.data_root)
+            res = (search if args.search and name in SEARCHED else train_one)(name, args.dataset, cfg, args.data_root)
             print(
                 f"{name}/{args.dataset}: valid HIT@10 {res['valid_hit@10']:.4f} in {res['wall_seconds']:.0f}s -> {checkpoint_dir(args.dataset, name)}"
             )
