@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from crsdata.catalog import Catalog
 from crsdata.loaders import load_dialogues
 from crsdata.paths import data_root
@@ -55,6 +57,17 @@ class ExpertEnv:
     def items_with_any(self, values: set[str]) -> set[str]:
         """Items having any of ``values`` as a genre or a person (what a dislike removes)."""
         return {i for v in values for i in (*self.items_by_person.get(v, ()), *self.items_by_genre.get(v, ()))}
+
+    @cached_property
+    def genre_columns(self) -> tuple[dict[str, int], np.ndarray]:
+        """(genre -> column, a 0/1 matrix of the items in popularity order by genre)."""
+        genres = sorted(self.items_by_genre)
+        column = {g: c for c, g in enumerate(genres)}
+        matrix = np.zeros((len(self.ranked_by_popularity), len(genres)), dtype=np.int32)
+        for r, name in enumerate(self.ranked_by_popularity):
+            for g in self.item_attributes[name]["genre"]:
+                matrix[r, column[g]] = 1
+        return column, matrix
 
     @cached_property
     def popularity_rank(self) -> dict[str, int]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from itertools import chain, islice
 from typing import Any
 
+import numpy as np
 from langchain_core.tools import BaseTool
 
 from tools.base import expert_tool
@@ -34,15 +34,19 @@ def rank_by_preferences(env: ExpertEnv, dialogue_context: str, top_k: int) -> li
         attrs = env.item_attributes.get(item, {})
         liked_genres |= attrs.get("genre", set())
     banned = set(env.mentioned_items(dialogue_context)) | env.items_with_any(disliked)
-    # the sort key is (liked people matched, liked genres matched, popularity rank): the items matching
-    # nothing follow in popularity order, so only the matching ones are sorted (through the inverted indices)
-    people = Counter(i for p in liked_people for i in env.items_by_person.get(p, ()))
-    genres = Counter(i for g in liked_genres for i in env.items_by_genre.get(g, ()))
-    rank = env.popularity_rank
-    matching = sorted((people.keys() | genres.keys()) - banned, key=lambda i: (-people[i], -genres[i], rank[i]))
-    taken = set(matching)
-    rest = (n for n in env.ranked_by_popularity if n not in banned and n not in taken)
-    return list(islice(chain(matching, rest), top_k))
+    # the sort key is (liked people matched, liked genres matched, popularity rank), over arrays in
+    # popularity order: genres from the item-by-genre matrix, people through the inverted index
+    rank, order = env.popularity_rank, env.ranked_by_popularity
+    column, matrix = env.genre_columns
+    genres = matrix[:, [column[g] for g in liked_genres if g in column]].sum(1)
+    people = np.zeros(len(order), dtype=np.int64)
+    for item, n in Counter(i for p in liked_people for i in env.items_by_person.get(p, ())).items():
+        people[rank[item]] = n
+    allowed = np.ones(len(order), dtype=bool)
+    allowed[[rank[i] for i in banned if i in rank]] = False
+    positions = np.flatnonzero(allowed)
+    best = positions[np.lexsort((positions, -genres[positions], -people[positions]))][:top_k]
+    return [order[i] for i in best]
 
 
 def make_popularity_recommender(env: ExpertEnv) -> BaseTool:
