@@ -258,6 +258,9 @@ def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     found = res["inspired/retriever"]
     assert found["offered"] == ("yes" if found["valid_vs_floor"]["beats"] else "withheld")
     assert 0.0 <= found["test_hit@10_pvalue_vs_floor"] <= 1.0 and found["n_rows"] > 0
+    for k in (10, 50):  # a 95% bootstrap interval around each HIT
+        low, high = found[f"hit@{k}_ci"]
+        assert low <= found[f"hit@{k}"] <= high and (low < high or found[f"hit@{k}"] in (0.0, 1.0))
 
 
 def test_bench_lets_an_expert_crash_raise(real_root, monkeypatch):

@@ -14,7 +14,8 @@ from agent.nodes import EMPTY_TURN
 from tests.conftest import fake_llm
 from tools import default_experts
 from tools.base import expert_tool, register_expert, unregister_expert
-from tools.remote import ExpertServer, remote_experts
+from tools.remote import remote_experts
+from tools.serving import ExpertServer
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS
 
 CTX = Context(top_k=10)

@@ -1,5 +1,6 @@
-"""``python -m tools.bench``: HIT/MRR/NDCG@1,10,50 (CRSLab definitions) and deduplicated HIT of
-each recommendation expert on the test split of each dataset, with training and inference time.
+"""``python -m tools.bench``: HIT/MRR/NDCG@1,10,50 (CRSLab definitions; HIT@10 and HIT@50 with 95%
+bootstrap intervals over the per-target rows) and deduplicated HIT of each recommendation expert on the
+test split of each dataset, with training and inference time.
 
 ``popularity`` is the floor (training-split mention counts, mentioned items removed);
 ``offered`` says whether ``default_experts`` offers the expert to model matching, i.e. whether it
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crsdata.loaders import available_datasets, load_samples
-from crsdata.metrics import RecEvaluator, paired_ttest
+from crsdata.metrics import RecEvaluator, bootstrap_ci, paired_ttest
 from crsdata.paths import DataError, run_cli
 from tools.dialogue import format_turns
 from tools.env import expert_env
@@ -82,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, rank in rankers(ds, args.data_root).items():
             ev = RecEvaluator()
             hits: list[float] = []
+            hits50: list[float] = []
             start = time.perf_counter()
             for s in samples:
                 rows = ev.add(rank(format_turns(s.context), 50), s.targets, s.context_items)  # type: ignore[operator]
                 hits += [r["hit@10"] for r in rows if "hit@10" in r]
+                hits50 += [r["hit@50"] for r in rows if "hit@50" in r]
             infer = (time.perf_counter() - start) / max(1, len(samples)) * 1000
             rep = ev.report()
             if name == "popularity":  # the first ranker: the rows every other expert is tested against
@@ -104,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                 else "protocol" if expert != name  # not a tool: the published protocol's view of the expert above
                 else "yes" if metrics and offer_verdict(name, ds, metrics) is None else "withheld"
             )  # fmt: skip
+            ci = {f"hit@{k}_ci": list(bootstrap_ci(rows)) for k, rows in ((10, hits), (50, hits50))}
             results[f"{ds}/{name}"] = {
                 **rep,
+                **ci,
                 "train_seconds": train_s,
                 "infer_ms_per_turn": infer,
                 "offered": offered,
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             p_text = "-" if pvalue is None else f"{pvalue:.2g}"
             best_text = "-" if p_best is None else f"{best} {p_best:.2g}"
-            table.add_row(name, *(f"{rep[c]:.4f}" for c in COLS), f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
+            cells = [f"{rep[c]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci[f"{c}_ci"]) if f"{c}_ci" in ci else "") for c in COLS]
+            table.add_row(name, *cells, f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
         console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))

@@ -22,13 +22,13 @@ from torch_geometric.nn import RGCNConv
 from crsdata.io import read_json
 from crsdata.loaders import norm_name
 from crsdata.paths import DataError
-from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
     TrainConfig,
     context_rows,
     evaluate_ranker,
     floor_evidence,
+    learned_tool,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -208,10 +208,4 @@ genres or people; knows only this dataset's items. English. Measured: validation
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained KBRD expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
-
-    return recommender_tool(
-        "kbrd_recommender",
-        ranker.rank,
-        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
-        "Based on what you mentioned: {items}.",
-    )
+    return learned_tool("kbrd_recommender", ranker.rank, DOC, env, metrics, "Based on what you mentioned: {items}.")

@@ -68,6 +68,16 @@ class LearnedExpert(Protocol):
         ...
 
 
+def learned_tool(
+    name: str, rank: Callable[[str, int], list[str]], doc: str, env: ExpertEnv, metrics: dict[str, Any], text: str
+) -> BaseTool:
+    """A learned expert as a tool: ``doc`` (with ``{dataset}`` and ``{hit}`` slots) filled with the
+    dataset and the checkpoint's validation HIT@10, the model's description (:func:`tools.base.recommender_tool`)."""
+    from tools.base import recommender_tool
+
+    return recommender_tool(name, rank, doc.format(dataset=env.dataset, hit=metrics["valid_hit@10"]), text)
+
+
 def learned_module(name: str) -> LearnedExpert:
     """The module of a learned expert.
 

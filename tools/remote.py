@@ -58,13 +58,3 @@ def remote_experts(url: str, timeout: float = 60.0) -> list[BaseTool]:
     except httpx.HTTPError as exc:
         raise ConnectionError(f"expert endpoint {url} is unreachable: {exc}") from exc
     return [remote_expert(url.rstrip("/"), info, timeout) for info in infos]
-
-
-def __getattr__(name: str) -> Any:
-    # ExpertServer lived here; it is imported on first use so that the client does not need the
-    # server's dependencies (Starlette, uvicorn: the `studio` extra).
-    if name == "ExpertServer":
-        from tools.serving import ExpertServer
-
-        return ExpertServer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

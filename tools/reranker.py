@@ -49,7 +49,6 @@ from crsdata.loaders import load_dialogues
 from crsdata.metrics import hit_at_k, paired_ttest
 from crsdata.paths import DataError
 from crsdata.schema import RecSample
-from tools.base import recommender_tool
 from tools.dialogue import format_turns, parse_dialogue
 from tools.env import ExpertEnv
 from tools.learned import (
@@ -58,6 +57,7 @@ from tools.learned import (
     TrainConfig,
     checkpoint_dir,
     floor_evidence,
+    learned_tool,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -451,9 +451,4 @@ Measured: validation HIT@10 {hit:.3f} (cross-validated).
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained reranker of ``env``'s dataset as a tool."""
     reranker, metrics = load_ranker(env)
-    return recommender_tool(
-        "reranker_recommender",
-        reranker.rank,
-        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
-        "Putting together everything you said: {items}.",
-    )
+    return learned_tool("reranker_recommender", reranker.rank, DOC, env, metrics, "Putting together everything you said: {items}.")

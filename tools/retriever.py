@@ -22,7 +22,6 @@ from typing import Any
 from langchain_core.tools import BaseTool
 
 from crsdata.schema import RecSample
-from tools.base import recommender_tool
 from tools.dialogue import format_turns, parse_dialogue
 from tools.env import ExpertEnv, item_index
 from tools.learned import (
@@ -31,6 +30,7 @@ from tools.learned import (
     checkpoint_dir,
     evaluate_ranker,
     floor_evidence,
+    learned_tool,
     load_checkpoint,
     save_checkpoint,
     seed_all,
@@ -184,10 +184,4 @@ def make_tool(env: ExpertEnv) -> BaseTool:
     """The retriever expert of ``env``'s dataset as a tool (needs ``python -m tools.train retriever``)."""
     _, _, metrics = load_checkpoint(env.dataset, NAME)
     trained_index(env)  # refuse an old or foreign checkpoint now, not on the first call
-
-    return recommender_tool(
-        "text_retriever",
-        lambda text, k: rank(env, text, k),
-        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
-        "Matching your description: {items}.",
-    )
+    return learned_tool("text_retriever", lambda text, k: rank(env, text, k), DOC, env, metrics, "Matching your description: {items}.")

@@ -14,13 +14,13 @@ import torch
 from langchain_core.tools import BaseTool
 from torch import nn
 
-from tools.base import recommender_tool
 from tools.env import ExpertEnv
 from tools.learned import (
     TrainConfig,
     context_rows,
     evaluate_ranker,
     floor_evidence,
+    learned_tool,
     load_checkpoint,
     load_state,
     save_checkpoint,
@@ -140,10 +140,4 @@ conversations usually open with. English. Measured: validation HIT@10 {hit:.3f}.
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained SASRec expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
-
-    return recommender_tool(
-        "sasrec_recommender",
-        ranker.rank,
-        DOC.format(dataset=env.dataset, hit=metrics["valid_hit@10"]),
-        "People who talk about these also liked: {items}.",
-    )
+    return learned_tool("sasrec_recommender", ranker.rank, DOC, env, metrics, "People who talk about these also liked: {items}.")
