@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.datasets
         else [d for d in available_datasets(args.data_root) if d in ("redial", "opendialkg", "inspired")]
     )
-    console = Console(width=200)
+    console = Console(width=260)  # the HIT cells carry their intervals
     results = {}
     for ds in datasets:
         samples = load_samples(ds, "test", args.data_root, limit=args.limit)
