@@ -369,7 +369,9 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
     tool = reranker.make_tool(redial_env)
     ctx = format_turns(load_samples("redial", "test", redial_env.root, limit=1)[0].context)
     _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
-    ctx, named = "User: I loved Titanic (1997) and The Notebook (2004). Anything like them?", {"Titanic (1997)", "The Notebook (2004)"}
+    # named by the user in an earlier turn, and by the assistant: the protocol scorer may rank them, the tool never
+    ctx = "User: I loved Titanic (1997).\nAssistant: Have you seen The Notebook (2004)?\nUser: Not yet. Anything else?"
+    named = {"Titanic (1997)", "The Notebook (2004)"}
     assert set(reranker.protocol_ranker(redial_env)(ctx, 50)) & named
     assert not set(reranker.ranker(redial_env)(ctx, 50)) & named
     # a checkpoint of the single-scorer version is refused with the retrain command
@@ -377,9 +379,11 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
 
     state, config, metrics = load_checkpoint("redial", "reranker")
     save_checkpoint("redial", "reranker", reranker.Scorer(config["n_features"], config["hidden"]).state_dict(), config, metrics)
-    with pytest.raises(CheckpointMissing, match=r"does not fit this version.*python -m tools.train reranker --dataset redial"):
-        reranker.make_tool(redial_env)
-    save_checkpoint("redial", "reranker", state, config, metrics)
+    try:
+        with pytest.raises(CheckpointMissing, match=r"does not fit this version.*python -m tools.train reranker --dataset redial"):
+            reranker.make_tool(redial_env)
+    finally:
+        save_checkpoint("redial", "reranker", state, config, metrics)
     # a base retrained after the reranker changes its features: refused, with the retrain command
     kbrd.train(redial_env, TrainConfig(dim=16, epochs=1, batch_size=64, max_train_rows=300, seed=1))
     with pytest.raises(CheckpointMissing, match=r"other kbrd, sasrec checkpoints.*python -m tools.train reranker --dataset redial"):
@@ -393,20 +397,36 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
 
 
 def test_the_search_keeps_the_checkpoint_that_validates_best(real_root, experts_home, monkeypatch):
-    """``tools.train --search``: every combination trained, the best on validation kept with its record;
-    a learning rate of 0 (nothing learned) loses to a real one."""
+    """``tools.train --search``: every combination trained, the best on validation kept with its record
+    (the first run here, so the last run's checkpoint must be replaced by it); a learning rate of 0
+    (nothing learned) loses to a real one; a failing run puts back the checkpoint found before."""
     import json
 
     from tools import train
 
-    monkeypatch.setattr(train, "SEARCH_GRID", {"lr": (0.0, 3e-3)})
-    res = train.search("sasrec", "redial", TrainConfig(dim=16, epochs=2, batch_size=64, max_train_rows=300, seed=0), str(real_root))
-    assert [r["lr"] for r in res["search"]] == [0.0, 3e-3]
-    untrained, trained = (r["valid_hit@10"] for r in res["search"])
-    assert trained > untrained
+    cfg = TrainConfig(dim=16, epochs=2, batch_size=64, max_train_rows=300, seed=0)
     folder = experts_home / "redial" / "sasrec"
-    assert json.loads((folder / "config.json").read_text())["lr"] == 3e-3  # the kept checkpoint is the better run's
+    monkeypatch.setattr(train, "SEARCH_GRID", {"lr": (3e-3, 0.0)})
+    res = train.search("sasrec", "redial", cfg, str(real_root))
+    assert [r["lr"] for r in res["search"]] == [3e-3, 0.0]
+    trained, untrained = (r["valid_hit@10"] for r in res["search"])
+    assert trained > untrained
+    assert json.loads((folder / "config.json").read_text())["lr"] == 3e-3  # the better run's checkpoint, copied back
     assert json.loads((folder / "metrics.json").read_text())["valid_hit@10"] == trained
+    before = (folder / "model.pt").read_bytes()
+    train_one, calls = train.train_one, []
+
+    def second_fails(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("a run crashed")
+        return train_one(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one", second_fails)
+    monkeypatch.setattr(train, "SEARCH_GRID", {"lr": (1e-3, 3e-3)})
+    with pytest.raises(RuntimeError, match="a run crashed"):
+        train.search("sasrec", "redial", cfg, str(real_root))
+    assert (folder / "model.pt").read_bytes() == before  # not the first run's: the one from before the search
 
 
 def test_a_combining_expert_no_better_than_its_best_input_is_withheld():

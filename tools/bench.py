@@ -94,14 +94,16 @@ def main(argv: list[str] | None = None) -> int:
             if name == "popularity":  # the first ranker: the rows every other expert is tested against
                 floor_hits = hits
             # one-sided paired t-test on test HIT@10 rows: is this expert better than popularity?
-            pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if name != "popularity" and len(hits) > 1 else None
-            best = max(before, key=lambda n: sum(before[n]), default=None)
-            p_best = paired_ttest(hits, before[best], alternative="greater").pvalue if best and len(hits) > 1 else None
             expert = name.removesuffix("+repeats")
+            # a protocol row may rank a named item, which no other row may: a paired test would measure the protocol
+            tested = name != "popularity" and expert == name and len(hits) > 1
+            pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if tested else None
+            best = max(before, key=lambda n: sum(before[n]), default=None)
+            p_best = paired_ttest(hits, before[best], alternative="greater").pvalue if tested and best else None
             if not name.startswith("popularity") and expert == name:
                 before[name] = hits
             metrics = checkpoint_metrics(ds, expert)
-            train_s = metrics.get("wall_seconds", 0.0) if expert == name else 0.0
+            train_s = metrics.get("wall_seconds", 0.0) if expert == name else None  # a protocol row: trained with its expert
             offered = (
                 "floor" if name.startswith("popularity")
                 else "protocol" if expert != name  # not a tool: the published protocol's view of the expert above
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             p_text = "-" if pvalue is None else f"{pvalue:.2g}"
             best_text = "-" if p_best is None else f"{best} {p_best:.2g}"
             cells = [f"{rep[c]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci[f"{c}_ci"]) if f"{c}_ci" in ci else "") for c in COLS]
-            table.add_row(name, *cells, f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
+            table.add_row(name, *cells, "-" if train_s is None else f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
         console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))

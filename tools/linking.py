@@ -10,9 +10,10 @@ given ranking against a text more leniently, for the items a conversation must n
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from crsdata.catalog import Catalog, split_title
 
@@ -72,7 +73,7 @@ class Mentions:
 
     def copy(self) -> Mentions:
         """An independent copy (the lists are new)."""
-        return Mentions(list(self.items), list(self.genres), list(self.people), list(self.disliked), list(self.ordered))
+        return Mentions(**{f.name: list(getattr(self, f.name)) for f in fields(self)})
 
     def liked_entities(self) -> list[str]:
         """Items, genres and people, in order, without dislikes."""
@@ -129,6 +130,7 @@ class EntityLinker:
         # bases, their preference filters): the last LINK_MEMO texts are kept. Written here because
         # functools.lru_cache would hand every caller the same mutable Mentions.
         self._memo: dict[str, Mentions] = {}
+        self._memo_lock = threading.Lock()  # experts run in server threads: eviction must not race an insert
 
     def resolve_item(self, text: str) -> str | None:
         """The catalog item a name refers to: exact full name, exact title, else fuzzy (score >= 85)."""
@@ -144,14 +146,16 @@ class EntityLinker:
 
     def link(self, text: str) -> Mentions:
         """Mentions in one text."""
-        known = self._memo.get(text)
+        with self._memo_lock:
+            known = self._memo.get(text)
         if known is None:
             known = Mentions()
             for sentence in SENTENCE.findall(text):
                 self._link_sentence(sentence, known)
-            if len(self._memo) >= LINK_MEMO:
-                self._memo.pop(next(iter(self._memo)), None)  # the oldest
-            self._memo[text] = known
+            with self._memo_lock:
+                if len(self._memo) >= LINK_MEMO:
+                    self._memo.pop(next(iter(self._memo)))  # the oldest
+                self._memo[text] = known
         return known.copy()
 
     def _link_sentence(self, sentence: str, out: Mentions) -> None:

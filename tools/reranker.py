@@ -216,8 +216,9 @@ class Scorer(nn.Module):
 def unnamed(candidates: list[str], x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
     """The tool's view of :class:`Features`' output: the candidates the dialogue does not name, without
     the :data:`REPEAT_FEATURES` columns."""
-    keep = [i for i in range(len(candidates)) if not x[i, -len(REPEAT_FEATURES)]]
-    return [candidates[i] for i in keep], x[keep, : -len(REPEAT_FEATURES)]
+    column = REPEAT_FEATURES.index("named in the dialogue") - len(REPEAT_FEATURES)
+    keep = (x[:, column] == 0).nonzero().flatten()
+    return [candidates[i] for i in keep.tolist()], x[keep, : -len(REPEAT_FEATURES)]
 
 
 @dataclass

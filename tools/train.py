@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from crsdata.paths import DataError
 from tools.env import expert_env
@@ -43,26 +44,40 @@ def train_one(name: str, dataset: str, cfg: TrainConfig, data_root: str | None =
 
 
 def search(name: str, dataset: str, cfg: TrainConfig, data_root: str | None = None) -> dict[str, object]:
-    """Train ``name`` with every combination of :data:`tools.learned.SEARCH_GRID` over ``cfg``; keep the
-    checkpoint with the best validation HIT@10 (its metrics list every run under ``search``)."""
+    """Train ``name`` with every combination of :data:`tools.learned.SEARCH_GRID` over ``cfg`` (the grid's
+    values replace ``cfg``'s); keep the checkpoint with the best validation HIT@10, ``cfg``'s own values on
+    a tie (its metrics list every run under ``search``). The checkpoint is replaced: retrain the experts
+    built on it (the reranker) afterwards. If a run fails, the checkpoint found before the search is put back.
+    """
     runs: list[dict[str, object]] = []
-    best: tuple[float, dict[str, object]] | None = None
-    with tempfile.TemporaryDirectory(prefix="llmcrs-search-") as keep:
-        for values in itertools.product(*SEARCH_GRID.values()):
-            trial = dataclasses.replace(cfg, **dict(zip(SEARCH_GRID, values, strict=True)))
-            res = train_one(name, dataset, trial, data_root)
-            runs.append({**dict(zip(SEARCH_GRID, values, strict=True)), "valid_hit@10": res["valid_hit@10"],
-                         "epochs_run": len(res.get("history", [])), "wall_seconds": res["wall_seconds"]})  # type: ignore[arg-type]  # fmt: skip
-            print(f"{name}/{dataset} search: {runs[-1]}", flush=True)
-            if best is None or float(res["valid_hit@10"]) > best[0]:  # type: ignore[arg-type]
-                best = (float(res["valid_hit@10"]), res)  # type: ignore[arg-type]
-                shutil.rmtree(keep)
-                shutil.copytree(checkpoint_dir(dataset, name), keep)
-        shutil.rmtree(checkpoint_dir(dataset, name))
-        shutil.copytree(keep, checkpoint_dir(dataset, name))
+    best: tuple[float, bool, dict[str, object]] | None = None
+    folder = checkpoint_dir(dataset, name)
+    with tempfile.TemporaryDirectory(prefix="llmcrs-search-") as scratch:
+        before, kept = Path(scratch) / "before", Path(scratch) / "best"
+        if folder.is_dir():
+            shutil.copytree(folder, before)
+        try:
+            for values in itertools.product(*SEARCH_GRID.values()):
+                chosen = dict(zip(SEARCH_GRID, values, strict=True))
+                res = train_one(name, dataset, dataclasses.replace(cfg, **chosen), data_root)
+                runs.append({**chosen, "valid_hit@10": res["valid_hit@10"], "epochs_run": len(res.get("history", [])),  # type: ignore[arg-type]
+                             "wall_seconds": res["wall_seconds"]})  # fmt: skip
+                print(f"{name}/{dataset} search: {runs[-1]}", flush=True)
+                key = (float(res["valid_hit@10"]), all(getattr(cfg, k) == v for k, v in chosen.items()))  # type: ignore[arg-type]
+                if best is None or key > best[:2]:
+                    best = (*key, res)
+                    shutil.rmtree(kept, ignore_errors=True)
+                    shutil.copytree(folder, kept)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            if before.is_dir():
+                shutil.copytree(before, folder)
+            raise
+        shutil.rmtree(folder)
+        shutil.copytree(kept, folder)
     assert best is not None
-    result = {**best[1], "search": runs}
-    (checkpoint_dir(dataset, name) / "metrics.json").write_text(json.dumps(result, indent=1))
+    result = {**best[2], "search": runs}
+    (folder / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -72,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="redial")
     parser.add_argument("--data-root", default=None)
     parser.add_argument(
-        "--search", action="store_true", help=f"{', '.join(SEARCHED)}: try every combination of {SEARCH_GRID}, keep the best on validation"
+        "--search",
+        action="store_true",
+        help=f"{', '.join(SEARCHED)}: try every combination of {SEARCH_GRID} (over the flags above), keep the best on validation; "
+        "replaces the checkpoint, so retrain the reranker afterwards",
     )
     for field, value in TrainConfig().as_dict().items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
