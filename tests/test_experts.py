@@ -242,6 +242,32 @@ def test_popularity_by_preferences_equals_its_item_by_item_definition(redial_env
     assert "mutated" not in redial_env.linker.link(text).items
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "User: Something with Tom Hanks or Meg Ryan please, but no horror.",
+        "User: I hate Adam Sandler.\nAssistant: Have you seen Heat (1995)?\nUser: Yes! Something with Al Pacino?",
+    ],
+)
+def test_stated_first_equals_its_item_by_item_definition(redial_env, text):
+    """The inverted indices give exactly the catalog-wide sort they replace, over a ranking that also
+    holds names outside the catalog."""
+    from tools.preferences import stated_first
+
+    env = redial_env
+    order = ["Not A Catalog Item (1900)", *reversed(env.ranked_by_popularity)]  # any order the recommender likes
+    prefs = env.preferences(text)
+    disliked = set(prefs.disliked)
+    people = {p for p in prefs.people if p not in disliked}
+    assert people or disliked  # the sort is in play
+    keyed = []
+    for position, name in enumerate(order[: len(env.item_attributes)]):  # what stated_first asks the recommender for
+        a = env.item_attributes.get(name)
+        if a is not None and not disliked & (a["director"] | a["cast"] | a["writer"] | a["genre"]):
+            keyed.append((-len(people & (a["director"] | a["cast"] | a["writer"])), position, name))
+    assert stated_first(env, text, lambda n: order[:n], 50) == [name for *_, name in sorted(keyed)[:50]]
+
+
 def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     import json
 
