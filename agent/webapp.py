@@ -33,10 +33,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.boundary import MAX_INPUT_MESSAGES, MAX_MESSAGE_CHARS
-from tools.serving import RequestSizeLimit
+from tools.serving import RequestSizeLimit, replayed
 
 # Room for a full input (MAX_INPUT_MESSAGES messages at the character limit, UTF-8, JSON) is far more
 # than a chat needs; the default admits any input the boundary would accept one message of, with headroom.
@@ -120,20 +120,13 @@ class StableMessageIds:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
+                await self.app(scope, replayed([message], receive), send)
                 return
             chunks.append(message.get("body", b""))
             more = bool(message.get("more_body"))
         body = with_message_ids(b"".join(chunks))
         headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-length"] + [(b"content-length", str(len(body)).encode())]
-        await self.app({**scope, "headers": headers}, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    async def replay() -> Message:
-        return messages.pop(0) if messages else await receive()
-
-    return replay
+        await self.app({**scope, "headers": headers}, replayed([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
 
 def create_app(**kwargs: Any) -> Starlette:

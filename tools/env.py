@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -47,7 +49,7 @@ class ExpertEnv:
     @cached_property
     def items_by_person(self) -> dict[str, frozenset[str]]:
         """Person -> the items they directed, wrote or play in."""
-        return _inverted({name: people for name, people in self.people_of.items()})
+        return _inverted(self.people_of)
 
     @cached_property
     def items_by_genre(self) -> dict[str, frozenset[str]]:
@@ -93,7 +95,7 @@ class ExpertEnv:
         return self.linker.link(dialogue_context).items
 
 
-def _inverted(values_of: dict[str, frozenset[str] | set[str]]) -> dict[str, frozenset[str]]:
+def _inverted(values_of: Mapping[str, AbstractSet[str]]) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for item, values in values_of.items():
         for v in values:

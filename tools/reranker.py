@@ -150,11 +150,13 @@ class Features:
         attrs = self.env.item_attributes
         named = link(dialogue_context)
         turns = parse_dialogue(dialogue_context)
-        last = set(link(turns[-1][1]).people) if turns else set()
+        last_said = link(turns[-1][1]) if turns else None
+        last = set(last_said.people) if last_said is not None else set()
         recent = last | (set(link(turns[-2][1]).people) if len(turns) > 1 else set())
         people = set(named.people)
         genres = set(named.genres) - set(named.disliked)
-        their_people = Counter(p for item in named.items for p in self._people(item))
+        people_of = self.env.people_of
+        their_people = Counter(p for item in named.items for p in people_of.get(item, ()))
         their_genres = Counter(g for item in named.items for g in attrs.get(item, {}).get("genre", ()))
         comentioned: Counter[str] = Counter()
         for item in named.items:
@@ -166,12 +168,12 @@ class Features:
         pool += named.items
         candidates = [i for i in dict.fromkeys(pool) if i in attrs]
         named_set = set(named.items)
-        in_last = set(link(turns[-1][1]).items) if turns else set()
+        in_last = set(last_said.items) if last_said is not None else set()
         by_assistant = {i for role, text in turns if role == "recommender" for i in link(text).items}
         positions = {name: {item: r for r, item in enumerate(ranked, start=1)} for name, ranked in ranks.items()}
         rows = []
         for item in candidates:
-            mine = self._people(item)
+            mine = people_of.get(item, frozenset())
             row = [
                 math.log1p(self.env.popularity.get(item, 0)),
                 len(mine & last),
@@ -189,9 +191,6 @@ class Features:
             row += [float(item in named_set), float(item in in_last), float(item in by_assistant)]
             rows.append(row)
         return candidates, torch.tensor(rows, dtype=torch.float32).reshape(len(rows), self.size + len(REPEAT_FEATURES))
-
-    def _people(self, item: str) -> frozenset[str]:
-        return self.env.people_of.get(item, frozenset())
 
 
 class Scorer(nn.Module):

@@ -91,16 +91,22 @@ class RequestSizeLimit:
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
 
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replayed(messages, receive), send)
 
     async def _refuse(self, size: int, send: Send) -> None:
         message = f"request body of {size} bytes is over the limit of {self.max_bytes} bytes"
         body = json.dumps({self.field: f"{message} {self.hint}" if self.hint else message}).encode()
         await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
+
+
+def replayed(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands back ``messages`` (a body already read) first, then reads on."""
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 def _error(status: int, message: str) -> JSONResponse:
