@@ -27,6 +27,11 @@ share of the system's questions that repeat an earlier question of the same dial
 the share of recommendations whose named item (the top one) was already offered or rejected.
 Transcripts go to ``<results>/simulate/<dataset>/<system>.jsonl``, tables to ``tables.md``.
 
+A *curious* attribute user (``curious`` > 0; RLPF's training users, never the evaluation's) sometimes
+asks about a wrong recommendation before rejecting it ("Why would I like that?", "Who made it?") and
+leaves, the dialogue failed, when the next turn does not answer (an explanation, a detail): a user
+whose question is ignored does not stay, so a policy learned from these users keeps answering them.
+
 Two simulators share the :class:`UserSimulator` interface: the deterministic attribute one (the
 default) and :class:`LLMSimulator` (``--simulator llm --simulator_model SPEC``: any chat model plays
 the user from ``prompts/simulator.txt``; its sentences that name the target, even fuzzily, are
@@ -56,7 +61,7 @@ from crsdata.loaders import load_samples
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from crsdata.schema import RecSample, Turn
 from eval.systems import Conversational, Prediction, System
-from tools.subtasks import RECOMMENDATION
+from tools.subtasks import DETAIL_SEARCH, EXPLANATION, RECOMMENDATION
 
 TITLE_FUZZ = 85  # rapidfuzz partial ratio from which a sentence names the title
 FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something with {} in it would be great.", 2),
@@ -66,6 +71,11 @@ FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something wi
 ASKS = {"genre": r"genres?|kind of", "cast": r"actors?|actress(?:es)?|cast|stars?", "director": r"directors?|directed",
         "writer": r"writers?|authors?|written", "decade": r"decades?|era|particular time|how old|\d{4}s"}  # fmt: skip
 REJECTION = "I don't like them."
+#: What a curious user asks about a recommended item, and the sub-task that answers it. Worded unlike the
+#: scripted conversations of the tests, which check the manager on phrasings it never trained on.
+FOLLOW_UPS = (("Why would I like that?", EXPLANATION), ("How is that one like what I told you?", EXPLANATION),
+              ("Hmm, and who made it?", DETAIL_SEARCH), ("Who are the actors in it?", DETAIL_SEARCH))  # fmt: skip
+LEAVES = "You did not answer my question. Bye."
 #: The reply to a statement that neither recommends nor asks (an explanation or a detail nobody asked
 #: for): the user learns nothing and says nothing new, so only a question earns an attribute.
 NUDGE = "OK. What would you recommend?"
@@ -103,6 +113,7 @@ class UserSimulator(Protocol):
     from which a naming of the target had to be removed."""
 
     masked: int
+    left: bool  # the user walked away: the dialogue ends, failed
 
     def reply(self, prediction: Prediction) -> str:
         """The user's next utterance after the system's turn."""
@@ -138,12 +149,17 @@ class AttributeSimulator:
         feedback: ``reason`` (a rejection says the next attribute not said yet) or ``plain`` (it says
             only "I don't like them.").
         k: How many of a recommendation's items the user sees, and so rejects.
+        curious: The chance that a wrong recommendation gets a follow-up question first (:data:`FOLLOW_UPS`);
+            the user leaves when the next turn does not answer it. 0 (no questions) in evaluation.
+        seed: Seeds which recommendations get a question, and which one.
     """
 
-    def __init__(self, target: Item, feedback: str = "reason", k: int = 10) -> None:
+    def __init__(self, target: Item, feedback: str = "reason", k: int = 10, curious: float = 0.0, seed: int = 0) -> None:
         if feedback not in ("reason", "plain"):
             raise ValueError(f"unknown feedback {feedback!r}; use 'reason' or 'plain'")
-        self.target, self.feedback, self.k, self.masked = target, feedback, k, 0
+        self.target, self.feedback, self.k, self.masked, self.left = target, feedback, k, 0, False
+        self.curious, self.rng = curious, random.Random(seed)
+        self.expects: tuple[str, str] | None = None  # the sub-task that answers the user's question, and the rejection it holds back
         names = {target.name, target.title}
         self.known = {key: [template.format(v) for v in _values(target, key)[:n]
                             if not any(_mentions(v, t) or _mentions(t, v) for t in names)] for key, template, n in FACTS}  # fmt: skip
@@ -161,11 +177,23 @@ class AttributeSimulator:
         return "Anything else along those lines?"
 
     def reply(self, prediction: Prediction) -> str:
-        """Reject a wrong recommendation (with a reason, by default); answer a question."""
+        """Reject a wrong recommendation (with a reason, by default; a curious user may ask about it
+        first); answer a question."""
+        if self.expects is not None:  # the user asked about the last recommendation
+            (expected, rejection), self.expects = self.expects, None
+            if prediction.subtask != expected:
+                self.left = True
+                return LEAVES
+            return rejection
         if prediction.subtask == RECOMMENDATION and prediction.ranked:
             reason = self._next_fact() if self.feedback == "reason" else REJECTION
             shown = prediction.ranked[: self.k]
-            return f"Not {', '.join(shown)}, I don't think {'that one is' if len(shown) == 1 else 'any of those is'} for me. {reason}"
+            rejection = f"Not {', '.join(shown)}, I don't think {'that one is' if len(shown) == 1 else 'any of those is'} for me. {reason}"
+            if self.curious and self.rng.random() < self.curious:
+                question, expected = self.rng.choice(FOLLOW_UPS)
+                self.expects = (expected, rejection)
+                return question
+            return rejection
         if "?" not in prediction.response:
             return NUDGE
         key = asked_attribute(prediction.response)
@@ -200,7 +228,7 @@ class LLMSimulator:
         self.target, self.model, self.category, self.max_new_tokens = target, model, category, max_new_tokens
         self.fallback = AttributeSimulator(target)
         self.known = "\n".join(f"- {key}: {', '.join(target.get(key)[:n])}" for key, _, n in FACTS if target.get(key))
-        self.masked = 0
+        self.masked, self.left = 0, False
 
     def reply(self, prediction: Prediction) -> str:
         """The LLM's reply, without any sentence that names the target."""
@@ -270,6 +298,8 @@ def simulate(system: System, sample: RecSample, user: UserSimulator, turns: int,
             break
         record["user"] = user.reply(pred)
         ep.turns.append(record)
+        if user.left:
+            break
         context += [Turn("recommender", pred.response, tuple(shown[:1])), Turn("user", record["user"])]
     ep.masked_replies = user.masked
     return ep

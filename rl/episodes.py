@@ -9,10 +9,15 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
 * **Episodes.** The graph, deciding with the very head being trained (``build_crs_graph(manager=head)``)
   and *sampling* its decisions, talks with the attribute simulator of :mod:`eval.simulate` from
   dialogues of the validation split (no expert trained on them), half with plain rejections and half
-  with a reason, for up to ``sim_turns`` turns.
+  with a reason, for up to ``sim_turns`` turns. A share ``sim_curious`` of the wrong recommendations
+  gets a follow-up question first ("Why would I like that?", "Who made it?"); the user leaves when it
+  is not answered, so asking or recommending where the user asked *why* costs the whole dialogue.
 * **Reward.** R = 1 when a target is among the top-k shown within the turns, else 0: the HIT of the
   conversation (lambda = 1; a simulated user has no reference response to score BLEU against). Every
   turn the conversation costs comes out of the same budget, so eliciting must pay for its turn.
+  The opening decision (the reply to the real history, a corpus turn whose reference the cached phases
+  already fit) is executed but not trained unless ``sim_opening``: what the conversations teach is what
+  to do after a recommendation failed, not to question a user who asked for one.
 * **Estimator.** REINFORCE with a moving-average baseline b (one per feedback style, as the paper keeps
   one per sub-task): loss = -(R - b) * sum_t log pi(a_t | s_t) over the head's executed decisions (a
   detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
@@ -116,9 +121,10 @@ def executed_decisions(
 
 
 def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tuple[RecSample, Any]], feedback: list[str], turns: int,
-         k: int, sample: bool = True) -> list[Played]:  # fmt: skip
+         k: int, sample: bool = True, curious: float = 0.0, opening: bool = False, seed: int = 0) -> list[Played]:  # fmt: skip
     """Let the graph (built on ``model`` with ``head``) talk with a simulated user on each dialogue,
-    the head's decisions sampled (``sample``) or greedy; ``feedback`` styles take turns by dialogue."""
+    the head's decisions sampled (``sample``) or greedy; ``feedback`` styles take turns by dialogue;
+    ``curious`` users ask about wrong recommendations; the opening's decisions are kept if ``opening``."""
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
     previous = bool(getattr(model, "sample_choices", False))
@@ -128,8 +134,9 @@ def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tup
         for n, (s, item) in enumerate(dialogues):
             style = feedback[n % len(feedback)]
             recorder = _Recorder(system, trace)
-            ep = simulate(recorder, s, AttributeSimulator(item, style, k), turns, k)
-            decisions = [d for traj, inputs in recorder.turns for d in executed_decisions(traj, inputs, head)]
+            ep = simulate(recorder, s, AttributeSimulator(item, style, k, curious=curious, seed=seed + n), turns, k)
+            learned = recorder.turns if opening else recorder.turns[1:]
+            decisions = [d for traj, inputs in learned for d in executed_decisions(traj, inputs, head)]
             played.append(Played(decisions, float(ep.success_turn is not None), style, len(ep.turns)))
             trace.clear()
     finally:
@@ -213,7 +220,7 @@ def train_on_conversations(
 
     def success(tag: str) -> float:
         head.eval()
-        eps = play(head, model, system, held, feedback, cfg.sim_turns, cfg.hit_k, sample=False)
+        eps = play(head, model, system, held, feedback, cfg.sim_turns, cfg.hit_k, sample=False, curious=cfg.sim_curious, seed=cfg.seed)
         value = statistics.mean(e.reward for e in eps)
         if progress:
             print(
@@ -226,7 +233,8 @@ def train_on_conversations(
     for r in range(cfg.sim_rounds):
         head.eval()  # dropout off while it acts
         batch = [pool[rng.randrange(len(pool))] for _ in range(cfg.sim_dialogues)]
-        played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True)
+        played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True, curious=cfg.sim_curious,
+                      opening=cfg.sim_opening, seed=cfg.seed + 1000 * (r + 1))  # fmt: skip
         args = dataclasses.replace(cfg, num_train_epochs=1, learning_rate=cfg.sim_learning_rate, lr_scheduler_type="constant",
                                    per_device_train_batch_size=cfg.sim_batch_size, output_dir=tempfile.mkdtemp(prefix="llmcrs-conv-"))  # fmt: skip
         trainer = EpisodeTrainer(head, args, played, baseline, reference, corpus, optimizer)

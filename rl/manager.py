@@ -54,6 +54,10 @@ class ManagerConfig(RLPFBaseConfig):
     sim_split: str = field(default="valid", metadata={"help": "split whose dialogues the simulated users start from"})
     sim_turns: int = field(default=5, metadata={"help": "system turns per simulated conversation"})
     sim_feedback: str = field(default="plain,reason", metadata={"help": "rejection styles of the simulated users, taking turns"})
+    sim_curious: float = field(
+        default=0.3, metadata={"help": "share of wrong recommendations the simulated user asks about (why, who) before rejecting"}
+    )
+    sim_opening: bool = field(default=False, metadata={"help": "also learn the opening decision of each conversation (a corpus turn)"})
     sim_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of RLPF on conversations"})
     sim_kl_beta: float = field(
         default=1.0, metadata={"help": "conversations: weight of the KL of detection from the corpus-trained head on corpus turns"}

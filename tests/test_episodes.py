@@ -91,7 +91,7 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     head, _ = load_manager(manager_dir("redial"))
     system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
     dialogues, _ = choose_dialogues(redial_env, "redial", "valid", 3, 0, str(real_root))
-    played = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=True)
+    played = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=True, opening=True)
     assert not embedded.sample_choices
     assert len(played) == 3
     for p in played:
@@ -99,3 +99,10 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
         assert 1 <= len(detections) <= p.turns
         assert all(d.llm.shape == (head.spec["llm_dim"],) and d.state.shape == (head.spec["state_dim"],) for d in p.decisions)
         assert p.reward in (0.0, 1.0) and (p.reward == 1.0 or p.turns == 3)
+    # by default the opening (a corpus turn) is played but not learned: the same greedy conversations
+    # without their first turn's decisions
+    every = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=False, opening=True)
+    later = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=False)
+    for a, b in zip(every, later, strict=True):
+        assert len(b.decisions) < len(a.decisions) and a.reward == b.reward
+        assert [d.action for d in b.decisions] == [d.action for d in a.decisions][len(a.decisions) - len(b.decisions) :]

@@ -171,6 +171,22 @@ def test_elicitation_on_a_real_dialogue(redial_env):
     assert dislike["preferences"]["disliked"] == ["horror"]
 
 
+def test_the_elicitor_asks_the_question_whose_answer_tells_most(redial_env):
+    """The user answers with the value they have in mind, not one of the examples: a director's name
+    splits the candidates far more finely than a genre, so it is asked first; once asked, it is not again."""
+    from tools.elicitation import QUESTION, answer_information, next_question
+    from tools.popularity import rank_by_preferences
+
+    ctx = "User: Hi, I'd like to watch a movie tonight."
+    out = next_question(redial_env, ctx)
+    candidates = rank_by_preferences(redial_env, ctx, 200)
+    bits = {k: answer_information([min(redial_env.item_attributes[c][k], default=None) for c in candidates])[0] for k in QUESTION}
+    assert out["attribute"] == max(bits, key=lambda k: bits[k]) and out["information_bits"] == round(bits[out["attribute"]], 3)
+    assert min(bits["director"], bits["cast"]) > max(bits["genre"], bits["decade"]) + 2
+    then = next_question(redial_env, f"{ctx}\nAssistant: {out['text']}\nUser: not sure", asked=[out["attribute"]])
+    assert then["attribute"] not in (out["attribute"], None) and then["information_bits"] <= out["information_bits"]
+
+
 def test_explanation_uses_shared_attributes(redial_env):
     from tools.explanation import explain
 

@@ -148,3 +148,34 @@ def test_a_rejection_names_every_item_the_user_was_shown_and_each_becomes_a_disl
     assert reply.startswith("Not Titanic (1997), The Shining (1980), Heat (1995), I don't think any of those is for me.")
     prefs = redial_env.preferences(f"User: {reply}")
     assert set(prefs.disliked) >= set(shown[:3]) and "Up (2009)" not in prefs.items
+
+
+def test_a_curious_user_asks_about_a_wrong_item_and_leaves_when_the_question_is_ignored(redial_env):
+    """RLPF's training users: with ``curious=1`` every wrong recommendation first gets a follow-up; an
+    answer of the right kind (explanation, detail) brings the held-back rejection, anything else ends the
+    dialogue, failed; the evaluation's users (``curious=0``) never ask."""
+    from eval.simulate import FOLLOW_UPS, LEAVES
+
+    sample, item = _targets(redial_env, 1)[0]
+    wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
+    outcomes = {}
+    for seed in range(12):
+        user = AttributeSimulator(item, feedback="plain", curious=1.0, seed=seed)
+        question = user.reply(wrong)
+        expected = dict(FOLLOW_UPS)[question]
+        answered = user.reply(Prediction(ranked=[], response="Because you liked Heat (1995).", subtask=expected))
+        assert answered.startswith("Not Titanic (1997)") and not user.left
+        assert user.reply(wrong) in dict(FOLLOW_UPS)  # the next wrong item gets its question too
+        assert user.reply(wrong) == LEAVES and user.left  # ... and another recommendation instead of the answer ends it
+        outcomes[expected] = outcomes.get(expected, 0) + 1
+    assert set(outcomes) == {"explanation", "item detail search"}  # both kinds are asked
+    assert AttributeSimulator(item, feedback="plain").reply(wrong).startswith("Not Titanic (1997)")  # never curious by default
+
+    class _Stubborn:  # a system that keeps recommending the same wrong item
+        name = "stubborn"
+
+        def predict(self, s):
+            return wrong
+
+    ep = simulate(_Stubborn(), sample, AttributeSimulator(item, feedback="plain", curious=1.0), turns=5, k=10)
+    assert len(ep.turns) == 2 and ep.turns[-1]["user"] == LEAVES and ep.success_turn is None
