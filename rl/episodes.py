@@ -21,7 +21,8 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
 * **Estimator.** REINFORCE with a moving-average baseline b (one per feedback style, as the paper keeps
   one per sub-task): loss = -(R - b) * sum_t log pi(a_t | s_t) over the head's executed decisions (a
   detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
-  KL divergence of detection from the head before this phase on the corpus validation decisions, so the
+  KL divergence of detection from the head before this phase on corpus decisions (``sim_kl_split``: the
+  training split, whose templated "why" and "who directed it" follow-ups anchor those turns), so the
   turn-level behaviour learned from the corpus stays.
 
 The LLM runs forward only (about 0.1-0.3 s a turn); its hidden states are taken from the head's input by

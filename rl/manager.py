@@ -62,6 +62,10 @@ class ManagerConfig(RLPFBaseConfig):
     sim_kl_beta: float = field(
         default=1.0, metadata={"help": "conversations: weight of the KL of detection from the corpus-trained head on corpus turns"}
     )
+    sim_kl_split: str = field(
+        default="train",
+        metadata={"help": "corpus decisions the KL is taken on: train (with the templated why/who follow-ups) or valid"},
+    )
     sim_batch_size: int = field(default=25, metadata={"help": "conversations per update"})
     sim_model: str = field(default="embedded", metadata={"help": "the LLM whose hidden states the head reads (as the decision data)"})
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})

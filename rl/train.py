@@ -79,7 +79,9 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations
 
-        conv = train_on_conversations(head, cfg, script.dataset, data["valid"], script.data_root)
+        if cfg.sim_kl_split not in data:
+            raise SystemExit(f"sim_kl_split must be train or valid, got {cfg.sim_kl_split!r}")
+        conv = train_on_conversations(head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root)
         report["history"] += conv.pop("history")
         report.update(conv)
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
