@@ -64,23 +64,20 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     from tools.learned import retrain_command
     from tools.train import EXPERTS
 
+    splits = ("train", "valid")
+    for name in ("rl_split", "sim_kl_split"):  # the splits the phases read, checked before anything is loaded
+        if getattr(cfg, name) not in splits:
+            raise SystemExit(f"{name} must be train or valid, got {getattr(cfg, name)!r}")
     set_seed(cfg.seed)
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")
-    feats = {split: load_features(script.dataset, split) for split in ("train", "valid")}
-    data = {
-        split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k)
-        for split in ("train", "valid")
-    }
+    feats = {split: load_features(script.dataset, split) for split in splits}
+    data = {split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k) for split in splits}
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
-    if cfg.rl_split not in data:
-        raise SystemExit(f"rl_split must be train or valid, got {cfg.rl_split!r}")
     report = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations
 
-        if cfg.sim_kl_split not in data:
-            raise SystemExit(f"sim_kl_split must be train or valid, got {cfg.sim_kl_split!r}")
         conv = train_on_conversations(head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root)
         report["history"] += conv.pop("history")
         report.update(conv)
