@@ -23,7 +23,11 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
   detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
   KL divergence of detection from the head before this phase on corpus decisions (``sim_kl_split``: the
   training split, whose templated "why" and "who directed it" follow-ups anchor those turns), so the
-  turn-level behaviour learned from the corpus stays.
+  turn-level behaviour learned from the corpus stays. The anchor leaves out the corpus turns the
+  conversations are there to teach (:func:`taught_by_conversations`: a reply to a recommendation that
+  names no item and asks nothing, such as "I don't like them."), whose corpus label (mostly another
+  recommendation) would pull against what the reward says; so openings, requests naming a liked item
+  and questions can be held firmly without holding back what follows a rejection.
 
 The LLM runs forward only (about 0.1-0.3 s a turn); its hidden states are taken from the head's input by
 a forward hook, so an update costs milliseconds. Configured by the ``sim_*`` fields of
@@ -45,7 +49,7 @@ import torch
 from trl.trainer.base_trainer import _BaseTrainer
 
 from agent.context import Context
-from agent.manager import SUBTASK_NAMES, ManagerHead
+from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from crsdata.schema import RecSample
 from eval.harness import RunConfig
 from eval.simulate import AttributeSimulator, choose_dialogues, simulate
@@ -146,6 +150,24 @@ def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tup
     return played
 
 
+def taught_by_conversations(state: torch.Tensor) -> torch.Tensor:
+    """Which decision contexts (rows of :data:`agent.manager.STATE_FEATURES`) answer a recommendation
+    without naming an item, asking why or asking about an attribute: what conversations teach, so
+    the KL anchor leaves them out.
+
+    >>> row = dict.fromkeys(STATE_FEATURES, 0.0)
+    >>> rejection = {**row, "assistant_named_item": 1.0}
+    >>> request = {**rejection, "items_in_last_user": 1 / 3}
+    >>> taught_by_conversations(torch.tensor([[r[n] for n in STATE_FEATURES] for r in (row, rejection, request)])).tolist()
+    [False, True, False]
+    """
+    col = {n: i for i, n in enumerate(STATE_FEATURES)}
+    taught = state[:, col["assistant_named_item"]] > 0
+    for name in ("items_in_last_user", "why", "question", "attribute"):
+        taught &= state[:, col[name]] == 0
+    return taught
+
+
 class EpisodeTrainer(_BaseTrainer):
     """REINFORCE over simulated conversations (module docstring), on TRL's trainer base like
     :class:`rl.manager.ManagerTrainer`: one ``train()`` is one pass over a round's conversations."""
@@ -156,6 +178,7 @@ class EpisodeTrainer(_BaseTrainer):
     def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
         self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
+        self.anchor = torch.nonzero(~taught_by_conversations(corpus.state)).flatten()
         self.history: list[dict[str, Any]] = []
         self._generator = torch.Generator().manual_seed(args.seed)
         super().__init__(
@@ -183,8 +206,8 @@ class EpisodeTrainer(_BaseTrainer):
                 terms.append(-advantages[n] * logp)
             loss = torch.stack(terms).sum() / len(episodes)
         beta = float(self.args.sim_kl_beta)  # type: ignore[attr-defined]
-        if beta > 0:  # stay near the corpus-trained detection on corpus turns (TRL's KL penalty)
-            rows = torch.randint(len(self.corpus), (min(256, len(self.corpus)),), generator=self._generator)
+        if beta > 0 and len(self.anchor):  # stay near the corpus-trained detection on corpus turns (TRL's KL penalty)
+            rows = self.anchor[torch.randint(len(self.anchor), (min(256, len(self.anchor)),), generator=self._generator)]
             llm, state = self.corpus.llm[rows], self.corpus.state[rows]
             loss = loss + beta * detection_kl(model(llm, state)[0], self.reference, llm, state)
         self.history.append({"phase": "conversations", "reward": statistics.mean(e.reward for e in episodes),
