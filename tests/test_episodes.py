@@ -4,14 +4,15 @@ and the graph's executed decisions are recorded with the inputs the head read.""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 
 import torch
 
-from agent.manager import SUBTASK_NAMES, ManagerHead
+from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from rl.baseline import MovingAverageBaseline
 from rl.episodes import Decision, EpisodeTrainer, Played, executed_decisions, play
-from rl.manager import ManagerConfig
+from rl.manager import ManagerConfig, detection_kl
 from tests.test_manager import synthetic
 from tools.subtasks import ELICITATION, RECOMMENDATION
 
@@ -106,3 +107,45 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     for a, b in zip(every, later, strict=True):
         assert len(b.decisions) < len(a.decisions) and a.reward == b.reward
         assert [d.action for d in b.decisions] == [d.action for d in a.decisions][len(a.decisions) - len(b.decisions) :]
+
+
+def test_the_kl_anchor_holds_corpus_turns_but_leaves_the_replies_to_a_rejection_to_the_conversations():
+    """A strong KL (beta 10) keeps the corpus-trained detection on openings and questions, while the
+    conversations still teach what to do after "I don't like them.": the corpus rows of that kind
+    (mostly labelled recommendation) are not anchored, so they do not pull against the reward."""
+    torch.manual_seed(0)
+    dim, named = len(STATE_FEATURES), STATE_FEATURES.index("assistant_named_item")
+    corpus = synthetic(400, 3)
+    state = torch.zeros(400, dim)
+    state[::2, named] = 1.0  # half the corpus replies to a recommendation, naming nothing
+    corpus = dataclasses.replace(corpus, state=state)
+    head = ManagerHead(16, dim, ["a", "b"], hidden=32, dropout=0.0)
+    head.fit_scaler(corpus.llm)
+    head.det_bias[REC] = 1.5  # the corpus-trained head recommends everywhere
+    reference = copy.deepcopy(head).eval()
+    cfg = ManagerConfig(output_dir=tempfile.mkdtemp(), seed=0, sim_kl_beta=10.0, per_device_train_batch_size=25, lr_scheduler_type="constant",
+                        num_train_epochs=1, learning_rate=3e-3)  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+
+    def rejections(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = torch.zeros(n, dim)
+        s[:, named] = 1.0
+        return torch.randn(n, 16, generator=g), s
+
+    baseline, optimizer = MovingAverageBaseline(0.9), torch.optim.AdamW(head.parameters(), lr=1e-2)
+    for _ in range(10):  # asking after a rejection is what pays
+        llm, s = rejections(200)
+        with torch.no_grad():
+            actions = torch.multinomial(torch.softmax(head(llm, s)[0], -1), 1, generator=g).squeeze(1)
+        played = [Played([Decision(llm[i], s[i], True, list(range(len(SUBTASK_NAMES))), int(a))], float(a == ELI), "plain", 1)
+                  for i, a in enumerate(actions.tolist())]  # fmt: skip
+        EpisodeTrainer(head, cfg, played, baseline, reference, corpus, optimizer).train()
+    head.eval()
+    with torch.no_grad():
+        llm, s = rejections(400)
+        asks = float((head(llm, s)[0].argmax(-1) == ELI).float().mean())
+        held = corpus.state[:, named] == 0
+        kl = float(detection_kl(head(corpus.llm[held], corpus.state[held])[0], reference, corpus.llm[held], corpus.state[held]))
+        still = float((head(corpus.llm[held], corpus.state[held])[0].argmax(-1) == REC).float().mean())
+    assert asks > 0.9, asks  # learned: ask after a rejection
+    assert still > 0.95 and kl < 0.1, (still, kl)  # held: the other corpus turns keep their detection
