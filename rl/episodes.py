@@ -161,6 +161,8 @@ def taught_by_conversations(state: torch.Tensor) -> torch.Tensor:
     >>> taught_by_conversations(torch.tensor([[r[n] for n in STATE_FEATURES] for r in (row, rejection, request)])).tolist()
     [False, True, False]
     """
+    if state.shape[-1] != len(STATE_FEATURES):
+        raise ValueError(f"state rows have {state.shape[-1]} features, expected the {len(STATE_FEATURES)} of STATE_FEATURES")
     col = {n: i for i, n in enumerate(STATE_FEATURES)}
     taught = state[:, col["assistant_named_item"]] > 0
     for name in ("items_in_last_user", "why", "question", "attribute"):
@@ -178,7 +180,8 @@ class EpisodeTrainer(_BaseTrainer):
     def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
         self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
-        self.anchor = torch.nonzero(~taught_by_conversations(corpus.state)).flatten()
+        anchored = float(args.sim_kl_beta) > 0  # type: ignore[attr-defined]
+        self.anchor = torch.nonzero(~taught_by_conversations(corpus.state)).flatten() if anchored else torch.zeros(0, dtype=torch.long)
         self.history: list[dict[str, Any]] = []
         self._generator = torch.Generator().manual_seed(args.seed)
         super().__init__(
