@@ -145,7 +145,8 @@ def test_the_kl_anchor_holds_corpus_turns_but_leaves_the_replies_to_a_rejection_
         llm, s = rejections(400)
         asks = float((head(llm, s)[0].argmax(-1) == ELI).float().mean())
         held = corpus.state[:, named] == 0
-        kl = float(detection_kl(head(corpus.llm[held], corpus.state[held])[0], reference, corpus.llm[held], corpus.state[held]))
-        still = float((head(corpus.llm[held], corpus.state[held])[0].argmax(-1) == REC).float().mean())
+        det = head(corpus.llm[held], corpus.state[held])[0]
+        kl = float(detection_kl(det, reference, corpus.llm[held], corpus.state[held]))
+        still = float((det.argmax(-1) == REC).float().mean())
     assert asks > 0.9, asks  # learned: ask after a rejection
     assert still > 0.95 and kl < 0.1, (still, kl)  # held: the other corpus turns keep their detection
