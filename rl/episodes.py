@@ -19,7 +19,9 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
   already fit) is executed but not trained unless ``sim_opening``: what the conversations teach is what
   to do after a recommendation failed, not to question a user who asked for one.
 * **Estimator.** REINFORCE with a moving-average baseline b (one per feedback style, as the paper keeps
-  one per sub-task): loss = -(R - b) * sum_t log pi(a_t | s_t) over the head's executed decisions (a
+  one per sub-task), or, with ``sim_rollouts`` > 1 conversations per dialogue, the mean reward of the
+  other rollouts of the same dialogue (:func:`leave_one_out`, TRL's RLOO): loss = -(R - b) * sum_t
+  log pi(a_t | s_t) over the head's executed decisions (a
   detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
   KL divergence of detection from the head before this phase on corpus decisions (``sim_kl_split``: the
   training split, whose templated "why" and "who directed it" follow-ups anchor those turns), so the
@@ -77,6 +79,7 @@ class Played:
     reward: float
     feedback: str
     turns: int
+    dialogue: int | None = None  # which dialogue of the round (rollouts of one dialogue share it)
 
 
 @dataclass
@@ -126,10 +129,11 @@ def executed_decisions(
 
 
 def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tuple[RecSample, Any]], feedback: list[str], turns: int,
-         k: int, sample: bool = True, curious: float = 0.0, opening: bool = False, seed: int = 0) -> list[Played]:  # fmt: skip
+         k: int, sample: bool = True, curious: float = 0.0, opening: bool = False, seed: int = 0, rollouts: int = 1) -> list[Played]:  # fmt: skip
     """Let the graph (built on ``model`` with ``head``) talk with a simulated user on each dialogue,
-    the head's decisions sampled (``sample``) or greedy; ``feedback`` styles take turns by dialogue;
-    ``curious`` users ask about wrong recommendations; the opening's decisions are kept if ``opening``."""
+    ``rollouts`` times (each a separate conversation), the head's decisions sampled (``sample``) or
+    greedy; ``feedback`` styles take turns by dialogue; ``curious`` users ask about wrong
+    recommendations; the opening's decisions are kept if ``opening``."""
     trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
     previous = bool(getattr(model, "sample_choices", False))
@@ -138,12 +142,14 @@ def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tup
     try:
         for n, (s, item) in enumerate(dialogues):
             style = feedback[n % len(feedback)]
-            recorder = _Recorder(system, trace)
-            ep = simulate(recorder, s, AttributeSimulator(item, style, k, curious=curious, seed=seed + n), turns, k)
-            learned = recorder.turns if opening else recorder.turns[1:]
-            decisions = [d for traj, inputs in learned for d in executed_decisions(traj, inputs, head)]
-            played.append(Played(decisions, float(ep.success_turn is not None), style, len(ep.turns)))
-            trace.clear()
+            for j in range(rollouts):
+                recorder = _Recorder(system, trace)
+                user = AttributeSimulator(item, style, k, curious=curious, seed=seed + n * rollouts + j)
+                ep = simulate(recorder, s, user, turns, k)
+                learned = recorder.turns if opening else recorder.turns[1:]
+                decisions = [d for traj, inputs in learned for d in executed_decisions(traj, inputs, head)]
+                played.append(Played(decisions, float(ep.success_turn is not None), style, len(ep.turns), n))
+                trace.clear()
     finally:
         hook.remove()
         model.sample_choices = previous
@@ -170,6 +176,23 @@ def taught_by_conversations(state: torch.Tensor) -> torch.Tensor:
     return taught
 
 
+def leave_one_out(played: list[Played]) -> list[float]:
+    """Each conversation's reward minus the mean reward of the other rollouts of its dialogue: the
+    baseline of TRL's RLOO. A dialogue that every rollout wins (or loses) teaches nothing, so the
+    variance that comes from how hard a dialogue is drops out; only what the decisions changed stays.
+
+    >>> ep = lambda r, d: Played([], r, "plain", 1, d)
+    >>> leave_one_out([ep(1.0, 0), ep(0.0, 0), ep(0.0, 0), ep(1.0, 1), ep(1.0, 1)])
+    [1.0, -0.5, -0.5, 0.0, 0.0]
+    """
+    groups: dict[int | None, list[float]] = {}
+    for p in played:
+        groups.setdefault(p.dialogue, []).append(p.reward)
+    if None in groups or any(len(g) < 2 for g in groups.values()):
+        raise ValueError("the leave-one-out baseline needs at least two rollouts of every dialogue")
+    return [p.reward - (sum(groups[p.dialogue]) - p.reward) / (len(groups[p.dialogue]) - 1) for p in played]
+
+
 class EpisodeTrainer(_BaseTrainer):
     """REINFORCE over simulated conversations (module docstring), on TRL's trainer base like
     :class:`rl.manager.ManagerTrainer`: one ``train()`` is one pass over a round's conversations."""
@@ -180,6 +203,8 @@ class EpisodeTrainer(_BaseTrainer):
     def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
         self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
+        # several rollouts per dialogue: the leave-one-out baseline of each dialogue, else the moving average
+        self.rloo = leave_one_out(played) if int(args.sim_rollouts) > 1 else None  # type: ignore[attr-defined]
         anchored = float(args.sim_kl_beta) > 0  # type: ignore[attr-defined]
         self.anchor = torch.nonzero(~taught_by_conversations(corpus.state)).flatten() if anchored else torch.zeros(0, dtype=torch.long)
         self.history: list[dict[str, Any]] = []
@@ -195,8 +220,8 @@ class EpisodeTrainer(_BaseTrainer):
     def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         episodes = [self.played[int(i)] for i in inputs["rows"]]
         advantages = []
-        for ep in episodes:  # the baseline before this episode's own reward, then updated with it
-            advantages.append(ep.reward - self.baseline.value(ep.feedback))
+        for i, ep in zip(inputs["rows"], episodes, strict=True):  # the baseline before this episode's own reward, then updated with it
+            advantages.append(ep.reward - self.baseline.value(ep.feedback) if self.rloo is None else self.rloo[int(i)])
             self.baseline.update(ep.feedback, ep.reward)
         flat = [(n, d) for n, ep in enumerate(episodes) for d in ep.decisions]
         loss = torch.zeros(())
@@ -259,9 +284,9 @@ def train_on_conversations(
     report: dict[str, Any] = {"sim_success_before": success("before"), "history": []}
     for r in range(cfg.sim_rounds):
         head.eval()  # dropout off while it acts
-        batch = [pool[rng.randrange(len(pool))] for _ in range(cfg.sim_dialogues)]
+        batch = [pool[rng.randrange(len(pool))] for _ in range(max(1, cfg.sim_dialogues // cfg.sim_rollouts))]
         played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True, curious=cfg.sim_curious,
-                      opening=cfg.sim_opening, seed=cfg.seed + 1000 * (r + 1))  # fmt: skip
+                      opening=cfg.sim_opening, seed=cfg.seed + 1000 * (r + 1), rollouts=cfg.sim_rollouts)  # fmt: skip
         args = dataclasses.replace(cfg, num_train_epochs=1, learning_rate=cfg.sim_learning_rate, lr_scheduler_type="constant",
                                    per_device_train_batch_size=cfg.sim_batch_size, output_dir=tempfile.mkdtemp(prefix="llmcrs-conv-"))  # fmt: skip
         trainer = EpisodeTrainer(head, args, played, baseline, reference, corpus, optimizer)

@@ -67,6 +67,11 @@ class ManagerConfig(RLPFBaseConfig):
         metadata={"help": "corpus decisions the KL is taken on: train (with the templated why/who follow-ups) or valid"},
     )
     sim_batch_size: int = field(default=25, metadata={"help": "conversations per update"})
+    sim_rollouts: int = field(
+        default=1,
+        metadata={"help": "conversations per dialogue in a round (sim_dialogues in all); above 1, each is compared with the mean of "
+                  "the others of its dialogue (TRL's RLOO baseline) instead of the moving average"},
+    )  # fmt: skip
     sim_model: str = field(default="embedded", metadata={"help": "the LLM whose hidden states the head reads (as the decision data)"})
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the head"})

@@ -68,6 +68,8 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     for name in ("rl_split", "sim_kl_split"):  # the splits the phases read, checked before anything is loaded
         if getattr(cfg, name) not in splits:
             raise SystemExit(f"{name} must be train or valid, got {getattr(cfg, name)!r}")
+    if cfg.sim_rounds > 0 and not 1 <= cfg.sim_rollouts <= cfg.sim_dialogues:
+        raise SystemExit(f"sim_rollouts must be between 1 and sim_dialogues ({cfg.sim_dialogues}), got {cfg.sim_rollouts}")
     set_seed(cfg.seed)
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")

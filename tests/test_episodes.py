@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
+from typing import Any
 
+import pytest
 import torch
 
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
@@ -150,3 +152,63 @@ def test_the_kl_anchor_holds_corpus_turns_but_leaves_the_replies_to_a_rejection_
         still = float((det.argmax(-1) == REC).float().mean())
     assert asks > 0.9, asks  # learned: ask after a rejection
     assert still > 0.95 and kl < 0.1, (still, kl)  # held: the other corpus turns keep their detection
+
+
+def _rollouts(head: ManagerHead, g: torch.Generator, dialogues: int, rollouts: int, decided: bool) -> list[Played]:
+    """Sampled rollouts of dialogues with four decisions each. ``decided``: each dialogue ends the same
+    whatever the head does (won or lost by its fate); else its first decision decides: asking pays
+    where feature 0 is positive, recommending elsewhere."""
+    out = []
+    for n in range(dialogues):
+        llm = torch.randn(4, 16, generator=g)
+        won_anyway = bool(torch.rand(1, generator=g) < 0.5)
+        for _ in range(rollouts):
+            with torch.no_grad():
+                probs = torch.softmax(head(llm, torch.zeros(4, 3))[0], -1)
+            actions = torch.multinomial(probs, 1, generator=g).squeeze(1).tolist()
+            reward = float(won_anyway) if decided else float(actions[0] == (ELI if llm[0, 0] > 0 else REC))
+            decisions = [Decision(llm[i], torch.zeros(3), True, list(range(len(SUBTASK_NAMES))), a) for i, a in enumerate(actions)]
+            out.append(Played(decisions, reward, "plain", 5, n))
+    return out
+
+
+def _episode_setup(rollouts: int, lr: float) -> tuple[ManagerHead, ManagerConfig, Any, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    corpus = synthetic(300, 2)
+    head.fit_scaler(corpus.llm)
+    cfg = ManagerConfig(output_dir=tempfile.mkdtemp(), seed=0, sim_kl_beta=0.0, sim_rollouts=rollouts, per_device_train_batch_size=25,
+                        lr_scheduler_type="constant", num_train_epochs=1, learning_rate=lr)  # fmt: skip
+    return head, cfg, corpus, torch.optim.SGD(head.parameters(), lr=lr)
+
+
+def test_with_several_rollouts_a_dialogue_that_ends_the_same_whatever_the_head_does_teaches_nothing():
+    """Compared with the other rollouts of its dialogue (RLOO), a conversation won or lost by the
+    dialogue alone moves no weight; against a moving average the same conversations do (noise)."""
+    moved = {}
+    for rollouts in (1, 4):
+        head, cfg, corpus, optimizer = _episode_setup(rollouts, 0.1)
+        before = [p.detach().clone() for p in head.parameters()]
+        played = _rollouts(head, torch.Generator().manual_seed(1), 25, 4, decided=True)
+        EpisodeTrainer(head, cfg, played, MovingAverageBaseline(0.9), copy.deepcopy(head).eval(), corpus, optimizer).train()
+        moved[rollouts] = max(float((a - b).abs().max()) for a, b in zip(head.parameters(), before, strict=True))
+    assert moved[4] == 0.0 and moved[1] > 1e-3, moved
+
+
+def test_several_rollouts_per_dialogue_learn_the_decision_that_decides():
+    head, cfg, corpus, optimizer = _episode_setup(4, 0.3)
+    g = torch.Generator().manual_seed(0)
+    before = _greedy_reward(head, torch.Generator().manual_seed(9))
+    for _ in range(8):
+        EpisodeTrainer(head, cfg, _rollouts(head, g, 50, 4, decided=False), MovingAverageBaseline(0.9), copy.deepcopy(head).eval(),
+                       corpus, optimizer).train()  # fmt: skip
+    after = _greedy_reward(head, torch.Generator().manual_seed(9))
+    assert after > before + 0.3, (before, after)
+
+
+def test_leave_one_out_needs_rollouts_of_every_dialogue():
+    cfg = ManagerConfig(output_dir=tempfile.mkdtemp(), seed=0, sim_rollouts=2)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    lone = [Played([], 1.0, "plain", 1, 0), Played([], 0.0, "plain", 1, 1)]
+    with pytest.raises(ValueError, match="two rollouts"):
+        EpisodeTrainer(head, cfg, lone, MovingAverageBaseline(0.9), head, synthetic(10, 2), torch.optim.AdamW(head.parameters()))
