@@ -414,8 +414,9 @@ def test_the_reranker_learns_to_beat_its_bases_and_refuses_stale_bases(redial_en
     # named by the user in an earlier turn, and by the assistant: the protocol scorer may rank them, the tool never
     ctx = "User: I loved Titanic (1997).\nAssistant: Have you seen The Notebook (2004)?\nUser: Not yet. Anything else?"
     named = {"Titanic (1997)", "The Notebook (2004)"}
-    assert set(reranker.protocol_ranker(redial_env)(ctx, 50)) & named
-    assert not set(reranker.ranker(redial_env)(ctx, 50)) & named
+    rankings = reranker.bench_rankers(redial_env)
+    assert set(rankings["+repeats"](ctx, 50)) & named
+    assert not set(rankings[""](ctx, 50)) & named
     # a checkpoint of the single-scorer version is refused with the retrain command
     from tools.learned import load_checkpoint, save_checkpoint
 
@@ -506,3 +507,15 @@ def test_decision_data_gains_a_newly_trained_recommender_without_a_rebuild(redia
         a["rankings"].pop("kbrd_recommender", None), a["responses"].pop("recommendation:kbrd_recommender", None)
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == []  # current: nothing to do
+
+
+def test_every_learned_expert_module_provides_the_declared_interface():
+    """The registry's modules implement :class:`tools.learned.LearnedExpert` (adding an expert = one module)."""
+    from tools.learned import LEARNED_EXPERTS, LearnedExpert, learned_module
+
+    members = {n for n in vars(LearnedExpert) if not n.startswith("_")} | set(LearnedExpert.__annotations__)
+    assert {"NAME", "train", "ranker", "make_tool", "bench_rankers"} <= members
+    for name in LEARNED_EXPERTS:
+        module = learned_module(name)
+        assert not {m for m in members if not hasattr(module, m)}, name
+        assert name == module.NAME

@@ -49,9 +49,8 @@ def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
     for name in LEARNED_EXPERTS:
         module = learned_module(name)
         try:
-            out[name] = module.ranker(env)
-            if hasattr(module, "protocol_ranker"):  # the same expert scored as the published figures are (repeats allowed)
-                out[f"{name}+repeats"] = module.protocol_ranker(env)
+            # the tool's ranking, and for the reranker the same expert scored as the published figures are (repeats allowed)
+            out.update({f"{name}{suffix}": rank for suffix, rank in module.bench_rankers(env).items()})
         except CheckpointMissing as exc:  # untrained: say how to train it; any other failure is a bug and raises
             print(f"{name}/{dataset}: not available ({exc})", file=sys.stderr)
         except DataError as exc:  # the dataset cannot have this expert (KBRD without a knowledge graph)

@@ -198,6 +198,11 @@ def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
     return load_ranker(env)[0].rank
 
 
+def bench_rankers(env: ExpertEnv) -> dict[str, Callable[[str, int], list[str]]]:
+    """What ``tools.bench`` scores: the tool's ranking only."""
+    return {"": ranker(env)}
+
+
 DOC = """KBRD recommender: a relational graph convolutional network (R-GCN, basis decomposition) over the
 {dataset} knowledge graph of items, genres and people; self-attention pools the entities the dialogue
 mentions into a user vector that scores every item. Knowledge-aware: strong when the user names movies,

@@ -67,6 +67,11 @@ class LearnedExpert(Protocol):
         """The trained expert as a tool."""
         ...
 
+    def bench_rankers(self, env: ExpertEnv) -> dict[str, Callable[[str, int], list[str]]]:
+        """The rankings ``tools.bench`` scores, by the suffix of their row: ``""`` the tool's (:meth:`ranker`),
+        others the same trained expert scored as published figures are (the reranker's ``"+repeats"``)."""
+        ...
+
 
 def learned_tool(
     name: str, rank: Callable[[str, int], list[str]], doc: str, env: ExpertEnv, metrics: dict[str, Any], text: str

@@ -434,9 +434,11 @@ def ranker(env: ExpertEnv) -> Rank:
     return load_ranker(env)[0].rank
 
 
-def protocol_ranker(env: ExpertEnv) -> Rank:
-    """The ranking the published figures would score (:meth:`Reranker.rank_with_repeats`), for ``tools.bench``."""
-    return load_ranker(env)[0].rank_with_repeats
+def bench_rankers(env: ExpertEnv) -> dict[str, Rank]:
+    """What ``tools.bench`` scores, from one loaded checkpoint: the tool's ranking, and as ``"+repeats"``
+    the ranking the published figures would score (:meth:`Reranker.rank_with_repeats`)."""
+    reranker = load_ranker(env)[0]
+    return {"": reranker.rank, "+repeats": reranker.rank_with_repeats}
 
 
 DOC = """Reranker: combines every other recommender. It takes the top 50 of popularity, KBRD, SASRec and the

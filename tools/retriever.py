@@ -172,6 +172,11 @@ def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
     return lambda text, k: rank_with(index, env, text, k)
 
 
+def bench_rankers(env: ExpertEnv) -> dict[str, Callable[[str, int], list[str]]]:
+    """What ``tools.bench`` scores: the tool's ranking only."""
+    return {"": ranker(env)}
+
+
 DOC = """Text retriever: a sentence encoder (all-MiniLM-L6-v2 fine-tuned on this dataset's dialogues) reads
 the latest turns of the dialogue and returns the {dataset} items whose descriptions (title, genres,
 director, cast, plot) are closest. Strong for descriptive requests ("a funny heist movie set in

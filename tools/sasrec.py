@@ -130,6 +130,11 @@ def ranker(env: ExpertEnv) -> Callable[[str, int], list[str]]:
     return load_ranker(env)[0].rank
 
 
+def bench_rankers(env: ExpertEnv) -> dict[str, Callable[[str, int], list[str]]]:
+    """What ``tools.bench`` scores: the tool's ranking only."""
+    return {"": ranker(env)}
+
+
 DOC = """SASRec sequential recommender: a two-layer self-attentive Transformer over the sequence of items,
 genres and people the {dataset} dialogue has mentioned so far predicts the item to recommend, learned
 from real conversations. Strong when the user names several things; without any it falls back to what
