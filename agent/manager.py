@@ -35,6 +35,7 @@ from crsdata.paths import SetupError, home_dir
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
+from tools.elicitation import attributes_asked_in
 from tools.env import ExpertEnv
 from tools.subtasks import SUBTASKS
 
@@ -86,11 +87,16 @@ def _cut(text: str) -> str:
 STATE_FEATURES = (
     "rule:elicitation", "rule:recommendation", "rule:explanation", "rule:detail", "why", "question", "attribute", "ends_with_?",
     "items_in_last_user", "items_by_user", "liked_entities", "turns", "assistant_named_item", "assistant_asked", "had_result",
+    "last_user_likes", "attributes_asked",
 )  # fmt: skip
+# Features are appended, never reordered: a head trained before a feature existed reads the first
+# ``state_dim`` of them (ManagerHead.forward), so its decisions do not change.
 
 
 def state_features(dialogue: list[tuple[Role, str]], results: list[dict[str, Any]], env: ExpertEnv) -> list[float]:
-    """The dialogue-state features (:data:`STATE_FEATURES`): what the linker found and what the rule would choose."""
+    """The dialogue-state features (:data:`STATE_FEATURES`): what the linker found and what the rule would
+    choose; whether the last user turn says what the user likes (a rejection with a reason, an answer)
+    or only what they do not ("Not A, B. I don't like them."); how many attributes were asked so far."""
     import math
 
     text = last_user(dialogue)
@@ -111,6 +117,8 @@ def state_features(dialogue: list[tuple[Role, str]], results: list[dict[str, Any
         float(bool(env.linker.link(last_rec).items)) if last_rec else 0.0,
         float(last_rec.strip().endswith("?")),
         float(bool(results)),
+        float(bool(env.linker.link_dialogue([text]).liked_entities())),
+        math.log1p(len(attributes_asked_in(dialogue))),
     ]
 
 
@@ -148,7 +156,8 @@ class ManagerHead(nn.Module):
         self.std.copy_(llm.float().std(0).clamp_min(1e-4))
 
     def forward(self, llm: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Detection and matching logits."""
+        """Detection and matching logits (``state`` may hold features added after this head was trained)."""
+        state = state[..., : self.spec["state_dim"]]
         h = self.trunk(torch.cat([(llm.float() - self.mean) / self.std, state.float()], dim=-1))
         return self.detect(h) + self.det_bias, self.match(h)
 
@@ -226,24 +235,23 @@ class TrainedManager:
 
     def __init__(self, head: ManagerHead, meta: dict[str, Any], model: HiddenStateModel, env: ExpertEnv) -> None:
         self.head, self.meta, self.model, self.env = head, meta, model, env
-        self._last: tuple[str, tuple[torch.Tensor, torch.Tensor, str]] | None = None
+        self._last: tuple[str, tuple[torch.Tensor, torch.Tensor, str]] | None = None  # the last turn's LLM features, state, text
 
     def distributions(self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Log-probabilities over the sub-tasks and over the head's experts, and the decision text.
 
         Detection and matching of one turn ask with the same dialogue and results: the second call
-        reuses the first's LLM pass and state features."""
+        reuses the first's LLM pass and state features. The head itself (microseconds) runs on every
+        call, so a head updated in between (RLPF) is never answered from a stale cache."""
         key = json.dumps([dialogue, results], sort_keys=True, default=str)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        text = decision_text(dialogue, self.env.category)
-        llm = self.model.hidden_features([text], max_tokens=MAX_TOKENS)
-        state = torch.tensor([state_features(dialogue, results, self.env)])
+        if self._last is None or self._last[0] != key:
+            text = decision_text(dialogue, self.env.category)
+            llm = self.model.hidden_features([text], max_tokens=MAX_TOKENS)
+            self._last = (key, (llm, torch.tensor([state_features(dialogue, results, self.env)]), text))
+        llm, state, text = self._last[1]
         with torch.no_grad():
             det, match = self.head(llm, state)
-        out = (torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text)
-        self._last = (key, out)
-        return out
+        return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text
 
 
 def trained_manager(dataset: str, model: Any, env: ExpertEnv) -> TrainedManager | None:

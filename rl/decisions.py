@@ -315,16 +315,24 @@ def load_features(dataset: str, split: str) -> dict[str, Any]:
     """The cached features of a split (see :func:`cache_features`).
 
     Raises:
-        FileNotFoundError: Not computed yet; names the command.
+        FileNotFoundError: Not computed yet, or before the state features changed; names the command.
     """
     import torch
+
+    from agent.manager import STATE_FEATURES
 
     path = features_path(dataset, split)
     if not path.is_file():
         raise FileNotFoundError(
             f"no manager features for {dataset}/{split} at {path}; build them with `python -m rl.decisions --dataset {dataset}`"
         )
-    return dict(torch.load(path, weights_only=True))
+    feats = dict(torch.load(path, weights_only=True))
+    if feats["state"].shape[-1] != len(STATE_FEATURES):  # cached before the state features changed: the LLM part is reused
+        raise FileNotFoundError(
+            f"the manager features at {path} have {feats['state'].shape[-1]} state features, this version {len(STATE_FEATURES)};"
+            f" update them (the LLM features are reused) with `python -m rl.decisions --dataset {dataset} --splits {split}`"
+        )
+    return feats
 
 
 def _version(path: Path) -> int | None:

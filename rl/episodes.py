@@ -20,7 +20,11 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
   to do after a recommendation failed, not to question a user who asked for one.
 * **Estimator.** REINFORCE with a moving-average baseline b (one per feedback style, as the paper keeps
   one per sub-task), or, with ``sim_rollouts`` > 1 conversations per dialogue, the mean reward of the
-  other rollouts of the same dialogue (:func:`leave_one_out`, TRL's RLOO): loss = -(R - b) * sum_t
+  other rollouts of the same dialogue (:func:`leave_one_out`, TRL's RLOO), or, with ``sim_branch``,
+  counterfactual pairs (:func:`play_branches`): the greedy conversation and, for each later turn, the
+  same conversation with that turn's sub-task switched, each pair crediting only the switched decision
+  with the difference of the two ends. Most dialogues end the same whatever one decision does; a
+  sampled conversation mixes that with all its decisions, a pair isolates it. loss = -(R - b) * sum_t
   log pi(a_t | s_t) over the head's executed decisions (a
   detection the graph overrode, e.g. a repeated answer, contributes nothing), plus ``sim_kl_beta`` times the
   KL divergence of detection from the head before this phase on corpus decisions (``sim_kl_split``: the
@@ -57,7 +61,7 @@ from eval.harness import RunConfig
 from eval.simulate import AttributeSimulator, choose_dialogues, simulate
 from eval.systems import GraphSystem, Prediction
 from rl.baseline import MovingAverageBaseline
-from rl.manager import REC, DecisionTensors, ManagerConfig, _Rows, collate_rows, detection_kl
+from rl.manager import ELICIT, REC, DecisionTensors, ManagerConfig, _Rows, collate_rows, detection_kl
 
 
 @dataclass
@@ -90,6 +94,8 @@ class _Recorder:
     trace: list[tuple[torch.Tensor, torch.Tensor]]
     turns: list[tuple[list[dict[str, Any]], list[tuple[torch.Tensor, torch.Tensor]]]] = field(default_factory=list)
     name: str = "full"
+    force: tuple[int, int] | None = None  # a turn (0: the opening) and the sub-task forced there (play_branches)
+    forcing: bool = False  # the forced turn is being played
 
     def predict(self, sample: RecSample) -> Prediction:
         return self.system.predict(sample)
@@ -99,7 +105,11 @@ class _Recorder:
 
         def recorded(text: str | None) -> Prediction:
             start = len(self.trace)
-            pred = turn(text)
+            self.forcing = self.force is not None and self.force[0] == len(self.turns)
+            try:
+                pred = turn(text)
+            finally:
+                self.forcing = False
             self.turns.append((pred.trajectory, self.trace[start:]))
             return pred
 
@@ -156,6 +166,63 @@ def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tup
     return played
 
 
+def play_branches(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tuple[RecSample, Any]], feedback: list[str],
+                  turns: int, k: int, curious: float = 0.0, seed: int = 0) -> list[Played]:  # fmt: skip
+    """Counterfactual pairs ("vine" rollouts): each dialogue is played greedily, then, for each of its
+    turns after the opening, once more with that turn's sub-task switched (elicitation where the head
+    recommended, recommendation where it did anything else) and greedy decisions elsewhere. Each pair
+    shares a ``dialogue`` id and holds only the decision of the switched turn, so with the
+    leave-one-out baseline (:func:`leave_one_out`) that decision is credited with how much better its
+    conversation ended than the other one: one clean comparison per decision, where a sampled
+    conversation mixes the effects of all of its decisions with how hard the dialogue is."""
+    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+    current: list[_Recorder] = []
+
+    def force(_m: Any, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        r = current[-1] if current else None
+        if r is None or not r.forcing or r.force is None:
+            return None
+        switched = torch.full_like(out[0], -1e4)
+        switched[..., r.force[1]] = 0.0
+        return switched, out[1]
+
+    def converse(n: int, at: tuple[int, int] | None) -> tuple[float, list[list[Decision]]]:
+        """Dialogue ``n`` played greedily (``at``: a turn and the sub-task forced there): its reward and each turn's detections."""
+        (s, item), style = dialogues[n], feedback[n % len(feedback)]
+        recorder = _Recorder(system, trace, force=at)
+        current.append(recorder)
+        try:
+            ep = simulate(recorder, s, AttributeSimulator(item, style, k, curious=curious, seed=seed + n), turns, k)
+        finally:
+            current.pop()
+        decided = [[d for d in executed_decisions(traj, inputs, head) if d.detection] for traj, inputs in recorder.turns]
+        trace.clear()
+        return float(ep.success_turn is not None), decided
+
+    traced = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
+    forcing = head.register_forward_hook(force)
+    previous = bool(getattr(model, "sample_choices", False))
+    model.sample_choices = False
+    played: list[Played] = []
+    try:
+        for n in range(len(dialogues)):
+            style = feedback[n % len(feedback)]
+            reward, greedy = converse(n, None)
+            for t in range(1, len(greedy)):
+                if len(greedy[t]) != 1:  # the graph overrode the head's detection on this turn: nothing to compare
+                    continue
+                other, switched = converse(n, (t, ELICIT if greedy[t][0].action == REC else REC))
+                if len(switched) <= t or len(switched[t]) != 1:
+                    continue
+                pair = len(played) // 2
+                played += [Played(greedy[t], reward, style, len(greedy), pair), Played(switched[t], other, style, len(switched), pair)]
+    finally:
+        traced.remove()
+        forcing.remove()
+        model.sample_choices = previous
+    return played
+
+
 def taught_by_conversations(state: torch.Tensor) -> torch.Tensor:
     """Which decision contexts (rows of :data:`agent.manager.STATE_FEATURES`) answer a recommendation
     without naming an item, asking why or asking about an attribute: what conversations teach, so
@@ -204,7 +271,8 @@ class EpisodeTrainer(_BaseTrainer):
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
         self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
         # several rollouts per dialogue: the leave-one-out baseline of each dialogue, else the moving average
-        self.rloo = leave_one_out(played) if int(args.sim_rollouts) > 1 else None  # type: ignore[attr-defined]
+        grouped = int(args.sim_rollouts) > 1 or bool(args.sim_branch)  # type: ignore[attr-defined]
+        self.rloo = leave_one_out(played) if grouped else None
         anchored = float(args.sim_kl_beta) > 0  # type: ignore[attr-defined]
         self.anchor = torch.nonzero(~taught_by_conversations(corpus.state)).flatten() if anchored else torch.zeros(0, dtype=torch.long)
         self.history: list[dict[str, Any]] = []
@@ -284,9 +352,16 @@ def train_on_conversations(
     report: dict[str, Any] = {"sim_success_before": success("before"), "history": []}
     for r in range(cfg.sim_rounds):
         head.eval()  # dropout off while it acts
-        batch = [pool[rng.randrange(len(pool))] for _ in range(max(1, cfg.sim_dialogues // cfg.sim_rollouts))]
-        played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True, curious=cfg.sim_curious,
-                      opening=cfg.sim_opening, seed=cfg.seed + 1000 * (r + 1), rollouts=cfg.sim_rollouts)  # fmt: skip
+        seed = cfg.seed + 1000 * (r + 1)
+        if cfg.sim_branch:
+            batch = [pool[rng.randrange(len(pool))] for _ in range(cfg.sim_dialogues)]
+            played = play_branches(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, curious=cfg.sim_curious, seed=seed)
+        else:
+            batch = [pool[rng.randrange(len(pool))] for _ in range(max(1, cfg.sim_dialogues // cfg.sim_rollouts))]
+            played = play(head, model, system, batch, feedback, cfg.sim_turns, cfg.hit_k, sample=True, curious=cfg.sim_curious,
+                          opening=cfg.sim_opening, seed=seed, rollouts=cfg.sim_rollouts)  # fmt: skip
+        if not played:  # no decision to compare this round (every conversation ended at its opening)
+            continue
         args = dataclasses.replace(cfg, num_train_epochs=1, learning_rate=cfg.sim_learning_rate, lr_scheduler_type="constant",
                                    per_device_train_batch_size=cfg.sim_batch_size, output_dir=tempfile.mkdtemp(prefix="llmcrs-conv-"))  # fmt: skip
         trainer = EpisodeTrainer(head, args, played, baseline, reference, corpus, optimizer)
@@ -295,7 +370,13 @@ def train_on_conversations(
         asks = statistics.mean(d.action != REC for p in played for d in p.decisions if d.detection)
         report["history"].append({"phase": "conversations", "step": r + 1, "reward": mean, "baseline": statistics.mean(baseline.values.values()),
                                   "loss": statistics.mean(h["loss"] for h in trainer.history), "ask_share": asks})  # fmt: skip
-        if progress:
+        if progress and cfg.sim_branch:
+            better = sum(b.reward > a.reward for a, b in zip(played[::2], played[1::2], strict=True))
+            worse = sum(b.reward < a.reward for a, b in zip(played[::2], played[1::2], strict=True))
+            print(
+                f"round {r + 1}/{cfg.sim_rounds}: {len(played) // 2} switched decisions, {better} ended better, {worse} worse", flush=True
+            )
+        elif progress:
             print(
                 f"round {r + 1}/{cfg.sim_rounds}: sampled success {mean:.3f}, sub-task other than recommendation on {asks:.2f} of turns",
                 flush=True,

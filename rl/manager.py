@@ -24,9 +24,10 @@ from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
 from rl.reward import bleu_reward, hit_reward, weighted_reward
 from tools.fusion import fuse_rankings
-from tools.subtasks import RECOMMENDATION
+from tools.subtasks import ELICITATION, RECOMMENDATION
 
 REC = SUBTASK_NAMES.index(RECOMMENDATION)
+ELICIT = SUBTASK_NAMES.index(ELICITATION)
 
 
 @dataclass
@@ -71,6 +72,11 @@ class ManagerConfig(RLPFBaseConfig):
         default=1,
         metadata={"help": "conversations per dialogue in a round (sim_dialogues in all); above 1, each is compared with the mean of "
                   "the others of its dialogue (TRL's RLOO baseline) instead of the moving average"},
+    )  # fmt: skip
+    sim_branch: bool = field(
+        default=False,
+        metadata={"help": "play each dialogue greedily and again with one later turn's sub-task switched, and credit that decision "
+                  "with the difference (rl.episodes.play_branches) instead of sampling whole conversations"},
     )  # fmt: skip
     sim_model: str = field(default="embedded", metadata={"help": "the LLM whose hidden states the head reads (as the decision data)"})
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})

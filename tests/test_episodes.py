@@ -13,7 +13,7 @@ import torch
 
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from rl.baseline import MovingAverageBaseline
-from rl.episodes import Decision, EpisodeTrainer, Played, executed_decisions, play
+from rl.episodes import Decision, EpisodeTrainer, Played, executed_decisions, play, play_branches
 from rl.manager import ManagerConfig, detection_kl
 from tests.test_manager import synthetic
 from tools.subtasks import ELICITATION, RECOMMENDATION
@@ -100,7 +100,7 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     for p in played:
         detections = [d for d in p.decisions if d.detection]
         assert 1 <= len(detections) <= p.turns
-        assert all(d.llm.shape == (head.spec["llm_dim"],) and d.state.shape == (head.spec["state_dim"],) for d in p.decisions)
+        assert all(d.llm.shape == (head.spec["llm_dim"],) and d.state.shape == (len(STATE_FEATURES),) for d in p.decisions)
         assert p.reward in (0.0, 1.0) and (p.reward == 1.0 or p.turns == 3)
     # by default the opening (a corpus turn) is played but not learned: the same greedy conversations
     # without their first turn's decisions
@@ -109,6 +109,66 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     for a, b in zip(every, later, strict=True):
         assert len(b.decisions) < len(a.decisions) and a.reward == b.reward
         assert [d.action for d in b.decisions] == [d.action for d in a.decisions][len(a.decisions) - len(b.decisions) :]
+
+
+def test_branches_pair_each_later_greedy_decision_with_its_switch_on_the_real_graph(embedded, redial_env, real_root):
+    """On real ReDial dialogues with the shipped head: each pair holds the same decision context twice,
+    once as the head decided (greedy) and once switched (elicitation for a recommendation, else
+    recommendation); the greedy member's reward is the greedy conversation's; sampling stays off."""
+    from agent.context import Context
+    from agent.manager import load_manager, manager_dir
+    from eval.simulate import choose_dialogues
+    from eval.systems import GraphSystem
+
+    head, _ = load_manager(manager_dir("redial"))
+    system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
+    dialogues, _ = choose_dialogues(redial_env, "redial", "valid", 6, 0, str(real_root))
+    greedy = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=False)
+    pairs = play_branches(head, embedded, system, dialogues, ["plain"], turns=3, k=10)
+    assert not embedded.sample_choices
+    assert pairs and len(pairs) % 2 == 0
+    # a pair per later turn of each greedy conversation (the opening is not switched)
+    assert len(pairs) // 2 == sum(len([d for d in p.decisions if d.detection]) for p in greedy)
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        assert a.dialogue == b.dialogue and len(a.decisions) == len(b.decisions) == 1
+        kept, switched = a.decisions[0], b.decisions[0]
+        assert torch.equal(kept.state, switched.state) and torch.equal(kept.llm, switched.llm)
+        assert switched.action == (ELI if kept.action == REC else REC)
+        assert a.reward in {g.reward for g in greedy}
+
+
+def _pairs(head: ManagerHead, g: torch.Generator, n: int, decided: bool) -> list[Played]:
+    """Branch pairs of one decision context each (the greedy action, then its switch). ``decided``:
+    both conversations end the same; else asking pays where feature 0 is positive, recommending elsewhere."""
+    out = []
+    for i in range(n):
+        llm = torch.randn(16, generator=g)
+        with torch.no_grad():
+            kept = int(head(llm[None], torch.zeros(1, 3))[0].argmax(-1))
+        switched = ELI if kept == REC else REC
+        won_anyway = bool(torch.rand(1, generator=g) < 0.5)
+        best = ELI if llm[0] > 0 else REC
+        for a in (kept, switched):
+            reward = float(won_anyway) if decided else float(a == best)
+            out.append(Played([Decision(llm, torch.zeros(3), True, list(range(len(SUBTASK_NAMES))), a)], reward, "plain", 3, i))
+    return out
+
+
+def test_branch_pairs_move_only_the_decisions_whose_switch_changed_the_end_and_learn_them():
+    head, cfg, corpus, optimizer = _episode_setup(1, 0.1)
+    cfg = dataclasses.replace(cfg, sim_branch=True)
+    before = [p.detach().clone() for p in head.parameters()]
+    tied = _pairs(head, torch.Generator().manual_seed(1), 50, decided=True)
+    EpisodeTrainer(head, cfg, tied, MovingAverageBaseline(0.9), copy.deepcopy(head).eval(), corpus, optimizer).train()
+    assert all(torch.equal(a, b) for a, b in zip(head.parameters(), before, strict=True))  # a tie teaches nothing
+    head, cfg, corpus, optimizer = _episode_setup(1, 0.3)
+    cfg = dataclasses.replace(cfg, sim_branch=True)
+    g = torch.Generator().manual_seed(0)
+    start = _greedy_reward(head, torch.Generator().manual_seed(9))
+    for _ in range(8):
+        EpisodeTrainer(head, cfg, _pairs(head, g, 50, decided=False), MovingAverageBaseline(0.9), copy.deepcopy(head).eval(),
+                       corpus, optimizer).train()  # fmt: skip
+    assert _greedy_reward(head, torch.Generator().manual_seed(9)) > start + 0.3
 
 
 def test_the_kl_anchor_holds_corpus_turns_but_leaves_the_replies_to_a_rejection_to_the_conversations():

@@ -3,6 +3,7 @@ it (or the rule, with a warning), and the shipped one decides as a user expects.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.manager import SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager
+from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager, state_features
 from rl.manager import DecisionTensors, ManagerConfig, actions_of, decision_tensors, train_manager
 from tests.conftest import fake_llm
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
@@ -148,6 +149,30 @@ def test_saved_manager_loads_and_a_corrupt_one_names_the_fix(tmp_path):
     (tmp_path / "manager.pt").write_bytes(bytes(data))
     with pytest.raises(ManagerError, match="rl.train"):
         load_manager(tmp_path)
+
+
+def test_a_head_trained_before_state_features_were_added_decides_as_before():
+    """Features are appended: a head reads the first ``state_dim`` of them, so a shipped head trained
+    with fewer keeps its decisions when the graph computes more."""
+    head = ManagerHead(8, 2, ["a"], hidden=8).eval()
+    x, s = torch.randn(3, 8), torch.randn(3, 2)
+    wider = torch.cat([s, torch.randn(3, 2)], dim=-1)
+    assert torch.equal(head(x, wider)[0], head(x, s)[0])
+
+
+def test_state_features_tell_a_rejection_with_a_reason_from_a_plain_one_and_count_the_questions(redial_env):
+    """What the head needs to ask after "I don't like them." but not after "Something with Tom Hanks":
+    whether the last user turn says what they like, and how many attributes were asked already."""
+    col = {n: i for i, n in enumerate(STATE_FEATURES)}
+    offer = [("user", "I want a movie for tonight"), ("recommender", "You might like Titanic (1997).")]
+    plain = state_features([*offer, ("user", "Not Titanic (1997), I don't like them.")], [], redial_env)
+    reason = state_features([*offer, ("user", "Not Titanic (1997). Something with Tom Hanks in it would be great.")], [], redial_env)
+    assert (plain[col["last_user_likes"]], reason[col["last_user_likes"]]) == (0.0, 1.0)
+    assert plain[col["attributes_asked"]] == 0.0
+    asked = [*offer, ("user", "Not that one."), ("recommender", "Do you have a favourite director, like A, B or C?"), ("user", "No.")]
+    asked += [("recommender", "Which genre are you in the mood for: a, b or c?"), ("user", "Comedy.")]
+    assert state_features(asked, [], redial_env)[col["attributes_asked"]] == pytest.approx(math.log1p(2))
+    assert len(plain) == len(STATE_FEATURES)
 
 
 def test_without_a_trained_manager_the_rule_decides_with_a_warning(real_root, monkeypatch):

@@ -18,6 +18,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool
 
+from crsdata.schema import Role
 from tools.base import expert_tool
 from tools.dialogue import parse_dialogue
 from tools.env import ExpertEnv
@@ -64,7 +65,16 @@ def asked_attributes(dialogue_context: str) -> set[str]:
     >>> sorted(asked_attributes("Assistant: Which genre are you in the mood for: a, b or c?\\nUser: comedy"))
     ['genre']
     """
-    said = " ".join(t for r, t in parse_dialogue(dialogue_context) if r == "recommender")
+    return attributes_asked_in(parse_dialogue(dialogue_context))
+
+
+def attributes_asked_in(dialogue: list[tuple[Role, str]]) -> set[str]:
+    """:func:`asked_attributes` of a parsed dialogue.
+
+    >>> sorted(attributes_asked_in([("recommender", "Do you have a favourite director, like A, B or C?")]))
+    ['director']
+    """
+    said = " ".join(t for r, t in dialogue if r == "recommender")
     return {key for key, q in QUESTION.items() if q.split("{")[0].strip() in said}
 
 
