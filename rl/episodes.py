@@ -270,7 +270,7 @@ class EpisodeTrainer(_BaseTrainer):
     def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
         self.played, self.baseline, self.reference, self.corpus = played, baseline, reference, corpus
-        # several rollouts per dialogue: the leave-one-out baseline of each dialogue, else the moving average
+        # several rollouts per dialogue or branch pairs: the leave-one-out baseline of each group, else the moving average
         grouped = int(args.sim_rollouts) > 1 or bool(args.sim_branch)  # type: ignore[attr-defined]
         self.rloo = leave_one_out(played) if grouped else None
         anchored = float(args.sim_kl_beta) > 0  # type: ignore[attr-defined]
@@ -367,7 +367,8 @@ def train_on_conversations(
         trainer = EpisodeTrainer(head, args, played, baseline, reference, corpus, optimizer)
         trainer.train()
         mean = statistics.mean(p.reward for p in played)
-        asks = statistics.mean(d.action != REC for p in played for d in p.decisions if d.detection)
+        acted = played[::2] if cfg.sim_branch else played  # a pair's first member is what the head chose
+        asks = statistics.mean(d.action != REC for p in acted for d in p.decisions if d.detection)
         report["history"].append({"phase": "conversations", "step": r + 1, "reward": mean, "baseline": statistics.mean(baseline.values.values()),
                                   "loss": statistics.mean(h["loss"] for h in trainer.history), "ask_share": asks})  # fmt: skip
         if progress and cfg.sim_branch:

@@ -70,6 +70,8 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
             raise SystemExit(f"{name} must be train or valid, got {getattr(cfg, name)!r}")
     if cfg.sim_rounds > 0 and not 1 <= cfg.sim_rollouts <= cfg.sim_dialogues:
         raise SystemExit(f"sim_rollouts must be between 1 and sim_dialogues ({cfg.sim_dialogues}), got {cfg.sim_rollouts}")
+    if cfg.sim_rounds > 0 and cfg.sim_branch and cfg.sim_rollouts > 1:
+        raise SystemExit("sim_branch plays each dialogue greedily (pairs, not rollouts): set sim_rollouts to 1 or sim_branch to false")
     set_seed(cfg.seed)
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")

@@ -145,3 +145,12 @@ def test_a_discarded_completion_contributes_no_logprob():
     discarded = {**kept, "fallback": True}  # the graph answered with the template instead
     assert float(trajectory_logprob(Stub(), [det, kept])) == pytest.approx(float(torch.log(torch.tensor(0.75))) - 5.0)
     assert float(trajectory_logprob(Stub(), [det, discarded])) == pytest.approx(float(torch.log(torch.tensor(0.75))))
+
+
+def test_branch_pairs_and_several_rollouts_are_refused_together_before_anything_loads():
+    """The shipped OpenDialKG config learns from branch pairs (greedy conversations); asking for rollouts
+    on top would silently be ignored, so it is an error that names both fields."""
+    from rl.train import main
+
+    with pytest.raises(SystemExit, match="sim_branch.*sim_rollouts|sim_rollouts.*sim_branch"):
+        main(["--config", "rl/configs/manager_opendialkg.yaml", "--sim_rollouts", "4"])
