@@ -47,7 +47,8 @@ import dataclasses
 import random
 import statistics
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +96,6 @@ class _Recorder:
     turns: list[tuple[list[dict[str, Any]], list[tuple[torch.Tensor, torch.Tensor]]]] = field(default_factory=list)
     name: str = "full"
     force: tuple[int, int] | None = None  # a turn (0: the opening) and the sub-task forced there (play_branches)
-    forcing: bool = False  # the forced turn is being played
 
     def predict(self, sample: RecSample) -> Prediction:
         return self.system.predict(sample)
@@ -105,11 +105,7 @@ class _Recorder:
 
         def recorded(text: str | None) -> Prediction:
             start = len(self.trace)
-            self.forcing = self.force is not None and self.force[0] == len(self.turns)
-            try:
-                pred = turn(text)
-            finally:
-                self.forcing = False
+            pred = turn(text)
             self.turns.append((pred.trajectory, self.trace[start:]))
             return pred
 
@@ -138,18 +134,29 @@ def executed_decisions(
     return out
 
 
+@contextmanager
+def _acting(head: ManagerHead, model: Any, sample: bool) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """While the graph plays: the head's inputs of every pass (a forward hook) and its decisions sampled
+    or greedy (``model.sample_choices``); both undone after."""
+    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
+    previous = bool(getattr(model, "sample_choices", False))
+    model.sample_choices = sample
+    try:
+        yield trace
+    finally:
+        hook.remove()
+        model.sample_choices = previous
+
+
 def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tuple[RecSample, Any]], feedback: list[str], turns: int,
          k: int, sample: bool = True, curious: float = 0.0, opening: bool = False, seed: int = 0, rollouts: int = 1) -> list[Played]:  # fmt: skip
     """Let the graph (built on ``model`` with ``head``) talk with a simulated user on each dialogue,
     ``rollouts`` times (each a separate conversation), the head's decisions sampled (``sample``) or
     greedy; ``feedback`` styles take turns by dialogue; ``curious`` users ask about wrong
     recommendations; the opening's decisions are kept if ``opening``."""
-    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
-    hook = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
-    previous = bool(getattr(model, "sample_choices", False))
-    model.sample_choices = sample
     played = []
-    try:
+    with _acting(head, model, sample) as trace:
         for n, (s, item) in enumerate(dialogues):
             style = feedback[n % len(feedback)]
             for j in range(rollouts):
@@ -160,9 +167,6 @@ def play(head: ManagerHead, model: Any, system: GraphSystem, dialogues: list[tup
                 decisions = [d for traj, inputs in learned for d in executed_decisions(traj, inputs, head)]
                 played.append(Played(decisions, float(ep.success_turn is not None), style, len(ep.turns), n))
                 trace.clear()
-    finally:
-        hook.remove()
-        model.sample_choices = previous
     return played
 
 
@@ -175,18 +179,17 @@ def play_branches(head: ManagerHead, model: Any, system: GraphSystem, dialogues:
     leave-one-out baseline (:func:`leave_one_out`) that decision is credited with how much better its
     conversation ended than the other one: one clean comparison per decision, where a sampled
     conversation mixes the effects of all of its decisions with how hard the dialogue is."""
-    trace: list[tuple[torch.Tensor, torch.Tensor]] = []
     current: list[_Recorder] = []
 
     def force(_m: Any, _inputs: Any, out: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
         r = current[-1] if current else None
-        if r is None or not r.forcing or r.force is None:
+        if r is None or r.force is None or r.force[0] != len(r.turns):  # not the forced turn (being played, not yet recorded)
             return None
         switched = torch.full_like(out[0], -1e4)
         switched[..., r.force[1]] = 0.0
         return switched, out[1]
 
-    def converse(n: int, at: tuple[int, int] | None) -> tuple[float, list[list[Decision]]]:
+    def converse(n: int, at: tuple[int, int] | None, trace: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, list[list[Decision]]]:
         """Dialogue ``n`` played greedily (``at``: a turn and the sub-task forced there): its reward and each turn's detections."""
         (s, item), style = dialogues[n], feedback[n % len(feedback)]
         recorder = _Recorder(system, trace, force=at)
@@ -199,27 +202,23 @@ def play_branches(head: ManagerHead, model: Any, system: GraphSystem, dialogues:
         trace.clear()
         return float(ep.success_turn is not None), decided
 
-    traced = head.register_forward_hook(lambda _m, inputs, _o: trace.append((inputs[0][0].detach(), inputs[1][0].detach())))
-    forcing = head.register_forward_hook(force)
-    previous = bool(getattr(model, "sample_choices", False))
-    model.sample_choices = False
     played: list[Played] = []
-    try:
-        for n in range(len(dialogues)):
-            style = feedback[n % len(feedback)]
-            reward, greedy = converse(n, None)
-            for t in range(1, len(greedy)):
-                if len(greedy[t]) != 1:  # the graph overrode the head's detection on this turn: nothing to compare
-                    continue
-                other, switched = converse(n, (t, ELICIT if greedy[t][0].action == REC else REC))
-                if len(switched) <= t or len(switched[t]) != 1:
-                    continue
-                pair = len(played) // 2
-                played += [Played(greedy[t], reward, style, len(greedy), pair), Played(switched[t], other, style, len(switched), pair)]
-    finally:
-        traced.remove()
-        forcing.remove()
-        model.sample_choices = previous
+    with _acting(head, model, sample=False) as trace:
+        forcing = head.register_forward_hook(force)  # after _acting's hook, which records the head's inputs
+        try:
+            for n in range(len(dialogues)):
+                style = feedback[n % len(feedback)]
+                reward, greedy = converse(n, None, trace)
+                for t in range(1, len(greedy)):
+                    if len(greedy[t]) != 1:  # the graph overrode the head's detection on this turn: nothing to compare
+                        continue
+                    other, switched = converse(n, (t, ELICIT if greedy[t][0].action == REC else REC), trace)
+                    if len(switched) <= t or len(switched[t]) != 1:
+                        continue
+                    pair = len(played) // 2
+                    played += [Played(greedy[t], reward, style, len(greedy), pair), Played(switched[t], other, style, len(switched), pair)]
+        finally:
+            forcing.remove()
     return played
 
 
