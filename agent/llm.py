@@ -139,7 +139,7 @@ class LocalHFChatModel(BaseChatModel):
     prefix_cache_size: int = 4
     max_prompt_tokens: int | None = None
     sample_choices: bool = False  # RLPF rollouts sample decisions from the policy instead of taking the argmax
-    _prefix_cache: list[tuple[list[int], Any, torch.Tensor]] = PrivateAttr(default_factory=list)
+    _prefix_cache: list[tuple[list[int], Any]] = PrivateAttr(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
@@ -232,68 +232,95 @@ class LocalHFChatModel(BaseChatModel):
 
         Each option is scored by the mean log-likelihood of its tokens (``prefix`` + option +
         ``suffix`` follows the rendered prompt; only option and suffix tokens are scored), then a
-        log-softmax over the options turns the scores into a distribution. The prompt is run once
-        and its key/value cache is reused for every option. Gradients flow when enabled (RLPF).
+        log-softmax over the options turns the scores into a distribution. The prompt and every
+        option go through the model in one forward pass (:meth:`_prompt_and_branches`). Gradients
+        flow when enabled (RLPF).
         """
         if not options:
             raise ValueError("choice_logprobs needs at least one option")
         prompt_ids = self._prompt_ids(self.render(messages) + prefix)
-        model = self.hf_model
-        device = next(model.parameters()).device
-        cache, last_logits = self._prompt_state(prompt_ids, device)
+        option_ids = [self._ids(option + suffix) for option in options]
+        first, branches = self._prompt_and_branches(prompt_ids, [ids[:-1] for ids in option_ids])
+        device = first.device
         scores = []
-        for option in options:
-            opt_ids = self._ids(option + suffix)
-            first = torch.log_softmax(last_logits, dim=-1)[0, opt_ids[0]]
-            if len(opt_ids) > 1:
-                step = model(input_ids=torch.tensor([opt_ids[:-1]], device=device), past_key_values=cache, use_cache=True)
-                logp = torch.log_softmax(step.logits[0], dim=-1)
-                rest = logp.gather(1, torch.tensor(opt_ids[1:], device=device)[:, None]).squeeze(1)
-                total = torch.cat([first[None], rest])
-                cache = step.past_key_values
-                cache.crop(-(len(opt_ids) - 1))  # back to the prompt alone (transformers 5 takes a negative count)
-            else:
-                total = first[None]
+        for ids, logits in zip(option_ids, branches, strict=True):
+            total = first[ids[0]][None]
+            if len(ids) > 1:
+                later = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(ids[1:], device=device)[:, None]).squeeze(1)
+                total = torch.cat([total, later])
             scores.append(total.mean())
         return torch.log_softmax(torch.stack(scores), dim=0)
 
-    def _prompt_state(self, prompt_ids: list[int], device: torch.device) -> tuple[Any, torch.Tensor]:
-        """Key/value cache and last logits of a prompt.
+    def _prompt_and_branches(self, prompt_ids: list[int], branches: list[list[int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Next-token log-probabilities after the prompt, and the logits of each branch's tokens.
 
-        Without gradients, the longest token prefix shared with a recent prompt is reused: the
-        detection and matching prompts share their instructions, schema and demonstrations from
-        turn to turn, so only the dialogue is computed again. transformers has no cross-call
-        prefix cache for ``forward``, hence this small one.
+        Every branch continues the prompt independently: the prompt and all branches are laid out
+        in one sequence with a 4-D attention mask in which a branch token sees the prompt and its
+        own branch only, and position ids that restart each branch after the prompt. One forward
+        pass replaces one per option (about 0.05 s instead of 0.25 s for four sub-tasks here).
+
+        Without gradients, the longest token prefix shared with a recent prompt is reused from a
+        small key/value cache: the detection and matching prompts share their instructions, schema
+        and demonstrations from turn to turn, so only the dialogue is computed again. transformers
+        has neither a cross-call prefix cache for ``forward`` nor a scorer of several continuations
+        of one prompt, hence this.
         """
         import copy
 
         model = self.hf_model
-        if torch.is_grad_enabled() or self.prefix_cache_size <= 0:
-            out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
-            return out.past_key_values, out.logits[:, -1, :]
-        best, best_len = None, 0
-        for entry in self._prefix_cache:
-            ids = entry[0]
-            n = 0
-            for a, b in zip(ids, prompt_ids, strict=False):
-                if a != b:
-                    break
-                n += 1
-            if n > best_len:
-                best, best_len = entry, n
-        if best is not None and best_len == len(best[0]) == len(prompt_ids):
-            return copy.deepcopy(best[1]), best[2]
-        keep = min(best_len, len(prompt_ids) - 1)
-        if best is not None and keep > 0:
-            cache = copy.deepcopy(best[1])
-            if len(best[0]) > keep:
-                cache.crop(-(len(best[0]) - keep))
-            out = model(input_ids=torch.tensor([prompt_ids[keep:]], device=device), past_key_values=cache, use_cache=True)
-        else:
-            out = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)
-        state = (list(prompt_ids), copy.deepcopy(out.past_key_values), out.logits[:, -1, :])
-        self._prefix_cache = [state, *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]
-        return out.past_key_values, out.logits[:, -1, :]
+        device = next(model.parameters()).device
+        use_prefix = not torch.is_grad_enabled() and self.prefix_cache_size > 0
+        best, keep, cache = None, 0, None
+        if use_prefix:
+            for entry in self._prefix_cache:
+                n = 0
+                for a, b in zip(entry[0], prompt_ids, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                if n > keep:
+                    best, keep = entry, n
+            keep = min(keep, len(prompt_ids) - 1)  # the prompt's last token is always run, for its logits
+            if best is not None and keep > 0:
+                cache = copy.deepcopy(best[1])
+                if len(best[0]) > keep:
+                    cache.crop(-(len(best[0]) - keep))
+            else:
+                keep = 0
+        tail = prompt_ids[keep:]
+        flat = [t for branch in branches for t in branch]
+        width = len(tail) + len(flat)
+        allowed = torch.zeros(width, keep + width, dtype=torch.bool, device=device)
+        allowed[: len(tail), : keep + len(tail)] = torch.ones(len(tail), keep + len(tail), dtype=torch.bool).tril(keep)
+        positions = list(range(keep, len(prompt_ids)))
+        start = len(tail)
+        for branch in branches:
+            n = len(branch)
+            allowed[start : start + n, : len(prompt_ids)] = True
+            allowed[start : start + n, keep + start : keep + start + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            positions += range(len(prompt_ids), len(prompt_ids) + n)
+            start += n
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        out = model(
+            input_ids=torch.tensor([tail + flat], device=device),
+            attention_mask=mask[None, None],
+            position_ids=torch.tensor([positions], device=device),
+            past_key_values=cache,
+            use_cache=use_prefix,
+            logits_to_keep=len(flat) + 1,
+        )
+        logits = out.logits[0]
+        if use_prefix:
+            kept = out.past_key_values
+            if flat:
+                kept.crop(-len(flat))  # the prompt alone, for the next call
+            self._prefix_cache = [(list(prompt_ids), kept), *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]
+        parts, start = [], 1
+        for branch in branches:
+            parts.append(logits[start : start + len(branch)])
+            start += len(branch)
+        return torch.log_softmax(logits[0], dim=-1), parts
 
     def hidden_features(
         self, texts: Sequence[str], batch_size: int = 8, max_tokens: int = 128, progress: str | None = None

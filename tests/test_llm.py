@@ -24,12 +24,15 @@ def tiny(tiny_model_dir):
     return model
 
 
-def test_choice_logprobs_match_a_full_recomputation(tiny):
-    prefix, suffix = '{"name": "', '"}'
+@pytest.mark.parametrize(
+    ("options", "prefix", "suffix"),
+    [(OPTIONS, '{"name": "', '"}'), ([" a", *OPTIONS], "", "")],  # the second has a one-token option (batched rows of unequal length)
+)
+def test_choice_logprobs_match_a_full_recomputation(tiny, options, prefix, suffix):
     with torch.no_grad():
-        got = tiny.choice_logprobs(MSGS, OPTIONS, prefix=prefix, suffix=suffix)
+        got = tiny.choice_logprobs(MSGS, options, prefix=prefix, suffix=suffix)
         means = []
-        for opt in OPTIONS:
+        for opt in options:
             n = len(tiny._ids(opt + suffix))
             means.append(tiny.completion_logprob(MSGS, opt + suffix, prefix=prefix) / n)
         want = torch.log_softmax(torch.stack(means), dim=0)
