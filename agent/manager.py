@@ -132,6 +132,7 @@ class ManagerHead(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
     det_bias: torch.Tensor
+    match_bias: torch.Tensor
     blend_temperature: torch.Tensor
 
     def __init__(self, llm_dim: int, state_dim: int, experts: Sequence[str], hidden: int = 256, dropout: float = 0.1) -> None:
@@ -146,6 +147,8 @@ class ManagerHead(nn.Module):
         self.register_buffer("std", torch.ones(llm_dim))
         self.register_buffer("det_bias", torch.zeros(len(SUBTASK_NAMES)))  # calibrated on validation (rl.manager)
         self.register_buffer("blend_temperature", torch.zeros(()))  # 0: one expert; calibrated on validation (rl.manager)
+        # +MATCH_FIX on one expert when the learned matching did not beat it out of fold (rl.manager.guard_matching)
+        self.register_buffer("match_bias", torch.zeros(max(1, len(self.experts))))
         self.trunk = nn.Sequential(nn.Dropout(dropout), nn.Linear(llm_dim + state_dim, hidden), nn.GELU(), nn.Dropout(dropout))
         self.detect = nn.Linear(hidden, len(SUBTASK_NAMES))
         self.match = nn.Linear(hidden, max(1, len(self.experts)))
@@ -159,10 +162,11 @@ class ManagerHead(nn.Module):
         """Detection and matching logits (``state`` may hold features added after this head was trained)."""
         state = state[..., : self.spec["state_dim"]]
         h = self.trunk(torch.cat([(llm.float() - self.mean) / self.std, state.float()], dim=-1))
-        return self.detect(h) + self.det_bias, self.match(h)
+        return self.detect(h) + self.det_bias, self.match(h) + self.match_bias
 
 
 MIN_BLEND_WEIGHT = 0.05  # an expert below this share of the blend is not run
+MATCH_FIX = 20.0  # the matching offset that fixes one expert (its share e^-20 from any other: never blended away)
 
 
 def blend_weights(logprobs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -215,6 +219,7 @@ def load_manager(folder: Path) -> tuple[ManagerHead, dict[str, Any]]:
     head = ManagerHead(**meta["config"])
     state = torch.load(folder / "manager.pt", weights_only=True)
     state.setdefault("blend_temperature", torch.zeros(()))  # saved before blending existed: one expert per turn
+    state.setdefault("match_bias", torch.zeros(max(1, len(head.experts))))  # saved before the matching guard: as learned
     head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     head.eval()
     return head, meta

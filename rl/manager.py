@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from trl.trainer.base_trainer import _BaseTrainer
 
-from agent.manager import SUBTASK_NAMES, ManagerHead, blend_weights
+from agent.manager import MATCH_FIX, SUBTASK_NAMES, ManagerHead, blend_weights
+from crsdata.metrics import compare_paired
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
 from rl.reward import bleu_reward, hit_reward, weighted_reward
@@ -374,6 +375,95 @@ def calibrate_blend(head: ManagerHead, data: DecisionTensors, grid: tuple[float,
     return best
 
 
+def subset(data: DecisionTensors, rows: list[int]) -> DecisionTensors:
+    """The decisions of ``rows`` only."""
+    index = torch.tensor(rows, dtype=torch.long)
+    return DecisionTensors(
+        ids=[data.ids[i] for i in rows], llm=data.llm[index], state=data.state[index], labels=data.labels[index],
+        rewards=data.rewards[index], hits={k: v[index] for k, v in data.hits.items()}, experts=data.experts,
+        actions=data.actions, is_sample=data.is_sample[index], rankings=[data.rankings[i] for i in rows],
+        targets=[data.targets[i] for i in rows],
+    )  # fmt: skip
+
+
+def dialogue_folds(ids: list[str], k: int) -> list[int]:
+    """A fold per row, every row of one dialogue in the same fold (ids are ``dataset/split/dialogue/turn``).
+
+    >>> dialogue_folds(["r/v/7/1", "r/v/7/3", "r/v/9/1"], 2)
+    [0, 0, 1]
+    """
+    order = list(dict.fromkeys(i.rsplit("/", 1)[0] for i in ids))
+    fold = {d: n % k for n, d in enumerate(order)}
+    return [fold[i.rsplit("/", 1)[0]] for i in ids]
+
+
+def _rlpf(head: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, reference: ManagerHead | None) -> None:
+    """Cached RLPF of ``head`` on ``data`` (in place), with the config's epochs and learning rate."""
+    import dataclasses
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="llmcrs-rlpf-")  # the Trainer's own folder; nothing of it is kept
+    args = dataclasses.replace(cfg, num_train_epochs=cfg.rl_epochs, learning_rate=cfg.rl_learning_rate, output_dir=scratch)
+    ManagerTrainer(head, args, data, "rlpf", reference=reference).train()
+
+
+def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, folds: int = 5,
+                   alpha: float = 0.05) -> dict[str, Any]:  # fmt: skip
+    """Keep the learned matching only where it beats the best single expert on turns it did not learn from.
+
+    RLPF learns matching from the validation split, a few hundred turns with targets (276 on ReDial),
+    and a matching head can fit them turn by turn: on ReDial it sent 364 of 3,255 test recommendations
+    to KBRD and lost .0065 HIT@10 to the reranker alone, while on validation it was above it. So the
+    learning is cross-fitted: for each of ``folds`` folds of ``data`` (whole dialogues), a copy of
+    ``sft`` (the SFT head before calibration) is trained by cached RLPF on the other folds, and its
+    matching is scored on the held-out fold (every row recommended) against the expert that is best
+    on the other folds. Unless the learned matching wins (one-sided paired t-test p < ``alpha``, as
+    an expert must beat popularity to be offered), ``head``'s matching is fixed to the expert that is
+    best on all of ``data`` (``match_bias``: +:data:`agent.manager.MATCH_FIX` on it, so neither
+    greedy matching nor the blend picks another). The paper's model matching by descriptions is
+    unchanged for prompted managers; this is a guard on what the trained head learned.
+
+    Returns:
+        The out-of-fold HIT@10 of each policy, the test's p-value and the expert fixed (``None``: learned).
+    """
+    import copy
+
+    fold_of = dialogue_folds(data.ids, folds)
+    every = torch.full((len(data),), REC)
+    learned, constant = [], []
+    for f in range(folds):
+        inside = [i for i, g in enumerate(fold_of) if g != f]
+        held = [i for i, g in enumerate(fold_of) if g == f]
+        if not held or not inside:
+            continue
+        fit, out = subset(data, inside), subset(data, held)
+        model = copy.deepcopy(sft).train()
+        _rlpf(model, cfg, fit, reference=copy.deepcopy(sft).eval())
+        chosen = greedy(model, out, blend=False).expert
+        best = max(
+            range(len(data.experts)),
+            key=lambda e: float(target_hits(Decisions(torch.full((len(fit),), REC), torch.full((len(fit),), e)), fit, 10).mean()),
+        )
+        learned += target_hits(Decisions(every[: len(out)], chosen), out, 10).tolist()
+        constant += target_hits(Decisions(every[: len(out)], torch.full((len(out),), best)), out, 10).tolist()
+    test = compare_paired(learned, constant) if learned else None
+    report: dict[str, Any] = {
+        "matching_oof_hit@10_learned": sum(learned) / max(1, len(learned)),
+        "matching_oof_hit@10_best_expert": sum(constant) / max(1, len(constant)),
+        "matching_oof_rows": len(learned),
+        "matching_oof_p": test.ttest_p if test else 1.0,
+        "matching_fixed": None,
+    }
+    head.match_bias.zero_()
+    if test is None or test.ttest_p >= alpha:
+        best = max(
+            range(len(data.experts)), key=lambda e: float(target_hits(Decisions(every, torch.full((len(data),), e)), data, 10).mean())
+        )
+        head.match_bias[best] = MATCH_FIX
+        report["matching_fixed"] = data.experts[best]
+    return report
+
+
 def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
                   rl_data: DecisionTensors | None = None) -> dict[str, Any]:  # fmt: skip
     """SFT on ``train``, then RLPF on ``rl_data`` (default ``train``), then the detection offsets
@@ -413,6 +503,7 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
         measure(phase, head)
         if phase == "sft":
             reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
+            report["sft_reference"] = reference  # and the start of guard_matching's cross-fitted RLPF
             sft = copy.deepcopy(head).eval()  # the w/o RL manager, kept for the ablation
             calibrate_detection(sft, valid, cfg.calibrate_on)
             calibrate_blend(sft, valid)

@@ -59,7 +59,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     from agent.manager import ManagerHead, save_manager
     from crsdata.paths import home_dir
     from rl.decisions import load_features, load_split, recommenders_of
-    from rl.manager import decision_tensors, train_manager
+    from rl.manager import decision_tensors, guard_matching, train_manager
     from rl.trainer import write_logs
     from tools.learned import retrain_command
     from tools.train import EXPERTS
@@ -85,6 +85,9 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
         conv = train_on_conversations(head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root)
         report["history"] += conv.pop("history")
         report.update(conv)
+    sft_reference = report.pop("sft_reference", None)
+    if sft_reference is not None and cfg.rl_epochs > 0:  # learned matching must beat the best expert out of fold (rl.manager)
+        report.update(guard_matching(head, sft_reference, cfg, data[cfg.rl_split]))
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
     history = report.pop("history")
     sft_head = report.pop("sft_head", None)
@@ -100,7 +103,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
                    "RLPF on simulated conversations: success per round")  # fmt: skip
     (out / "rlpf_summary.json").write_text(json.dumps(meta, indent=1))
     for key, value in report.items():
-        print(f"{key}: {value:.4f}", flush=True)
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}", flush=True)
     print(f"saved the trained manager to {out} ({meta['seconds']:.0f}s)")
     return 0
 

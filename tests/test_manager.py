@@ -121,6 +121,41 @@ def test_blending_is_calibrated_on_held_out_hits():
     assert float(head.blend_temperature) == 0.0
 
 
+def test_learned_matching_is_kept_only_where_it_beats_the_best_expert_on_turns_it_did_not_learn(tmp_path):
+    """ReDial's case: RLPF fitted the matching to the validation turns it learned from (above the reranker
+    there, below it on the test split). The guard cross-fits RLPF; where the best expert cannot be read
+    from the features, it fixes the matching to the expert best on average; where it can, it keeps it."""
+    from rl.manager import greedy, guard_matching
+
+    def unreadable(n: int, seed: int) -> DecisionTensors:  # a hits on a random 70% of the rows, b on the rest
+        data = synthetic(n, seed)
+        good = (torch.rand(n, generator=torch.Generator().manual_seed(seed + 7)) > 0.7).long()
+        rec = SUBTASK_NAMES.index(RECOMMENDATION)
+        for i in range(n):
+            for j, (sub, e) in enumerate(data.actions):
+                if sub == rec and int(data.labels[i]) == rec:
+                    data.rewards[i, j] = 1.0 if e == int(good[i]) else 0.1
+            data.hits[10][i] = data.hits[50][i] = torch.tensor([[float(good[i] == 0)], [float(good[i] == 1)]])
+            data.rankings[i] = [["t"] if int(good[i]) == e else ["x"] for e in range(2)]
+        return data
+
+    cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=30, learning_rate=3e-3, rl_learning_rate=1e-2, seed=0)
+    for data, fixed in ((synthetic(300, 1), None), (unreadable(300, 1), "a")):
+        torch.manual_seed(0)
+        head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+        report = train_manager(head, cfg, synthetic(600, 0), data, rl_data=data)
+        before = greedy(head, data, blend=False).expert
+        got = guard_matching(head, report["sft_reference"], cfg, data)
+        after = greedy(head, data, blend=False).expert
+        assert got["matching_fixed"] == fixed
+        if fixed is None:  # readable: cross-fitted matching wins, and the head's own matching is untouched
+            assert got["matching_oof_hit@10_learned"] > got["matching_oof_hit@10_best_expert"] + 0.1
+            assert got["matching_oof_p"] < 0.05 and torch.equal(before, after)
+        else:  # fitted noise: before the guard the head sent some turns to b, after it none
+            assert got["matching_oof_hit@10_learned"] <= got["matching_oof_hit@10_best_expert"] + 0.02
+            assert int((before == 1).sum()) > 0 and int((after == 1).sum()) == 0
+
+
 def test_rewards_are_tabulated_per_action():
     rows = [
         {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
