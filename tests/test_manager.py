@@ -195,6 +195,30 @@ def test_a_head_trained_before_state_features_were_added_decides_as_before():
     assert torch.equal(head(x, wider)[0], head(x, s)[0])
 
 
+def test_a_head_saved_before_the_matching_guard_loads_and_matches_as_saved(tmp_path):
+    """``match_bias`` is a newer buffer: a file without it loads with a zero bias, and one with the
+    guard's bias fixes that expert."""
+    import hashlib
+    import json
+
+    head = ManagerHead(8, 2, ["a", "b"], hidden=8).eval()
+    x, s = torch.randn(20, 8), torch.randn(20, 2)
+    save_manager(head, tmp_path / "old", {"dataset": "redial"})
+    state = torch.load(tmp_path / "old" / "manager.pt", weights_only=True)
+    del state["match_bias"]  # as written before the guard existed
+    torch.save(state, tmp_path / "old" / "manager.pt")
+    meta = json.loads((tmp_path / "old" / "manager.json").read_text())
+    meta["sha256"] = hashlib.sha256((tmp_path / "old" / "manager.pt").read_bytes()).hexdigest()
+    (tmp_path / "old" / "manager.json").write_text(json.dumps(meta))
+    old, _ = load_manager(tmp_path / "old")
+    assert torch.equal(old.match_bias, torch.zeros(2))
+    assert torch.allclose(old(x, s)[1], head.half().float()(x, s)[1], atol=1e-2)
+    with torch.no_grad():
+        head.match_bias[1] = 20.0
+    save_manager(head, tmp_path / "new", {"dataset": "redial"})
+    assert load_manager(tmp_path / "new")[0](x, s)[1].argmax(-1).tolist() == [1] * 20
+
+
 def test_state_features_tell_a_rejection_with_a_reason_from_a_plain_one_and_count_the_questions(redial_env):
     """What the head needs to ask after "I don't like them." but not after "Something with Tom Hanks":
     whether the last user turn says what they like, and how many attributes were asked already."""
