@@ -34,7 +34,7 @@ import torch
 from agent.manager import SUBTASK_NAMES, load_manager, manager_dir
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from rl.decisions import load_features, load_split, recommenders_of
-from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, greedy, target_hits
+from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, fixed, greedy, target_hits
 from tools.dialogue import format_dialogue
 from tools.subtasks import RECOMMENDATION
 
@@ -69,12 +69,6 @@ def confusion(labels: list[str], preds: list[str]) -> list[list[int]]:
     for a, b in zip(labels, preds, strict=True):
         m[SUBTASK_NAMES.index(a)][SUBTASK_NAMES.index(b)] += 1
     return m
-
-
-def fixed(data: DecisionTensors, subtask: int, expert: int) -> Decisions:
-    """The same decision on every row."""
-    n = len(data)
-    return Decisions(torch.full((n,), subtask), torch.full((n,), expert))
 
 
 def oracle(data: DecisionTensors, k: int) -> Decisions:

@@ -279,6 +279,17 @@ def greedy(head: ManagerHead, data: DecisionTensors, blend: bool = True) -> Deci
     return Decisions(det.argmax(-1), match.argmax(-1), weights)
 
 
+def fixed(data: DecisionTensors, subtask: int, expert: int) -> Decisions:
+    """The same decision on every row."""
+    n = len(data)
+    return Decisions(torch.full((n,), subtask), torch.full((n,), expert))
+
+
+def best_expert(data: DecisionTensors, k: int = 10) -> int:
+    """The expert with the highest HIT@``k`` on ``data``'s target rows when it recommends on every row."""
+    return max(range(len(data.experts)), key=lambda e: float(target_hits(fixed(data, REC, e), data, k).mean()))
+
+
 def expected_reward(decisions: Decisions, data: DecisionTensors) -> float:
     """Mean cached reward of the decisions."""
     idx = [data.actions.index((int(s), int(e) if int(s) == REC else -1)) for s, e in zip(decisions.subtask, decisions.expert, strict=True)]
@@ -397,14 +408,19 @@ def dialogue_folds(ids: list[str], k: int) -> list[int]:
     return [fold[i.rsplit("/", 1)[0]] for i in ids]
 
 
-def _rlpf(head: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, reference: ManagerHead | None) -> None:
-    """Cached RLPF of ``head`` on ``data`` (in place), with the config's epochs and learning rate."""
+def run_phase(head: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, phase: str,
+              reference: ManagerHead | None = None) -> ManagerTrainer:  # fmt: skip
+    """Train ``head`` in place for one phase (``sft``: the config's ``sft_epochs`` at ``learning_rate``;
+    ``rlpf``: ``rl_epochs`` at ``rl_learning_rate``); returns the trainer (its ``history``)."""
     import dataclasses
     import tempfile
 
-    scratch = tempfile.mkdtemp(prefix="llmcrs-rlpf-")  # the Trainer's own folder; nothing of it is kept
-    args = dataclasses.replace(cfg, num_train_epochs=cfg.rl_epochs, learning_rate=cfg.rl_learning_rate, output_dir=scratch)
-    ManagerTrainer(head, args, data, "rlpf", reference=reference).train()
+    epochs, lr = (cfg.sft_epochs, cfg.learning_rate) if phase == "sft" else (cfg.rl_epochs, cfg.rl_learning_rate)
+    scratch = tempfile.mkdtemp(prefix=f"llmcrs-{phase}-")  # the Trainer's own folder; nothing of it is kept
+    args = dataclasses.replace(cfg, num_train_epochs=epochs, learning_rate=lr, output_dir=scratch)
+    trainer = ManagerTrainer(head, args, data, phase, reference=reference)
+    trainer.train()
+    return trainer
 
 
 def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, folds: int = 5,
@@ -429,7 +445,6 @@ def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data
     import copy
 
     fold_of = dialogue_folds(data.ids, folds)
-    every = torch.full((len(data),), REC)
     learned, constant = [], []
     for f in range(folds):
         inside = [i for i, g in enumerate(fold_of) if g != f]
@@ -438,14 +453,10 @@ def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data
             continue
         fit, out = subset(data, inside), subset(data, held)
         model = copy.deepcopy(sft).train()
-        _rlpf(model, cfg, fit, reference=copy.deepcopy(sft).eval())
+        run_phase(model, cfg, fit, "rlpf", reference=copy.deepcopy(sft).eval())
         chosen = greedy(model, out, blend=False).expert
-        best = max(
-            range(len(data.experts)),
-            key=lambda e: float(target_hits(Decisions(torch.full((len(fit),), REC), torch.full((len(fit),), e)), fit, 10).mean()),
-        )
-        learned += target_hits(Decisions(every[: len(out)], chosen), out, 10).tolist()
-        constant += target_hits(Decisions(every[: len(out)], torch.full((len(out),), best)), out, 10).tolist()
+        learned += target_hits(Decisions(torch.full((len(out),), REC), chosen), out, 10).tolist()
+        constant += target_hits(fixed(out, REC, best_expert(fit)), out, 10).tolist()
     test = compare_paired(learned, constant) if learned else None
     report: dict[str, Any] = {
         "matching_oof_hit@10_learned": sum(learned) / max(1, len(learned)),
@@ -456,9 +467,7 @@ def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data
     }
     head.match_bias.zero_()
     if test is None or test.ttest_p >= alpha:
-        best = max(
-            range(len(data.experts)), key=lambda e: float(target_hits(Decisions(every, torch.full((len(data),), e)), data, 10).mean())
-        )
+        best = best_expert(data)
         head.match_bias[best] = MATCH_FIX
         report["matching_fixed"] = data.experts[best]
     return report
@@ -475,8 +484,6 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
     to over-trust the learned experts; rewards from dialogues no expert trained on are honest.
     """
     import copy
-    import dataclasses
-    import tempfile
 
     head.fit_scaler(train.llm)
     report: dict[str, Any] = {"history": []}
@@ -489,17 +496,10 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
         report[f"valid_hit@10_{tag}"] = float(target_hits(dec, valid, 10).mean())
 
     measure("init", head)
-    for phase, epochs, lr, data in (
-        ("sft", cfg.sft_epochs, cfg.learning_rate, train),
-        ("rlpf", cfg.rl_epochs, cfg.rl_learning_rate, rl_data or train),
-    ):
+    for phase, epochs, data in (("sft", cfg.sft_epochs, train), ("rlpf", cfg.rl_epochs, rl_data or train)):
         if epochs <= 0:
             continue
-        scratch = tempfile.mkdtemp(prefix=f"llmcrs-{phase}-")  # the Trainer's own folder; nothing of it is kept
-        args = dataclasses.replace(cfg, num_train_epochs=epochs, learning_rate=lr, output_dir=scratch)
-        trainer = ManagerTrainer(head, args, data, phase, reference=reference if phase == "rlpf" else None)
-        trainer.train()
-        report["history"] += trainer.history
+        report["history"] += run_phase(head, cfg, data, phase, reference=reference if phase == "rlpf" else None).history
         measure(phase, head)
         if phase == "sft":
             reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
