@@ -219,6 +219,29 @@ def test_a_head_saved_before_the_matching_guard_loads_and_matches_as_saved(tmp_p
     assert load_manager(tmp_path / "new")[0](x, s)[1].argmax(-1).tolist() == [1] * 20
 
 
+def test_a_shipped_sft_snapshot_is_the_w_o_rl_of_its_manager_and_is_packaged():
+    """``agent/managers/<dataset>/sft`` (the w/o RL ablation ``eval manager`` reads) loads with its
+    checksum, reads the same features and experts as its full head, differs from it, and the wheel's
+    package data includes it."""
+    import fnmatch
+    import tomllib
+    from importlib import resources
+    from pathlib import Path
+
+    root = Path(str(resources.files("agent.managers")))
+    snapshots = sorted(p.parent for p in root.glob("*/sft/manager.json"))
+    assert snapshots, "no shipped SFT snapshot (python -m rl.train writes <output_dir>/sft)"
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["agent.managers"]
+    for folder in snapshots:
+        sft, meta = load_manager(folder)
+        full, _ = load_manager(folder.parent)
+        assert meta["phase"] == "sft" and sft.spec == full.spec
+        assert any(not torch.equal(a, b) for a, b in zip(sft.state_dict().values(), full.state_dict().values(), strict=True))
+        for name in ("manager.json", "manager.pt"):
+            assert any(fnmatch.fnmatch(str((folder / name).relative_to(root)), g) for g in globs), f"{folder / name} is not package data"
+
+
 def test_state_features_tell_a_rejection_with_a_reason_from_a_plain_one_and_count_the_questions(redial_env):
     """What the head needs to ask after "I don't like them." but not after "Something with Tom Hanks":
     whether the last user turn says what they like, and how many attributes were asked already."""
