@@ -294,6 +294,17 @@ SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
     [("Who directed Titanic (1997)?", DETAIL_SEARCH), ("I enjoyed Titanic (1997) and The Notebook (2004), any similar romance?", RECOMMENDATION),
      ("why do you think I'd like it", EXPLANATION)],
     [("hello", ELICITATION), ("Any comedy like Superbad (2007)?", RECOMMENDATION), ("Who is in it?", DETAIL_SEARCH)],
+    # written after the manager was trained (a retrained head that scored 14 of these 19 was not shipped)
+    [("Hey, I want to watch something tonight", ELICITATION), ("I'm a big fan of Alien (1979) and Aliens (1986)", RECOMMENDATION),
+     ("why would I like that?", EXPLANATION), ("who stars in it?", DETAIL_SEARCH)],
+    [("Can you recommend a movie similar to The Matrix (1999)?", RECOMMENDATION), ("How come you picked that one?", EXPLANATION),
+     ("What year did it come out?", DETAIL_SEARCH)],
+    [("Good evening!", ELICITATION), ("I liked Toy Story (1995), something for the kids?", RECOMMENDATION), ("Who made it?", DETAIL_SEARCH)],
+    [("What is Inception (2010) about?", DETAIL_SEARCH), ("Cool, I loved Inception (2010), got anything like it?", RECOMMENDATION),
+     ("Why that?", EXPLANATION)],
+    [("I'm bored", ELICITATION), ("Something like Mean Girls (2004) please", RECOMMENDATION), ("explain why you chose it", EXPLANATION)],
+    [("Who directed Jaws (1975)?", DETAIL_SEARCH), ("I love Jaws (1975) and Jurassic Park (1993). Recommend me one?", RECOMMENDATION),
+     ("Who is the director of that one?", DETAIL_SEARCH)],
 ]  # fmt: skip
 
 
