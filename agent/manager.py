@@ -218,8 +218,10 @@ def load_manager(folder: Path) -> tuple[ManagerHead, dict[str, Any]]:
         )
     head = ManagerHead(**meta["config"])
     state = torch.load(folder / "manager.pt", weights_only=True)
-    state.setdefault("blend_temperature", torch.zeros(()))  # saved before blending existed: one expert per turn
-    state.setdefault("match_bias", torch.zeros(max(1, len(head.experts))))  # saved before the matching guard: as learned
+    # buffers added after a head may have been saved, at their neutral zero: blend_temperature (before
+    # blending: one expert per turn) and match_bias (before the matching guard: matching as learned)
+    for name in ("blend_temperature", "match_bias"):
+        state.setdefault(name, torch.zeros_like(getattr(head, name)))
     head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     head.eval()
     return head, meta
