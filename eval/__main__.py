@@ -11,13 +11,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 from crsdata.paths import SetupError
-from eval.harness import RunConfig, run
+from eval.harness import RunConfig, results_folder, run
 from eval.report import write_report
 
 
@@ -37,39 +35,20 @@ def main(argv: list[str] | None = None) -> int:
         from eval.paper import main as paper_main
 
         return run_cli(lambda: paper_main(argv[1:]))
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "report"):
-        p = sub.add_parser(name)
-        p.add_argument("--dataset", default="redial")
-        p.add_argument("--split", default="test")
-        p.add_argument("--results-dir", type=Path, default=Path("results"))
-        p.add_argument("--data-root", default=None)
-        p.add_argument("--metrics", default="all", choices=("all", "rec"), help="rec: recommendation metrics only, no response generation")
-    p = sub.choices["run"]
-    p.add_argument("--systems", default="full", help="comma list: full, wo_si, wo_di, wo_sg, wo_m, wo_e, llm_only, expert:<id>")
-    p.add_argument("--limit", type=int, default=None, help="first N turns (after --sample)")
-    p.add_argument("--sample", type=int, default=None, help="a seeded random subset of N turns")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=None, help="model spec for the graph and llm_only (default: embedded)")
-    p.add_argument("--model-label", default=None, help="suffix for system names, e.g. rl or sft")
-    p.add_argument("--demos", type=int, default=4)
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--budget-minutes", type=float, default=60.0)
-    p.add_argument("--manager", default="trained", help="trained (default), prompt or rule: who makes the graph systems' decisions")
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    if argv[:1] not in (["run"], ["report"]):
+        print(__doc__, file=sys.stderr)
+        print("error: a command is required: run, report, manager, paper or simulate", file=sys.stderr)
+        return 2
+    cmd = argv[0]
+    (cfg,) = HfArgumentParser(RunConfig, prog=f"python -m eval {cmd}").parse_args_into_dataclasses(args=argv[1:])  # type: ignore[arg-type]
     try:
-        folder = args.results_dir / args.dataset / (args.split if args.metrics == "all" else f"{args.split}_rec")
-        if args.cmd == "run":
-            cfg = RunConfig(
-                dataset=args.dataset, split=args.split, systems=[s.strip() for s in args.systems.split(",") if s.strip()], limit=args.limit,
-                sample=args.sample, seed=args.seed, results_dir=args.results_dir, model=args.model, model_label=args.model_label,
-                n_demos=args.demos, max_new_tokens=args.max_new_tokens, data_root=args.data_root, budget_minutes=args.budget_minutes, manager=args.manager, metrics=args.metrics,
-            )  # fmt: skip
+        if cmd == "run":
             start = time.perf_counter()
             run(cfg)
             print(f"wall time: {time.perf_counter() - start:.1f}s")
-        out = write_report(folder)
+        out = write_report(results_folder(cfg))
         print(out.read_text(encoding="utf-8"))
         print(f"tables: {out}; CSV and figures/ beside it")
     except (SetupError, ValueError, FileNotFoundError) as exc:

@@ -9,9 +9,10 @@ test contexts (figures and ratios, never asserted in tests):
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from langchain_core.messages import HumanMessage
@@ -24,15 +25,23 @@ from tools.dialogue import format_turns
 from tools.subtasks import SUBTASKS
 
 
+@dataclass
+class BenchLLMArguments:
+    """``python -m eval.bench_llm``."""
+
+    contexts: int = field(default=20, metadata={"help": "test contexts timed"})
+    demos: int = field(default=4, metadata={"help": "demonstrations in the prompted manager's prompt"})
+    dataset: str = "redial"
+    manager: Literal["trained", "prompt"] = "trained"
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_llm", description=__doc__)
-    parser.add_argument("--contexts", type=int, default=20)
-    parser.add_argument("--demos", type=int, default=4)
-    parser.add_argument("--dataset", default="redial")
-    parser.add_argument("--manager", default="trained", choices=("trained", "prompt"))
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BenchLLMArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     model = load_chat_model()
-    assert isinstance(model, LocalHFChatModel)
+    if not isinstance(model, LocalHFChatModel):  # a remote chat model has no weights to time here
+        raise SystemExit(f"eval.bench_llm times the local model; the configured one is {type(model).__name__}")
     if args.manager == "trained":
         bench_trained(model, args.dataset, args.contexts)
         return

@@ -6,12 +6,12 @@ client). Each thread says its own marked words; afterwards every thread's state 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.__main__ import running_server
@@ -58,13 +58,20 @@ async def _run(url: str, threads: int, turns: int) -> dict[str, object]:
             "failures": len(failures), "isolation_violations": leaks, "failure_examples": failures[:3]}  # fmt: skip
 
 
+@dataclass
+class BenchServerArguments:
+    """``python -m eval.bench_server``."""
+
+    threads: int = field(default=8, metadata={"help": "concurrent conversations"})
+    turns: int = field(default=5, metadata={"help": "turns per thread"})
+    jobs: int = field(default=2, metadata={"help": "the server's concurrent runs per worker"})
+    out: str | None = field(default=None, metadata={"help": "write the figures as JSON here"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_server", description=__doc__)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--turns", type=int, default=5, help="turns per thread")
-    parser.add_argument("--jobs", type=int, default=2, help="the server's concurrent runs per worker")
-    parser.add_argument("--out", default=None, help="write the figures as JSON here")
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BenchServerArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_server.log"
     with running_server(log, "--jobs", str(args.jobs)) as served:
         row = {**asyncio.run(_run(served.url, args.threads, args.turns)), "jobs_per_worker": args.jobs}

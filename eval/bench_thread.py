@@ -7,14 +7,15 @@ report, never asserted in tests (``tests/test_boundary.py`` checks that the stat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 MESSAGES = [
     "I like The Shining (1980) and It (2017)",
@@ -33,15 +34,22 @@ def rss_mb() -> float:
     return float("nan")
 
 
+@dataclass
+class BenchThreadArguments:
+    """``python -m eval.bench_thread``."""
+
+    turns: int = 1000
+    report: str = field(default="50,200,1000", metadata={"help": "turn counts to report at"})
+    max_new_tokens: int = 16
+    out: str | None = field(default=None, metadata={"help": "write the rows as JSON here"})
+    threads: int = field(default=1, metadata={"help": "spread the turns round-robin over this many threads (a soak)"})
+    durability: Literal["sync", "async", "exit"] = field(default="async", metadata={"help": "LangGraph durability of each turn"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_thread", description=__doc__)
-    parser.add_argument("--turns", type=int, default=1000)
-    parser.add_argument("--report", default="50,200,1000", help="turn counts to report at")
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--out", default=None, help="write the rows as JSON here")
-    parser.add_argument("--threads", type=int, default=1, help="spread the turns round-robin over this many threads (a soak)")
-    parser.add_argument("--durability", default="async", choices=("sync", "async", "exit"), help="LangGraph durability of each turn")
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BenchThreadArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     from langchain_core.messages import HumanMessage
     from langchain_core.runnables import RunnableConfig
 

@@ -13,7 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -27,24 +27,34 @@ TOP_N_STORED = 50
 
 @dataclass
 class RunConfig:
-    """One evaluation run."""
+    """One evaluation run: what ``python -m eval run`` (and ``report``) parses, flag for field."""
 
     dataset: str = "redial"
     split: str = "test"
-    systems: list[str] = field(default_factory=lambda: ["full"])
-    limit: int | None = None
-    sample: int | None = None
+    systems: list[str] = field(
+        default_factory=lambda: ["full"],
+        metadata={"help": "comma list: full, wo_si, wo_di, wo_sg, wo_m, wo_e, llm_only, expert:<id>"},
+    )
+    limit: int | None = field(default=None, metadata={"help": "first N turns (after --sample)"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded random subset of N turns"})
     seed: int = 0
     results_dir: Path = Path("results")
-    model: str | None = None
-    model_label: str | None = None
-    n_demos: int = 4
+    model: str | None = field(default=None, metadata={"help": "model spec for the graph and llm_only (default: embedded)"})
+    model_label: str | None = field(default=None, metadata={"help": "suffix for system names, e.g. rl or sft"})
+    n_demos: int = field(default=4, metadata={"aliases": ["--demos"], "help": "demonstrations in the prompted manager's prompt"})
     top_k: int = 50
     max_new_tokens: int = 32
     data_root: str | None = None
-    budget_minutes: float = 60.0
-    manager: str = "trained"
-    metrics: str = "all"  # "rec": recommendation metrics only, the response is not generated (results in <split>_rec/)
+    budget_minutes: float = field(default=60.0, metadata={"help": "wall-time budget of one system"})
+    manager: str = field(default="trained", metadata={"help": "trained, prompt or rule: who makes the graph systems' decisions"})
+    metrics: Literal["all", "rec"] = field(
+        default="all", metadata={"help": "rec: recommendation metrics only, no response generation (results in <split>_rec/)"}
+    )
+
+    def __post_init__(self) -> None:
+        # the command line gives one comma list (``--systems full,wo_m``); code may give a list
+        self.systems = [n.strip() for entry in self.systems for n in entry.split(",") if n.strip()]
+        self.results_dir = Path(self.results_dir)
 
 
 def select_samples(cfg: RunConfig) -> list[RecSample]:

@@ -15,7 +15,7 @@ from agent.context import Context
 from crsdata.loaders import load_samples
 from crsdata.metrics import RecEvaluator, conversation_metrics
 from crsdata.schema import RecSample, Turn
-from eval.harness import RunConfig, done_ids, result_path, run_system, select_samples
+from eval.harness import RunConfig, done_ids, result_path, results_folder, run_system, select_samples
 from eval.report import build_report, hit_rows, write_report
 from eval.systems import ExpertSystem, GraphSystem
 from tests.conftest import RecordingFake
@@ -111,6 +111,24 @@ def test_report_matches_direct_computation_and_resumes(real_root, tmp_path):
     assert re.search(r"\[\d\.\d{3}, \d\.\d{3}\]", hit10), hit10  # HIT@10 with its 95% interval
     assert (path.parent / "recommendation.csv").read_text().splitlines()[0].startswith("system,hit@1,hit@10,hit@50")
     assert (path.parent / "figures" / "systems_recommendation.png").stat().st_size > 1000
+
+
+def test_eval_run_parses_its_config_dataclass_flag_for_field(tmp_path):
+    """``python -m eval run`` reads RunConfig itself (no flags copied by hand): a comma list of systems,
+    the old flag spellings as aliases, and a clear error for a metrics value it does not know."""
+    from transformers import HfArgumentParser
+
+    from eval.__main__ import main
+
+    parser = HfArgumentParser(RunConfig)
+    argv = ["--systems", "full,wo_m", "expert:kbrd_recommender", "--demos", "2", "--results-dir", str(tmp_path), "--metrics", "rec"]
+    (cfg,) = parser.parse_args_into_dataclasses(args=argv)
+    assert cfg.systems == ["full", "wo_m", "expert:kbrd_recommender"] and cfg.n_demos == 2
+    assert results_folder(cfg) == tmp_path / "redial" / "test_rec"
+    assert RunConfig(systems=["full, wo_e"]).systems == ["full", "wo_e"]
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(args=["--metrics", "bleu"])
+    assert main(["report", "--results-dir", str(tmp_path)]) == 2  # nothing run yet: an error naming the command, no traceback
 
 
 def test_seeded_sample_is_deterministic(real_root):

@@ -18,10 +18,10 @@ numbers are not comparable with published ones trained on ~10k.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -58,13 +58,20 @@ def rankers(dataset: str, data_root: str | None) -> dict[str, object]:
     return out
 
 
+@dataclass
+class BenchArguments:
+    """``python -m tools.bench``."""
+
+    datasets: str | None = field(default=None, metadata={"help": "comma list (default: every dataset found)"})
+    limit: int | None = field(default=None, metadata={"help": "first N test turns"})
+    data_root: str | None = None
+    out: str = "results/experts.json"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
-    parser.add_argument("--datasets", default=None, help="comma list (default: every dataset found)")
-    parser.add_argument("--limit", type=int, default=None, help="first N test turns")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("results") / "experts.json")
-    args = parser.parse_args(argv)
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     datasets = (
         args.datasets.split(",")
         if args.datasets
@@ -124,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             cells = [f"{rep[c]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci[f"{c}_ci"]) if f"{c}_ci" in ci else "") for c in COLS]
             table.add_row(name, *cells, "-" if train_s is None else f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
         console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
     return 0
 
 
