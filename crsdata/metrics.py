@@ -365,3 +365,16 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
         out[i] = running
     return out
+
+
+def group_folds(groups: Sequence[str], k: int) -> list[int]:
+    """A cross-validation fold per row, the rows of one group (a dialogue) in the same fold: the groups
+    in sorted order take folds round-robin, so the folds do not depend on the order of the rows.
+    (scikit-learn's ``GroupKFold`` balances rows instead and refuses fewer groups than folds, which
+    small validation splits have.)
+
+    >>> group_folds(["d7", "d9", "d7", "d8"], 2)
+    [0, 0, 0, 1]
+    """
+    fold = {g: n % k for n, g in enumerate(sorted(set(groups)))}
+    return [fold[g] for g in groups]

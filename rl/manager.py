@@ -20,7 +20,7 @@ import torch
 from trl.trainer.base_trainer import _BaseTrainer
 
 from agent.manager import MATCH_FIX, SUBTASK_NAMES, ManagerHead, blend_weights
-from crsdata.metrics import compare_paired
+from crsdata.metrics import compare_paired, group_folds
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
 from rl.reward import bleu_reward, hit_reward, weighted_reward
@@ -397,17 +397,6 @@ def subset(data: DecisionTensors, rows: list[int]) -> DecisionTensors:
     )  # fmt: skip
 
 
-def dialogue_folds(ids: list[str], k: int) -> list[int]:
-    """A fold per row, every row of one dialogue in the same fold (ids are ``dataset/split/dialogue/turn``).
-
-    >>> dialogue_folds(["r/v/7/1", "r/v/7/3", "r/v/9/1"], 2)
-    [0, 0, 1]
-    """
-    order = list(dict.fromkeys(i.rsplit("/", 1)[0] for i in ids))
-    fold = {d: n % k for n, d in enumerate(order)}
-    return [fold[i.rsplit("/", 1)[0]] for i in ids]
-
-
 def run_phase(head: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, phase: str,
               reference: ManagerHead | None = None) -> ManagerTrainer:  # fmt: skip
     """Train ``head`` in place for one phase (``sft``: the config's ``sft_epochs`` at ``learning_rate``;
@@ -444,7 +433,7 @@ def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data
     """
     import copy
 
-    fold_of = dialogue_folds(data.ids, folds)
+    fold_of = group_folds([i.rsplit("/", 1)[0] for i in data.ids], folds)  # ids are dataset/split/dialogue/turn
     learned, constant = [], []
     for f in range(folds):
         inside = [i for i, g in enumerate(fold_of) if g != f]
@@ -473,8 +462,22 @@ def guard_matching(head: ManagerHead, sft: ManagerHead, cfg: ManagerConfig, data
     return report
 
 
+@dataclass
+class ManagerTraining:
+    """What :func:`train_manager` gives back besides the trained head (trained in place)."""
+
+    report: dict[str, Any]  # validation figures after each phase (``valid_<metric>_<phase>``) and the blend temperature
+    history: list[dict[str, Any]]  # the trainer's logs, each tagged with its phase
+    sft_reference: ManagerHead | None = None  # the head after SFT, uncalibrated: RLPF's KL reference, guard_matching's start
+    sft_head: ManagerHead | None = None  # the head after SFT, calibrated like the full one: the w/o RL ablation
+
+    def sft_report(self) -> dict[str, Any]:
+        """The figures of the SFT-only head (what its saved ``manager.json`` may say about it)."""
+        return {k: v for k, v in self.report.items() if k.endswith(("_init", "_sft", "_sft_calibrated"))}
+
+
 def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
-                  rl_data: DecisionTensors | None = None) -> dict[str, Any]:  # fmt: skip
+                  rl_data: DecisionTensors | None = None) -> ManagerTraining:  # fmt: skip
     """SFT on ``train``, then RLPF on ``rl_data`` (default ``train``), then the detection offsets
     calibrated on ``valid``; returns the validation figures after each phase, the training history and
     the SFT-only head (calibrated the same way, for the w/o RL ablation).
@@ -486,32 +489,30 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
     import copy
 
     head.fit_scaler(train.llm)
-    report: dict[str, Any] = {"history": []}
-    reference: ManagerHead | None = None
+    out = ManagerTraining(report={}, history=[])
 
     def measure(tag: str, model: ManagerHead) -> None:
         dec = greedy(model, valid)
-        report[f"valid_accuracy_{tag}"] = float((dec.subtask == valid.labels).float().mean())
-        report[f"valid_reward_{tag}"] = expected_reward(dec, valid)
-        report[f"valid_hit@10_{tag}"] = float(target_hits(dec, valid, 10).mean())
+        out.report[f"valid_accuracy_{tag}"] = float((dec.subtask == valid.labels).float().mean())
+        out.report[f"valid_reward_{tag}"] = expected_reward(dec, valid)
+        out.report[f"valid_hit@10_{tag}"] = float(target_hits(dec, valid, 10).mean())
 
     measure("init", head)
     for phase, epochs, data in (("sft", cfg.sft_epochs, train), ("rlpf", cfg.rl_epochs, rl_data or train)):
         if epochs <= 0:
             continue
-        report["history"] += run_phase(head, cfg, data, phase, reference=reference if phase == "rlpf" else None).history
+        out.history += run_phase(head, cfg, data, phase, reference=out.sft_reference if phase == "rlpf" else None).history
         measure(phase, head)
         if phase == "sft":
-            reference = copy.deepcopy(head).eval()  # the KL reference of RLPF
-            report["sft_reference"] = reference  # and the start of guard_matching's cross-fitted RLPF
-            sft = copy.deepcopy(head).eval()  # the w/o RL manager, kept for the ablation
+            out.sft_reference = copy.deepcopy(head).eval()
+            sft = copy.deepcopy(head).eval()
             calibrate_detection(sft, valid, cfg.calibrate_on)
             calibrate_blend(sft, valid)
             measure("sft_calibrated", sft)
-            report["sft_head"] = sft
+            out.sft_head = sft
     calibrate_detection(head, valid, cfg.calibrate_on)
     calibrate_blend(head, valid)
-    report["blend_temperature"] = float(head.blend_temperature)
+    out.report["blend_temperature"] = float(head.blend_temperature)
     measure("final", head)
     head.eval()
-    return report
+    return out

@@ -78,25 +78,25 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     feats = {split: load_features(script.dataset, split) for split in splits}
     data = {split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k) for split in splits}
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
-    report = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
+    trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
+    report, history = trained.report, trained.history
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations
 
         conv = train_on_conversations(head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root)
-        report["history"] += conv.pop("history")
+        history += conv.pop("history")
         report.update(conv)
-    sft_reference = report.pop("sft_reference", None)
-    if sft_reference is not None and cfg.rl_epochs > 0:  # learned matching must beat the best expert out of fold (rl.manager)
-        report.update(guard_matching(head, sft_reference, cfg, data[cfg.rl_split]))
+    if trained.sft_reference is not None and cfg.rl_epochs > 0:  # learned matching must beat the best expert out of fold (rl.manager)
+        report.update(guard_matching(head, trained.sft_reference, cfg, data[cfg.rl_split]))
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
-    history = report.pop("history")
-    sft_head = report.pop("sft_head", None)
-    meta = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
-            "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam, **report,
-            "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+    common = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
+              "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam,
+              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+    meta = {**common, **report}
     save_manager(head, out, meta)
-    if sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
-        save_manager(sft_head, out / "sft", {**meta, "phase": "sft"})
+    if trained.sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
+        # its own figures only: the ones after RLPF, the conversations and the guard describe the full head
+        save_manager(trained.sft_head, out / "sft", {**common, **trained.sft_report(), "phase": "sft"})
     write_logs([h for h in history if h.get("phase") == "rlpf"], out)
     if any(h.get("phase") == "conversations" for h in history):
         write_logs([h for h in history if h.get("phase") == "conversations"], out, "conversations_",

@@ -46,13 +46,18 @@ def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
     train, valid = synthetic(600, 0), synthetic(300, 1)
     head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
     cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=15, learning_rate=3e-3, rl_learning_rate=3e-3, seed=0)
-    report = train_manager(head, cfg, train, valid)
+    trained = train_manager(head, cfg, train, valid)
+    report = trained.report
     assert report["valid_accuracy_sft"] > report["valid_accuracy_init"] + 0.3  # SFT learns the labels
     assert report["valid_reward_rlpf"] > report["valid_reward_sft"] + 0.05  # RLPF learns the matching
     assert report["valid_hit@10_rlpf"] > report["valid_hit@10_sft"]
-    assert any(h["phase"] == "rlpf" and "reward" in h for h in report["history"])
-    sft = report["sft_head"]
-    assert not torch.equal(sft.match.weight, head.match.weight)  # the w/o RL head is a snapshot
+    assert any(h["phase"] == "rlpf" and "reward" in h for h in trained.history)
+    sft = trained.sft_head
+    assert sft is not None and not torch.equal(sft.match.weight, head.match.weight)  # the w/o RL head is a snapshot
+    # what the snapshot's manager.json may say: its own phases' figures, none measured after RLPF
+    assert set(trained.sft_report()) == {
+        f"valid_{m}_{t}" for m in ("accuracy", "reward", "hit@10") for t in ("init", "sft", "sft_calibrated")
+    }
 
 
 def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicitation(tmp_path):
@@ -145,7 +150,8 @@ def test_learned_matching_is_kept_only_where_it_beats_the_best_expert_on_turns_i
         head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
         report = train_manager(head, cfg, synthetic(600, 0), data, rl_data=data)
         before = greedy(head, data, blend=False).expert
-        got = guard_matching(head, report["sft_reference"], cfg, data)
+        assert report.sft_reference is not None
+        got = guard_matching(head, report.sft_reference, cfg, data)
         after = greedy(head, data, blend=False).expert
         assert got["matching_fixed"] == fixed
         if fixed is None:  # readable: cross-fitted matching wins, and the head's own matching is untouched

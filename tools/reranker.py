@@ -46,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from crsdata.loaders import load_dialogues
-from crsdata.metrics import hit_at_k, paired_ttest
+from crsdata.metrics import group_folds, hit_at_k, paired_ttest
 from crsdata.paths import DataError
 from crsdata.schema import RecSample
 from tools.dialogue import format_turns, parse_dialogue
@@ -268,16 +268,9 @@ def ordered(model: Scorer, candidates: list[str], x: torch.Tensor) -> list[str]:
     return [candidates[i] for i in torch.sort(-scores, stable=True).indices.tolist()]
 
 
-def folds_of(examples: list[Example], k: int = FOLDS) -> list[int]:
-    """A fold per example, grouped by dialogue (a dialogue's turns share a fold)."""
-    dialogues = sorted({e.sample.dialog_id for e in examples})
-    fold = {d: i % k for i, d in enumerate(dialogues)}
-    return [fold[e.sample.dialog_id] for e in examples]
-
-
 def cross_validate(examples: list[Example], n_features: int, hidden: int, epochs: int, cfg: TrainConfig) -> list[list[str]]:
     """Out-of-fold rankings of every example."""
-    fold = folds_of(examples)
+    fold = group_folds([e.sample.dialog_id for e in examples], FOLDS)
     out: list[list[str]] = [[] for _ in examples]
     for f in range(FOLDS):
         held = [i for i, g in enumerate(fold) if g == f]
