@@ -10,6 +10,7 @@ normalised over the allowed options. Free generation is used only for the respon
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -306,13 +307,13 @@ class LocalHFChatModel(BaseChatModel):
             input_ids=torch.tensor([tail + flat], device=device),
             attention_mask=mask[None, None],
             position_ids=torch.tensor([positions], device=device),
-            past_key_values=cache,
             use_cache=use_prefix,
             logits_to_keep=len(flat) + 1,
+            **{_cache_argument(model): cache},
         )
         logits = out.logits[0]
         if use_prefix:
-            kept = out.past_key_values
+            kept = out.cache if _cache_argument(model) == "cache" else out.past_key_values
             if flat:
                 kept.crop(-len(flat))  # the prompt alone, for the next call
             self._prefix_cache = [(list(prompt_ids), kept), *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]
@@ -410,3 +411,9 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
     path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
     model, tok = _cached_local(path)
     return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens)
+
+
+def _cache_argument(model: Any) -> str:
+    """The name of a causal LM's KV-cache argument and output: ``cache`` since transformers 5.x renamed
+    it (``past_key_values`` is deprecated there and goes in 5.40), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
