@@ -311,6 +311,19 @@ SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
     [("I'm bored", ELICITATION), ("Something like Mean Girls (2004) please", RECOMMENDATION), ("explain why you chose it", EXPLANATION)],
     [("Who directed Jaws (1975)?", DETAIL_SEARCH), ("I love Jaws (1975) and Jurassic Park (1993). Recommend me one?", RECOMMENDATION),
      ("Who is the director of that one?", DETAIL_SEARCH)],
+    # written in a later round, before any head was run on them (the shipped ReDial head: 19 of 20)
+    [("Hi there", ELICITATION), ("I adore The Princess Bride (1987) and Shrek (2001)", RECOMMENDATION),
+     ("What about it fits my taste?", EXPLANATION), ("Who plays the lead?", DETAIL_SEARCH)],
+    [("Looking for a thriller, I liked Se7en (1995)", RECOMMENDATION), ("why did you suggest that?", EXPLANATION),
+     ("when was it released?", DETAIL_SEARCH)],
+    [("Can you tell me who directed Pulp Fiction (1994)?", DETAIL_SEARCH),
+     ("Great, I love Pulp Fiction (1994), suggest something like it", RECOMMENDATION), ("what makes that similar?", EXPLANATION)],
+    [("Hello, I need a movie for date night", ELICITATION), ("We both liked La La Land (2016)", RECOMMENDATION),
+     ("Who composed the music?", DETAIL_SEARCH)],
+    [("hey what's up", ELICITATION), ("I really enjoyed The Dark Knight (2008) and Batman Begins (2005)", RECOMMENDATION),
+     ("why that one though?", EXPLANATION)],
+    [("Who starred in Forrest Gump (1994)?", DETAIL_SEARCH), ("I loved Forrest Gump (1994), any movie like that?", RECOMMENDATION),
+     ("Why would I enjoy it?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
 ]  # fmt: skip
 
 
