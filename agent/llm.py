@@ -303,17 +303,18 @@ class LocalHFChatModel(BaseChatModel):
             start += n
         dtype = next(model.parameters()).dtype
         mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        cache_name = _cache_argument(model)  # once a call: it names the argument and the output
         out = model(
             input_ids=torch.tensor([tail + flat], device=device),
             attention_mask=mask[None, None],
             position_ids=torch.tensor([positions], device=device),
             use_cache=use_prefix,
             logits_to_keep=len(flat) + 1,
-            **{_cache_argument(model): cache},
+            **{cache_name: cache},
         )
         logits = out.logits[0]
         if use_prefix:
-            kept = out.cache if _cache_argument(model) == "cache" else out.past_key_values
+            kept = getattr(out, cache_name)
             if flat:
                 kept.crop(-len(flat))  # the prompt alone, for the next call
             self._prefix_cache = [(list(prompt_ids), kept), *[e for e in self._prefix_cache if e is not best]][: self.prefix_cache_size]

@@ -148,10 +148,10 @@ def test_learned_matching_is_kept_only_where_it_beats_the_best_expert_on_turns_i
     for data, fixed in ((synthetic(300, 1), None), (unreadable(300, 1), "a")):
         torch.manual_seed(0)
         head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
-        report = train_manager(head, cfg, synthetic(600, 0), data, rl_data=data)
+        trained = train_manager(head, cfg, synthetic(600, 0), data, rl_data=data)
         before = greedy(head, data, blend=False).expert
-        assert report.sft_reference is not None
-        got = guard_matching(head, report.sft_reference, cfg, data)
+        assert trained.sft_reference is not None
+        got = guard_matching(head, trained.sft_reference, cfg, data)
         after = greedy(head, data, blend=False).expert
         assert got["matching_fixed"] == fixed
         if fixed is None:  # readable: cross-fitted matching wins, and the head's own matching is untouched
