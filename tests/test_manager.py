@@ -90,6 +90,32 @@ def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicita
         calibrate_detection(head, valid, "bleu")
 
 
+def test_a_sub_task_the_validation_split_rarely_labels_keeps_its_detection_offset(tmp_path):
+    """ReDial's case: validation labels one turn explanation. Accuracy offsets fitted to it learn only
+    to never explain (the rows the head would explain are labelled otherwise); below
+    ``min_labels`` the offset stays 0 and the well-labelled sub-tasks are still calibrated."""
+    import copy
+
+    from rl.manager import calibrate_detection, greedy
+
+    torch.manual_seed(0)
+    train, valid = synthetic(600, 0), synthetic(600, 1)
+    head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+    train_manager(head, ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=0, learning_rate=3e-3, seed=0), train, valid)
+    why, eli = SUBTASK_NAMES.index(EXPLANATION), SUBTASK_NAMES.index(ELICITATION)
+    rare = valid.labels == why
+    valid.labels[rare & (torch.cumsum(rare.long(), 0) > 2)] = eli  # two explanation labels remain
+    rec = valid.labels == SUBTASK_NAMES.index(RECOMMENDATION)
+    valid.labels[rec & (torch.arange(len(valid)) % 3 > 0)] = eli  # two thirds: an offset the well-labelled sub-tasks need
+    free, floored = copy.deepcopy(head), copy.deepcopy(head)
+    calibrate_detection(free, valid, "accuracy")
+    calibrate_detection(floored, valid, "accuracy", min_labels=30)
+    assert float(free.det_bias[why]) < 0  # fitted to two labels: explanation all but switched off
+    assert float(floored.det_bias[why]) == 0.0
+    assert int((greedy(floored, valid).subtask == why).sum()) > int((greedy(free, valid).subtask == why).sum())
+    assert float(floored.det_bias[SUBTASK_NAMES.index(RECOMMENDATION)]) < 0  # the offsets with labels still move
+
+
 def _complementary(n: int, together: bool) -> DecisionTensors:
     """Two experts and one target per row. ``together``: each expert ranks the target 11th behind ten
     items of its own, so neither alone has it in its top 10 and their blend puts it first. Otherwise
