@@ -25,7 +25,7 @@ import prompts
 from agent.boundary import REJECTED, rejected, trim
 from agent.context import Context
 from agent.decide import can_score, decide, pick
-from agent.heuristics import heuristic_subtask, last_user, resolve_args
+from agent.heuristics import WHY, heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
 from agent.manager import blend_weights
 from agent.resources import Resources
@@ -148,7 +148,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             lambda: heuristic_subtask(dialogue, results, res.env),
         )
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
-    if answered_before(results, name, args) and not asks_again(res, last_user(dialogue), args):
+    if answered_before(results, name, args) and not asks_again(res, last_user(dialogue), name, args):
         # an answer already given, and the user's message does not ask for it again: repeating it
         # word for word says nothing new (a misdetection, e.g. after a rejection), so the manager's next choice
         order = [list(SUBTASKS)[i] for i in torch.argsort(det, descending=True).tolist()] if det is not None else []
@@ -185,10 +185,16 @@ def answered_before(results: list[dict[str, Any]], name: str, args: dict[str, st
     return any(r.get("subtask") == name and r.get("args") == answer_key(args) for r in results)
 
 
-def asks_again(res: Resources, said: str, args: dict[str, str]) -> bool:
-    """Whether the user's message asks for this answer again: it names the item, or it asks an
-    attribute of "it" ("who wrote it?"); "maybe something written by Art Spiegelman?" states a liking."""
-    return args.get("item name") in res.env.linker.link(said).items or bool(attribute_from_text(said) and REFERS_TO_ITEM.search(said))
+def asks_again(res: Resources, said: str, name: str, args: dict[str, str]) -> bool:
+    """Whether the user's message asks for this answer (sub-task ``name``) again: it names the item, or
+    it asks what that sub-task answers about "it": an attribute for a detail ("who wrote it?"; "maybe
+    something written by Art Spiegelman?" states a liking), why for an explanation. "What genre is
+    it?" after an explanation asks a detail, so repeating the explanation word for word is no answer."""
+    if args.get("item name") in res.env.linker.link(said).items:
+        return True
+    if name == EXPLANATION:
+        return bool(WHY.search(said))
+    return bool(attribute_from_text(said) and REFERS_TO_ITEM.search(said))
 
 
 def answer_key(args: dict[str, str]) -> dict[str, str]:

@@ -91,7 +91,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
     common = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
               "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam,
-              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(sys.argv[1:]) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(_how(sys.argv[1:])) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
     meta = {**common, **report}
     save_manager(head, out, meta)
     if trained.sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
@@ -106,6 +106,24 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}", flush=True)
     print(f"saved the trained manager to {out} ({meta['seconds']:.0f}s)")
     return 0
+
+
+def _how(argv: list[str]) -> list[str]:
+    """The flags that say how to train, without where the result goes (``--output_dir``), for the
+    ``command`` a saved manager records.
+
+    >>> _how(["--config", "c.yaml", "--output_dir", "/tmp/x", "--seed=1", "--output_dir=/tmp/y"])
+    ['--config', 'c.yaml', '--seed=1']
+    """
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--output_dir", "--output-dir"):
+            skip = True
+        elif not arg.startswith(("--output_dir=", "--output-dir=")):
+            out.append(arg)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

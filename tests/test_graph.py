@@ -437,6 +437,25 @@ def test_a_detail_answer_is_not_repeated_unless_the_user_asks_for_it_again(exper
     assert "answered earlier in this conversation and the user did not ask again" in unasked["trajectory"][0]["error"]
 
 
+def test_an_explanation_is_not_repeated_for_a_question_about_an_attribute(experts, real_root):
+    """A question about an attribute of "it" asks a detail, not the explanation again: a manager that
+    detects explanation on it does not get the same explanation word for word (the shipped ReDial head
+    did so on "What genre is it?"); a second "why" is still answered."""
+    from itertools import cycle
+
+    from tests.conftest import RecordingFake
+
+    always = RecordingFake(messages=cycle([AIMessage('{"name": "explanation", "id": "popularity_recommender"}')]), prompts=[])
+    g = graph_with(always, experts, real_root)  # a manager that always detects an explanation
+    told = run(g, "I loved The Shining (1980). Why would I like It (2017)?", thread="x")
+    genre = run(g, "What genre is it?", thread="x")
+    assert told["subtask"]["name"] == EXPLANATION and genre["subtask"]["name"] != EXPLANATION
+    assert genre["response"] != told["response"]
+    assert "answered earlier in this conversation and the user did not ask again" in genre["trajectory"][0]["error"]
+    again = run(g, "but why that one?", thread="x")
+    assert again["subtask"]["name"] == EXPLANATION and not again["trajectory"][0].get("error")
+
+
 def test_a_trained_manager_blends_the_recommenders_by_its_matching_distribution(real_root, redial_env):
     """Execution fuses the rankings of the experts the head's matching distribution shares the turn
     between: an item both rank 11th comes first; a blended expert that fails is left out and named;

@@ -350,6 +350,29 @@ SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
      ("why that one though?", EXPLANATION)],
     [("Who starred in Forrest Gump (1994)?", DETAIL_SEARCH), ("I loved Forrest Gump (1994), any movie like that?", RECOMMENDATION),
      ("Why would I enjoy it?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
+    # written in stop 38 before any head ran on them (the shipped ReDial head: 34 of 38, 35 once an explanation was no longer
+    # repeated for "What genre is it?"; a retrained head: 33)
+    [("Good morning", ELICITATION), ("My favourite films are Up (2009) and Coco (2017)", RECOMMENDATION),
+     ("What's the reason you chose it?", EXPLANATION), ("Who are the main actors?", DETAIL_SEARCH)],
+    [("Could you suggest a horror film like The Conjuring (2013)?", RECOMMENDATION), ("why is that a good fit?", EXPLANATION),
+     ("who directed that film?", DETAIL_SEARCH)],
+    [("Howdy!", ELICITATION), ("Movies like Interstellar (2014) are my thing", RECOMMENDATION), ("Tell me why you think so", EXPLANATION)],
+    [("Who is in The Godfather (1972)?", DETAIL_SEARCH), ("I love The Godfather (1972). What else would I like?", RECOMMENDATION),
+     ("What year is that from?", DETAIL_SEARCH)],
+    [("I need help picking a film", ELICITATION), ("Recently watched A Quiet Place (2018) and loved it", RECOMMENDATION),
+     ("Why did you pick it for me?", EXPLANATION), ("What genre is it?", DETAIL_SEARCH)],
+    [("yo", ELICITATION), ("give me something like Die Hard (1988)", RECOMMENDATION), ("who's the star?", DETAIL_SEARCH),
+     ("why that movie?", EXPLANATION)],
+    [("Hi, I'm looking for a film to watch", ELICITATION), ("I enjoyed Gladiator (2000) and Braveheart (1995)", RECOMMENDATION),
+     ("How does it match what I like?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
+    [("Suggest a movie similar to Finding Nemo (2003)", RECOMMENDATION), ("Why do you recommend it?", EXPLANATION),
+     ("Who voices the main character?", DETAIL_SEARCH)],
+    [("Hey!", ELICITATION), ("Big fan of Harry Potter and the Sorcerer's Stone (2001)", RECOMMENDATION), ("what's it about?", DETAIL_SEARCH),
+     ("why would my kids like it?", EXPLANATION)],
+    [("Who directed The Silence of the Lambs (1991)?", DETAIL_SEARCH),
+     ("I liked The Silence of the Lambs (1991), recommend a similar thriller", RECOMMENDATION), ("Why this one?", EXPLANATION)],
+    [("Evening! Any ideas for tonight?", ELICITATION), ("I like Bridesmaids (2011) and The Hangover (2009)", RECOMMENDATION),
+     ("Who stars in that?", DETAIL_SEARCH)],
 ]  # fmt: skip
 
 
