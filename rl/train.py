@@ -52,8 +52,9 @@ def load_policy(name: str) -> tuple[Any, Any]:
     return model, tok
 
 
-def train_head(script: ScriptArguments, cfg: Any) -> int:
-    """SFT + RLPF of the decision head on cached decisions; save it where the graph finds it."""
+def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
+    """SFT + RLPF of the decision head on cached decisions; save it where the graph finds it (``argv``: the
+    command line it was given, recorded in the saved manager's ``command``)."""
     from transformers import set_seed
 
     from agent.manager import ManagerHead, save_manager
@@ -91,7 +92,7 @@ def train_head(script: ScriptArguments, cfg: Any) -> int:
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
     common = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
               "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam,
-              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(_how(sys.argv[1:])) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(_how(argv)) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
     meta = {**common, **report}
     save_manager(head, out, meta)
     if trained.sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = TrlParser((ScriptArguments, ManagerConfig if policy == "head" else RLPFConfig))  # type: ignore[arg-type]
     script, cfg = parser.parse_args_and_config(args=argv)
     if script.policy == "head":
-        return train_head(script, cfg)
+        return train_head(script, cfg, argv)
     rng = random.Random(cfg.seed)
     train_all = load_samples(script.dataset, "train", script.data_root)
     valid_all = load_samples(script.dataset, "valid", script.data_root)
