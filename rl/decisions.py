@@ -189,15 +189,22 @@ def build_split(dataset: str, split: str, data_root: str | None, max_examples: i
                    "reference": "", "is_sample": False, "augmented": True, "rankings": {}, "responses": action_responses(env, tools, dialogue, {})}  # fmt: skip
             fh.write(json.dumps(row) + "\n")
     tmp.replace(path)
-    meta = {"version": VERSION, "dataset": dataset, "split": split, "rows": len(turns), "recommenders": recommenders}
+    meta = {"version": VERSION, "dataset": dataset, "split": split, "rows": len(turns), "recommenders": recommenders,
+            "checkpoints": {n: checkpoint_of(tools[n]) for n in recommenders}}  # fmt: skip
     path.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1))
     return path
 
 
+def checkpoint_of(tool: Any) -> str | None:
+    """The checkpoint a recommender tool ranks with (``None``: it has none, e.g. popularity)."""
+    return (tool.metadata or {}).get("checkpoint")
+
+
 def add_rankings(dataset: str, split: str, data_root: str | None = None, progress: bool = True) -> list[str]:
     """Add the rankings (and template answers) of the offered recommenders a current split lacks, e.g.
-    after ``python -m tools.train reranker``; every other field is kept, so no rebuild is needed.
-    Returns the experts added."""
+    after ``python -m tools.train reranker``, and recompute those of the recommenders retrained since they
+    were ranked (their checkpoint changed; data written before checkpoints were recorded counts as stale);
+    every other field is kept, so no rebuild is needed. Returns the experts added or recomputed."""
     from tools import default_experts
     from tools.base import subtask_of
     from tools.dialogue import format_dialogue
@@ -205,8 +212,11 @@ def add_rankings(dataset: str, split: str, data_root: str | None = None, progres
 
     env = expert_env(dataset, data_root)
     tools = {t.name: t for t in default_experts(dataset, data_root)}
-    have = recommenders_of(dataset, split)
-    new = [n for n, t in tools.items() if subtask_of(t) == "recommendation" and n not in have]
+    meta_path = decision_path(dataset, split).with_suffix(".meta.json")
+    meta = json.loads(meta_path.read_text())
+    have, ranked_with = meta["recommenders"], meta.get("checkpoints", {})
+    offered = [n for n, t in tools.items() if subtask_of(t) == "recommendation"]
+    new = [n for n in offered if n not in have or ranked_with.get(n) != checkpoint_of(tools[n])]
     if not new:
         return []
     rows = load_split(dataset, split)
@@ -221,8 +231,8 @@ def add_rankings(dataset: str, split: str, data_root: str | None = None, progres
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
-    meta_path = path.with_suffix(".meta.json")
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "recommenders": [*have, *new]}, indent=1))
+    checkpoints = {**ranked_with, **{n: checkpoint_of(tools[n]) for n in new}}
+    meta_path.write_text(json.dumps({**meta, "recommenders": list(dict.fromkeys([*have, *new])), "checkpoints": checkpoints}, indent=1))
     return new
 
 
@@ -355,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             cap = {"train": args.max_train, "valid": args.max_valid}.get(split)
             build_split(args.dataset, split, args.data_root, cap, args.seed)
         elif added := add_rankings(args.dataset, split, args.data_root):
-            print(f"{path}: added the rankings of {', '.join(added)}", flush=True)
+            print(f"{path}: (re)computed the rankings of {', '.join(added)}", flush=True)
         print(f"{path}: {sum(1 for _ in path.open())} decision examples", flush=True)
         if args.features:
             feats = cache_features(args.dataset, split, load_split(args.dataset, split), args.model)

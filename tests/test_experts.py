@@ -60,21 +60,68 @@ def test_sasrec_trains_and_ranks(redial_env, experts_home):
     _check_ranking(tool.invoke({"category": "movie", "dialogue_context": ctx})["items"], ctx, redial_env)
 
 
-TINY_ENCODER = TrainConfig(encoder_epochs=1, encoder_batch_size=16, max_train_rows=64, seed=0)
+TINY_ENCODER = TrainConfig(encoder_epochs=1, encoder_batch_size=16, max_train_rows=64, seed=0, query_epochs=2, query_max_texts=400)
+
+
+def test_the_static_query_encoder_learns_to_retrieve_against_fixed_item_vectors():
+    """Queries name their item's token among noise tokens; the untrained bag of tokens does not point at the
+    item's (random, fixed) vector, the trained encoder does, and the epoch kept is the best on validation."""
+    import torch
+
+    from tools.query_encoder import QueryTraining, StaticQueryEncoder, train_query_encoder
+
+    gen = torch.Generator().manual_seed(0)
+    n_items, vocab, dim = 12, 40, 16
+    items = torch.nn.functional.normalize(torch.randn(n_items, dim, generator=gen), dim=-1)
+    init = torch.randn(vocab, dim, generator=gen)
+
+    def queries(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for _ in range(n):
+            target = int(torch.randint(n_items, (1,), generator=g))
+            noise = torch.randint(n_items, vocab, (3,), generator=g).tolist()
+            out.append(([target, *noise], target))
+        return out
+
+    train, held_out = queries(300, 1), queries(100, 2)
+
+    def accuracy(model: StaticQueryEncoder) -> float:
+        top = (model([ids for ids, _ in held_out]) @ items.T).argmax(-1)
+        return float((top == torch.tensor([t for _, t in held_out])).float().mean())
+
+    data = QueryTraining([ids for ids, _ in train], items[[t for _, t in train]], train, items)
+    model, history = train_query_encoder(init, data, accuracy, epochs=6, lr=0.05, ce_weight=0.3, seed=0, batch_size=32)
+    assert history[0]["epoch"] == 0 and history[0]["valid_hit@10"] < 0.3  # the untrained bag of tokens
+    assert accuracy(model) == max(h["valid_hit@10"] for h in history) > 0.9
+    frozen, _ = train_query_encoder(init, data, accuracy, epochs=2, lr=0.0, ce_weight=0.3, seed=0, batch_size=32)
+    assert accuracy(frozen) == history[0]["valid_hit@10"]  # no update, no gain: the gain above is the training's
 
 
 def test_trained_retriever_beats_the_untrained_encoder_and_popularity(real_root, experts_home):
+    import json
     import shutil
 
     from tools import retriever
     from tools.env import expert_env
 
     env = expert_env("inspired", str(real_root))
-    res = retriever.train(env, TrainConfig(encoder_epochs=3, seed=0))
+    res = retriever.train(env, TrainConfig(encoder_epochs=3, seed=0, query_max_texts=3000))
     # every validation row of INSPIRED (49): fine-tuning moves HIT@10, and past the popularity floor
     assert res["floor"]["rows"] == 49
     assert res["valid_hit@10"] > res["valid_hit@10_untrained"]
     assert res["floor"]["hit@10"] > res["floor"]["floor_hit@10"]
+    # the static query encoder is used exactly when it is at least as good on validation as the transformer
+    static = res["valid_hit@10_static_query"] >= res["valid_hit@10_transformer_query"]
+    assert (retriever.trained_retriever(env)[1] is not None) == static
+    assert res["valid_hit@10"] == pytest.approx(res["valid_hit@10_static_query" if static else "valid_hit@10_transformer_query"])
+    # retraining with the same fine-tuning settings keeps the fine-tuned transformer and trains the queries only
+    before = json.loads((experts_home / "inspired" / "retriever" / "config.json").read_text())
+    again = retriever.train(env, TrainConfig(encoder_epochs=3, seed=0, query_epochs=1, query_max_texts=300))
+    after = json.loads((experts_home / "inspired" / "retriever" / "config.json").read_text())
+    assert after["encoder_trained_at"] == before["encoder_trained_at"] and after["trained_at"] != before["trained_at"]
+    assert again["valid_hit@10_transformer_query"] == res["valid_hit@10_transformer_query"]  # the same transformer
+    assert len(again["query_history"]) == 2
     tool = retriever.make_tool(env)
     items = tool.invoke({"category": "movie", "dialogue_context": "User: a funny animated movie for the whole family", "top_k": 10})[
         "items"
@@ -295,8 +342,11 @@ def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     args = ["--datasets", "inspired", "--limit", "30", "--data-root", str(real_root), "--out", str(out)]
     assert bench.main(args) == 0
     res = json.loads(out.read_text())
-    assert set(res) == {"inspired/popularity", "inspired/popularity+prefs", "inspired/retriever"}  # sasrec untrained, no KBRD
+    # sasrec untrained, no KBRD; the retriever's index queried by its transformer beside it when it queries statically
+    assert set(res) - {"inspired/retriever+transformer-query"} == {"inspired/popularity", "inspired/popularity+prefs", "inspired/retriever"}
     assert res["inspired/popularity"]["offered"] == "floor" and res["inspired/popularity"]["test_hit@10_pvalue_vs_floor"] is None
+    variant = res.get("inspired/retriever+transformer-query")  # present when the tool queries with its static encoder
+    assert variant is None or (variant["offered"] == "variant" and variant["train_seconds"] is None)
     found = res["inspired/retriever"]
     assert found["offered"] == ("yes" if found["valid_vs_floor"]["beats"] else "withheld")
     assert 0.0 <= found["test_hit@10_pvalue_vs_floor"] <= 1.0 and found["n_rows"] > 0
@@ -483,11 +533,14 @@ def test_a_combining_expert_no_better_than_its_best_input_is_withheld():
     assert offer_verdict("kbrd", "redial", {"floor": floor}) is None  # an expert that combines nothing: the floor alone
 
 
-def test_decision_data_gains_a_newly_trained_recommender_without_a_rebuild(redial_env, experts_home, tmp_path, monkeypatch):
+def test_decision_data_gains_a_new_recommender_and_reranks_a_retrained_one_without_a_rebuild(
+    redial_env, experts_home, tmp_path, monkeypatch
+):
     import json
 
     from rl import decisions
-    from tools import kbrd
+    from tools import default_experts, kbrd
+    from tools.dialogue import format_dialogue
 
     monkeypatch.setenv("LLMCRS_HOME", str(tmp_path / "home"))
     with pytest.warns(UserWarning, match="python -m tools.train"):  # nothing learned yet: popularity alone
@@ -497,6 +550,7 @@ def test_decision_data_gains_a_newly_trained_recommender_without_a_rebuild(redia
     kbrd.train(redial_env, TrainConfig(dim=16, epochs=3, batch_size=64, max_train_rows=2000, seed=0))
     assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == ["kbrd_recommender"]
     after = decisions.load_split("redial", "valid")
+    first = {r["id"]: r["rankings"].get("kbrd_recommender") for r in after}
     assert decisions.recommenders_of("redial", "valid") == ["popularity_recommender", "kbrd_recommender"]
     samples = [(b, a) for b, a in zip(before, after, strict=True) if b["is_sample"]]
     assert samples and all(len(a["rankings"]["kbrd_recommender"]) == 50 for _, a in samples)
@@ -507,6 +561,16 @@ def test_decision_data_gains_a_newly_trained_recommender_without_a_rebuild(redia
         a["rankings"].pop("kbrd_recommender", None), a["responses"].pop("recommendation:kbrd_recommender", None)
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
     assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == []  # current: nothing to do
+    # retrained since: its rankings are recomputed, as the retrained expert ranks
+    kbrd.train(redial_env, TrainConfig(dim=16, epochs=3, batch_size=64, max_train_rows=2000, seed=1))
+    assert decisions.add_rankings("redial", "valid", str(redial_env.root), progress=False) == ["kbrd_recommender"]
+    retrained = decisions.load_split("redial", "valid")
+    assert decisions.recommenders_of("redial", "valid") == ["popularity_recommender", "kbrd_recommender"]
+    tool = next(t for t in default_experts("redial", str(redial_env.root)) if t.name == "kbrd_recommender")
+    for row in (r for r in retrained if r["is_sample"]):
+        text = format_dialogue([(role, said) for role, said in row["context"]])
+        assert row["rankings"]["kbrd_recommender"] == tool.invoke({"category": "movie", "dialogue_context": text, "top_k": 50})["items"]
+    assert any(r["rankings"]["kbrd_recommender"] != first[r["id"]] for r in retrained if r["is_sample"])
 
 
 def test_every_learned_expert_module_provides_the_declared_interface():

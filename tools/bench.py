@@ -100,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             if name == "popularity":  # the first ranker: the rows every other expert is tested against
                 floor_hits = hits
             # one-sided paired t-test on test HIT@10 rows: is this expert better than popularity?
-            expert = name.removesuffix("+repeats")
-            # a protocol row may rank a named item, which no other row may: a paired test would measure the protocol
-            tested = name != "popularity" and expert == name and len(hits) > 1
+            # a row "<expert>+<variant>" scores a trained expert another way: "+repeats" as the published protocol
+            # does (it may rank a named item, which no other row may: a paired test would measure the protocol),
+            # others a variant that is not the tool (the retriever queried by its transformer)
+            expert = name if name.startswith("popularity") else name.split("+")[0]
+            protocol = name.endswith("+repeats")
+            tested = name != "popularity" and not protocol and len(hits) > 1
             pvalue = paired_ttest(hits, floor_hits, alternative="greater").pvalue if tested else None
             best = max(before, key=lambda n: sum(before[n]), default=None)
             p_best = paired_ttest(hits, before[best], alternative="greater").pvalue if tested and best else None
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             train_s = metrics.get("wall_seconds", 0.0) if expert == name else None  # a protocol row: trained with its expert
             offered = (
                 "floor" if name.startswith("popularity")
-                else "protocol" if expert != name  # not a tool: the published protocol's view of the expert above
+                else "protocol" if protocol  # not a tool: the published protocol's view of the expert above
+                else "variant" if expert != name  # not a tool: the expert above, another way, for comparison
                 else "yes" if metrics and offer_verdict(name, ds, metrics) is None else "withheld"
             )  # fmt: skip
             ci = {f"hit@{k}_ci": list(bootstrap_ci(rows)) for k, rows in ((10, hits), (50, hits50))}

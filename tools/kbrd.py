@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import torch
@@ -153,7 +154,7 @@ class KBRDRanker:
             scores = self.model([ents], self._ent)[0]
         exclude = set(m.items)
         order = torch.argsort(scores, descending=True).tolist()
-        return [self.names[i] for i in order if self.names[i] not in exclude][:top_k]
+        return list(islice((self.names[i] for i in order if self.names[i] not in exclude), top_k))
 
 
 def train(env: ExpertEnv, cfg: TrainConfig, num_bases: int = 8, min_relation_count: int = 1) -> dict[str, Any]:
@@ -213,4 +214,4 @@ genres or people; knows only this dataset's items. English. Measured: validation
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained KBRD expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
-    return learned_tool("kbrd_recommender", ranker.rank, DOC, env, metrics, "Based on what you mentioned: {items}.")
+    return learned_tool("kbrd_recommender", ranker.rank, DOC, env, metrics, "Based on what you mentioned: {items}.", NAME)

@@ -7,6 +7,7 @@ Checkpoints live under ``$LLMCRS_EXPERTS`` (default ``$LLMCRS_HOME/experts``), n
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -74,13 +75,25 @@ class LearnedExpert(Protocol):
 
 
 def learned_tool(
-    name: str, rank: Callable[[str, int], list[str]], doc: str, env: ExpertEnv, metrics: dict[str, Any], text: str
+    name: str, rank: Callable[[str, int], list[str]], doc: str, env: ExpertEnv, metrics: dict[str, Any], text: str, expert: str
 ) -> BaseTool:
     """A learned expert as a tool: ``doc`` (with ``{dataset}`` and ``{hit}`` slots) filled with the
-    dataset and the checkpoint's validation HIT@10, the model's description (:func:`tools.base.recommender_tool`)."""
+    dataset and the checkpoint's validation HIT@10, the model's description (:func:`tools.base.recommender_tool`).
+    ``metadata["checkpoint"]`` identifies the checkpoint of ``expert`` it ranks with (:func:`checkpoint_version`)."""
     from tools.base import recommender_tool
 
-    return recommender_tool(name, rank, doc.format(dataset=env.dataset, hit=metrics["valid_hit@10"]), text)
+    tool = recommender_tool(name, rank, doc.format(dataset=env.dataset, hit=metrics["valid_hit@10"]), text)
+    tool.metadata = {**(tool.metadata or {}), "checkpoint": checkpoint_version(env.dataset, expert)}
+    return tool
+
+
+def checkpoint_version(dataset: str, expert: str) -> str:
+    """A hash of an expert's checkpoint files (``model.pt``, ``config.json``): it changes when the expert is retrained."""
+    h = hashlib.sha256()
+    for file in ("model.pt", "config.json"):
+        path = checkpoint_dir(dataset, expert) / file
+        h.update(path.read_bytes() if path.is_file() else b"-")
+    return h.hexdigest()[:16]
 
 
 def learned_module(name: str) -> LearnedExpert:
@@ -199,6 +212,10 @@ class TrainConfig:
     encoder_epochs: float = 2.0  # the text retriever's fine-tuning (sentence-transformers)
     encoder_lr: float = 1e-4
     encoder_batch_size: int = 32
+    query_epochs: int = 8  # the retriever's static query encoder (tools.query_encoder); 0 keeps the transformer's queries
+    query_lr: float = 3e-3
+    query_ce_weight: float = 0.3
+    query_max_texts: int = 12000
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form."""

@@ -15,7 +15,6 @@ OpenDialKG KBRD .2338 -> .3154, SASRec .1410 -> .2631, retriever .3090 -> .3582;
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Callable
 
@@ -43,6 +42,16 @@ def stated_first(env: ExpertEnv, dialogue_context: str, rank: Callable[[int], li
         return rank(top_k)
     banned = env.items_with_any(disliked)
     liked = Counter(i for p in people for i in env.items_by_person.get(p, ()))  # item -> liked people it has
-    keyed = [(-liked[name], position, name) for position, name in enumerate(rank(len(env.item_attributes)))
-             if name in env.item_attributes and name not in banned]  # fmt: skip
-    return [name for *_, name in heapq.nsmallest(top_k, keyed)]
+    rankable = env.item_attributes
+    # the items with liked people, by (-people, position), then the others in the ranking's order: the same
+    # order as sorting every item by (-people, position), in one pass that keeps only top_k of the others
+    favoured: list[tuple[int, int, str]] = []
+    others: list[str] = []
+    for position, name in enumerate(rank(len(rankable))):
+        if name not in rankable or name in banned:
+            continue
+        if count := liked.get(name, 0):  # .get: Counter's __missing__ is a Python call per item
+            favoured.append((-count, position, name))
+        elif len(others) < top_k:
+            others.append(name)
+    return [*(name for *_, name in sorted(favoured)), *others][:top_k]

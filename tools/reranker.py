@@ -446,4 +446,4 @@ Measured: validation HIT@10 {hit:.3f} (cross-validated).
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained reranker of ``env``'s dataset as a tool."""
     reranker, metrics = load_ranker(env)
-    return learned_tool("reranker_recommender", reranker.rank, DOC, env, metrics, "Putting together everything you said: {items}.")
+    return learned_tool("reranker_recommender", reranker.rank, DOC, env, metrics, "Putting together everything you said: {items}.", NAME)

@@ -105,9 +105,13 @@ class ItemIndex:
         self.index.add(vecs)
 
     def search(self, text: str, k: int = 50, exclude: set[str] | None = None) -> list[tuple[str, float]]:
-        """Items most similar to ``text``, best first, without ``exclude``."""
+        """Items most similar to ``text`` (embedded by this index's encoder), best first, without ``exclude``."""
+        return self.search_vector(embed([text], folder=self.folder), k, exclude)
+
+    def search_vector(self, query: np.ndarray, k: int = 50, exclude: set[str] | None = None) -> list[tuple[str, float]]:
+        """Items with the largest inner product with ``query`` (a ``(1, dim)`` unit vector), best first, without ``exclude``."""
         exclude = exclude or set()
         want = min(len(self.names), k + len(exclude))
-        scores, ids = self.index.search(embed([text], folder=self.folder), want)
+        scores, ids = self.index.search(query, want)
         out = [(self.names[i], float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and self.names[i] not in exclude]
         return out[:k]

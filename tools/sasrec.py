@@ -8,6 +8,7 @@ measured first and were much weaker on OpenDialKG, where users mostly name peopl
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import torch
@@ -81,7 +82,8 @@ class SASRecRanker:
         with torch.no_grad():
             scores = self.model([seq])[0]
         exclude = set(m.items)
-        return [self.names[i] for i in torch.argsort(scores, descending=True).tolist() if self.names[i] not in exclude][:top_k]
+        order = torch.argsort(scores, descending=True).tolist()
+        return list(islice((self.names[i] for i in order if self.names[i] not in exclude), top_k))
 
 
 def train(env: ExpertEnv, cfg: TrainConfig) -> dict[str, Any]:
@@ -145,4 +147,4 @@ conversations usually open with. English. Measured: validation HIT@10 {hit:.3f}.
 def make_tool(env: ExpertEnv) -> BaseTool:
     """The trained SASRec expert of ``env``'s dataset as a tool."""
     ranker, metrics = load_ranker(env)
-    return learned_tool("sasrec_recommender", ranker.rank, DOC, env, metrics, "People who talk about these also liked: {items}.")
+    return learned_tool("sasrec_recommender", ranker.rank, DOC, env, metrics, "People who talk about these also liked: {items}.", NAME)
