@@ -212,7 +212,7 @@ class TrainConfig:
     encoder_epochs: float = 2.0  # the text retriever's fine-tuning (sentence-transformers)
     encoder_lr: float = 1e-4
     encoder_batch_size: int = 32
-    query_epochs: int = 8  # the retriever's static query encoder (tools.query_encoder); 0 keeps the transformer's queries
+    query_epochs: int = 8  # the retriever's static query encoder (tools.query_encoder), the best epoch on validation kept
     query_lr: float = 3e-3
     query_ce_weight: float = 0.3
     query_max_texts: int = 12000

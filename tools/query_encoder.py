@@ -132,16 +132,17 @@ def train_query_encoder(
     return model, history
 
 
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The text's token ids, as the transformer reads them (without its special tokens)."""
+    return list(tokenizer(text, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)["input_ids"])
+
+
 class StaticQuery:
-    """Text -> unit query vector with a trained :class:`StaticQueryEncoder` and the transformer's tokenizer."""
+    """Text -> ``(1, dim)`` unit query vector with a trained :class:`StaticQueryEncoder` and the transformer's tokenizer."""
 
     def __init__(self, model: StaticQueryEncoder, tokenizer: Any) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
 
-    def ids(self, text: str) -> list[int]:
-        """The text's token ids, as the transformer would read them (without its special tokens)."""
-        return list(self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=MAX_TOKENS)["input_ids"])
-
     def __call__(self, text: str) -> np.ndarray:
         with torch.no_grad():
-            return self.model([self.ids(text)]).numpy().astype(np.float32)
+            return self.model([token_ids(self.tokenizer, text)]).numpy().astype(np.float32)

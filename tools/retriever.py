@@ -49,7 +49,7 @@ from tools.learned import (
     train_command,
 )
 from tools.preferences import stated_first
-from tools.query_encoder import QueryTraining, StaticQuery, StaticQueryEncoder, train_query_encoder
+from tools.query_encoder import QueryTraining, StaticQuery, StaticQueryEncoder, token_ids, train_query_encoder
 from tools.retrieval import ItemIndex, embed, embedder, item_text, load_encoder
 
 NAME = "retriever"
@@ -204,12 +204,12 @@ def train_query(
     encoder = embedder(folder)
     texts = distillation_texts(env, cfg.query_max_texts, cfg.seed)
     teacher = torch.from_numpy(embed(texts, progress=True, folder=folder))
-    probe = StaticQuery(StaticQueryEncoder(torch.zeros(1, 1)), encoder.tokenizer)
+    tok = encoder.tokenizer
     row = {name: i for i, name in enumerate(index.names)}
     labelled = [
-        (probe.ids(query_text(format_turns(s.context))), row[t]) for s in split_samples(env, "train") for t in s.targets if t in row
+        (token_ids(tok, query_text(format_turns(s.context))), row[t]) for s in split_samples(env, "train") for t in s.targets if t in row
     ]
-    data = QueryTraining([probe.ids(t) for t in texts], teacher, labelled, torch.from_numpy(index.vectors))
+    data = QueryTraining([token_ids(tok, t) for t in texts], teacher, labelled, torch.from_numpy(index.vectors))
     init = encoder[0].auto_model.get_input_embeddings().weight.detach().clone()
 
     def validate(model: StaticQueryEncoder) -> float:
