@@ -196,8 +196,11 @@ def build_split(dataset: str, split: str, data_root: str | None, max_examples: i
 
 
 def checkpoint_of(tool: Any) -> str | None:
-    """The checkpoint a recommender tool ranks with (``None``: it has none, e.g. popularity)."""
-    return (tool.metadata or {}).get("checkpoint")
+    """The version of the checkpoint a recommender tool ranks with (``None``: it has none, e.g. popularity)."""
+    from tools.learned import checkpoint_version
+
+    folder = (tool.metadata or {}).get("checkpoint_dir")
+    return checkpoint_version(Path(folder)) if folder else None
 
 
 def add_rankings(dataset: str, split: str, data_root: str | None = None, progress: bool = True) -> list[str]:
@@ -212,11 +215,12 @@ def add_rankings(dataset: str, split: str, data_root: str | None = None, progres
 
     env = expert_env(dataset, data_root)
     tools = {t.name: t for t in default_experts(dataset, data_root)}
-    meta_path = decision_path(dataset, split).with_suffix(".meta.json")
+    path = decision_path(dataset, split)
+    meta_path = path.with_suffix(".meta.json")
     meta = json.loads(meta_path.read_text())
     have, ranked_with = meta["recommenders"], meta.get("checkpoints", {})
-    offered = [n for n, t in tools.items() if subtask_of(t) == "recommendation"]
-    new = [n for n in offered if n not in have or ranked_with.get(n) != checkpoint_of(tools[n])]
+    versions = {n: checkpoint_of(t) for n, t in tools.items() if subtask_of(t) == "recommendation"}
+    new = [n for n, version in versions.items() if n not in have or ranked_with.get(n) != version]
     if not new:
         return []
     rows = load_split(dataset, split)
@@ -227,11 +231,10 @@ def add_rankings(dataset: str, split: str, data_root: str | None = None, progres
             ranked = list(res.get("items", []))[:TOP_K]
             row["rankings"][name] = ranked
             row["responses"][f"recommendation:{name}"] = f"You might like {ranked[0]}." if ranked else ""
-    path = decision_path(dataset, split)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
-    checkpoints = {**ranked_with, **{n: checkpoint_of(tools[n]) for n in new}}
+    checkpoints = {**ranked_with, **{n: versions[n] for n in new}}
     meta_path.write_text(json.dumps({**meta, "recommenders": list(dict.fromkeys([*have, *new])), "checkpoints": checkpoints}, indent=1))
     return new
 

@@ -79,19 +79,20 @@ def learned_tool(
 ) -> BaseTool:
     """A learned expert as a tool: ``doc`` (with ``{dataset}`` and ``{hit}`` slots) filled with the
     dataset and the checkpoint's validation HIT@10, the model's description (:func:`tools.base.recommender_tool`).
-    ``metadata["checkpoint"]`` identifies the checkpoint of ``expert`` it ranks with (:func:`checkpoint_version`)."""
+    ``metadata["checkpoint_dir"]`` is the folder of the ``expert`` checkpoint it ranks with (:func:`checkpoint_version`
+    identifies its contents; hashed on demand, not here: building the tools is on every graph's start-up)."""
     from tools.base import recommender_tool
 
     tool = recommender_tool(name, rank, doc.format(dataset=env.dataset, hit=metrics["valid_hit@10"]), text)
-    tool.metadata = {**(tool.metadata or {}), "checkpoint": checkpoint_version(env.dataset, expert)}
+    tool.metadata = {**(tool.metadata or {}), "checkpoint_dir": str(checkpoint_dir(env.dataset, expert))}
     return tool
 
 
-def checkpoint_version(dataset: str, expert: str) -> str:
-    """A hash of an expert's checkpoint files (``model.pt``, ``config.json``): it changes when the expert is retrained."""
+def checkpoint_version(folder: Path) -> str:
+    """A hash of a checkpoint folder's files (``model.pt``, ``config.json``): it changes when the expert is retrained."""
     h = hashlib.sha256()
     for file in ("model.pt", "config.json"):
-        path = checkpoint_dir(dataset, expert) / file
+        path = folder / file
         h.update(path.read_bytes() if path.is_file() else b"-")
     return h.hexdigest()[:16]
 

@@ -165,9 +165,7 @@ def rank_with(index: ItemIndex, env: ExpertEnv, dialogue_context: str, top_k: in
     (:func:`tools.preferences.stated_first`)."""
     exclude = set(env.mentioned_items(dialogue_context))
     text = query_text(dialogue_context)
-    if query is None:
-        return stated_first(env, dialogue_context, lambda n: [name for name, _ in index.search(text, n, exclude)], top_k)
-    vector = query(text)
+    vector = query(text) if query is not None else embed([text], folder=index.folder)
     return stated_first(env, dialogue_context, lambda n: [name for name, _ in index.search_vector(vector, n, exclude)], top_k)
 
 
