@@ -23,7 +23,6 @@ Writes ``<results-dir>/manager/<dataset>/{tables.md,detection.csv,recommendation
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +122,8 @@ def evaluate(args: ManagerEvalArguments) -> Path:
         raise FileNotFoundError(
             f"no trained manager for {args.dataset}; train one with `python -m rl.train --config rl/configs/manager_{args.dataset}.yaml`"
         )
-    heads = {"full (SFT + RLPF)": load_manager(folder)[0]}
+    head, meta = load_manager(folder)
+    heads = {"full (SFT + RLPF)": head}
     if (folder / "sft" / "manager.json").is_file():
         heads["w/o RL (SFT only)"] = load_manager(folder / "sft")[0]
     experts = heads["full (SFT + RLPF)"].experts
@@ -142,11 +142,15 @@ def evaluate(args: ManagerEvalArguments) -> Path:
         "majority class": [majority] * len(rows),
         "rule (fallback)": rule,
         "TF-IDF + logistic regression": tfidf_detector(train_rows, rows),
-        **{f"LLM manager, {name}": [SUBTASK_NAMES[int(i)] for i in d.subtask] for name, d in decisions.items()},
     }
+    also = [str(name) for name in meta.get("sft_also", [])]
+    if also:  # the manager's SFT also read these datasets' training turns: so does a TF-IDF baseline
+        pooled = train_rows + [r for name in also for r in load_split(name, "train")]
+        detectors[f"TF-IDF + logistic regression, also trained on {' + '.join(also)}"] = tfidf_detector(pooled, rows)
+    baselines = list(detectors)
+    detectors.update({f"LLM manager, {name}": [SUBTASK_NAMES[int(i)] for i in d.subtask] for name, d in decisions.items()})
     correct = {name: [float(p == y) for p, y in zip(preds, labels, strict=True)] for name, preds in detectors.items()}
     main = "LLM manager, full (SFT + RLPF)"
-    baselines = ["majority class", "rule (fallback)", "TF-IDF + logistic regression"]
     comps = {b: compare_paired(correct[main], correct[b]) for b in baselines}
     adj = dict(zip(baselines, holm([comps[b].ttest_p for b in baselines]), strict=True))
     lines = [f"# The manager on {args.dataset}/{args.split} (all {len(rows)} recommender turns; {len(train_rows)} training turns)", ""]
@@ -233,10 +237,10 @@ def evaluate(args: ManagerEvalArguments) -> Path:
                     n_rows,
                 ]
             )
-    meta = json.loads((folder / "manager.json").read_text())
+    borrowed = f" and {meta.get('sft_also_rows')} of {' + '.join(also)} in SFT" if also else ""
     lines += [
         "",
-        f"Manager: {folder} (trained on {meta.get('train_rows')} turns in {meta.get('seconds')} s, model {meta.get('model')}, experts {experts}, "
+        f"Manager: {folder} (trained on {meta.get('train_rows')} turns{borrowed} in {meta.get('seconds')} s, model {meta.get('model')}, experts {experts}, "
         f"blend temperature {float(heads['full (SFT + RLPF)'].blend_temperature):g}, calibrated on validation).",
     ]
     md = out / "tables.md"

@@ -36,6 +36,11 @@ class ManagerConfig(RLPFBaseConfig):
     """Training arguments of the decision head: transformers' plus RLPF's own. Defaults train in seconds on a CPU."""
 
     sft_epochs: float = field(default=20, metadata={"help": "epochs of supervised detection"})
+    sft_also: str = field(
+        default="",
+        metadata={"help": "comma-separated other datasets whose training decisions join SFT (their sub-task labels only; "
+                  "build them first with `python -m rl.decisions --dataset <name> --splits train`)"},
+    )  # fmt: skip
     rl_epochs: float = field(default=20, metadata={"help": "epochs of RLPF on cached rewards (0: SFT only)"})
     rl_learning_rate: float = field(default=3e-4, metadata={"help": "learning rate of RLPF"})
     kl_beta: float = field(
@@ -409,6 +414,24 @@ def subset(data: DecisionTensors, rows: list[int]) -> DecisionTensors:
     )  # fmt: skip
 
 
+def concat(parts: list[DecisionTensors]) -> DecisionTensors:
+    """The decisions of ``parts`` one after another (they must offer the same experts)."""
+    if len({tuple(p.experts) for p in parts}) != 1:
+        raise ValueError(f"decisions of different experts cannot be joined: {[p.experts for p in parts]}")
+    width = max(next(iter(p.hits.values())).shape[-1] for p in parts)
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[-1]), value=float("nan"))
+
+    return DecisionTensors(
+        ids=[i for p in parts for i in p.ids], llm=torch.cat([p.llm for p in parts]), state=torch.cat([p.state for p in parts]),
+        labels=torch.cat([p.labels for p in parts]), rewards=torch.cat([p.rewards for p in parts]),
+        hits={k: torch.cat([pad(p.hits[k]) for p in parts]) for k in parts[0].hits}, experts=parts[0].experts,
+        actions=parts[0].actions, is_sample=torch.cat([p.is_sample for p in parts]),
+        rankings=[r for p in parts for r in p.rankings], targets=[t for p in parts for t in p.targets],
+    )  # fmt: skip
+
+
 def run_phase(head: ManagerHead, cfg: ManagerConfig, data: DecisionTensors, phase: str,
               reference: ManagerHead | None = None) -> ManagerTrainer:  # fmt: skip
     """Train ``head`` in place for one phase (``sft``: the config's ``sft_epochs`` at ``learning_rate``;
@@ -489,10 +512,16 @@ class ManagerTraining:
 
 
 def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
-                  rl_data: DecisionTensors | None = None) -> ManagerTraining:  # fmt: skip
-    """SFT on ``train``, then RLPF on ``rl_data`` (default ``train``), then the detection offsets
-    calibrated on ``valid``; returns the validation figures after each phase, the training history and
-    the SFT-only head (calibrated the same way, for the w/o RL ablation).
+                  rl_data: DecisionTensors | None = None, sft_also: DecisionTensors | None = None) -> ManagerTraining:  # fmt: skip
+    """SFT on ``train`` (and ``sft_also``, other datasets' labelled decisions), then RLPF on ``rl_data``
+    (default ``train``), then the detection offsets calibrated on ``valid``; returns the validation
+    figures after each phase, the training history and the SFT-only head (calibrated the same way, for
+    the w/o RL ablation).
+
+    Why other datasets may join SFT: a sub-task is the same act in every movie corpus and the labels come
+    from one function (:func:`agent.heuristics.label_turn`), while INSPIRED's own training split is 820
+    turns. The offsets are still calibrated on this dataset's ``valid`` (its own mix of sub-tasks), and
+    ``python -m eval manager`` then also holds the head to TF-IDF trained on the same pooled turns.
 
     Why RLPF may need other data than SFT: the learned experts' rankings of their own training
     dialogues are optimistic (KBRD has seen those targets), so a matching policy rewarded on them learns
@@ -500,7 +529,8 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
     """
     import copy
 
-    head.fit_scaler(train.llm)
+    sft_data = train if sft_also is None else concat([train, sft_also])
+    head.fit_scaler(sft_data.llm)
     out = ManagerTraining(report={}, history=[])
 
     def measure(tag: str, model: ManagerHead) -> None:
@@ -510,7 +540,7 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
         out.report[f"valid_hit@10_{tag}"] = float(target_hits(dec, valid, 10).mean())
 
     measure("init", head)
-    for phase, epochs, data in (("sft", cfg.sft_epochs, train), ("rlpf", cfg.rl_epochs, rl_data or train)):
+    for phase, epochs, data in (("sft", cfg.sft_epochs, sft_data), ("rlpf", cfg.rl_epochs, rl_data or train)):
         if epochs <= 0:
             continue
         out.history += run_phase(head, cfg, data, phase, reference=out.sft_reference if phase == "rlpf" else None).history

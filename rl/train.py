@@ -60,10 +60,8 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     from agent.manager import ManagerHead, save_manager
     from crsdata.paths import home_dir
     from rl.decisions import load_features, load_split, recommenders_of
-    from rl.manager import decision_tensors, guard_matching, train_manager
+    from rl.manager import concat, decision_tensors, guard_matching, train_manager
     from rl.trainer import write_logs
-    from tools.learned import retrain_command
-    from tools.train import EXPERTS
 
     splits = ("train", "valid")
     for name in ("rl_split", "sim_kl_split"):  # the splits the phases read, checked before anything is loaded
@@ -78,8 +76,13 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     experts = recommenders_of(script.dataset, "train")
     feats = {split: load_features(script.dataset, split) for split in splits}
     data = {split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k) for split in splits}
+    also = [name.strip() for name in cfg.sft_also.split(",") if name.strip()]
+    if script.dataset in also:
+        raise SystemExit(f"sft_also names other datasets; {script.dataset} is the one being trained")
+    borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train"), experts, cfg.lam, cfg.hit_k) for name in also]
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
-    trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split])
+    trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split],
+                            sft_also=concat(borrowed) if borrowed else None)  # fmt: skip
     report, history = trained.report, trained.history
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations
@@ -90,9 +93,18 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     if trained.sft_reference is not None and cfg.rl_epochs > 0:  # learned matching must beat the best expert out of fold (rl.manager)
         report.update(guard_matching(head, trained.sft_reference, cfg, data[cfg.rl_split]))
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
-    common = {"dataset": script.dataset, "model": feats["train"]["model"], "experts": experts, "train_rows": len(data["train"]),
-              "valid_rows": len(data["valid"]), "seconds": round(time.perf_counter() - start, 1), "lam": cfg.lam,
-              "command": f"{retrain_command(script.dataset, EXPERTS)} && python -m rl.decisions --dataset {script.dataset} && python -m rl.train {' '.join(_how(argv)) or '--config rl/configs/manager_' + script.dataset + '.yaml'}"}  # fmt: skip
+    common = {
+        "dataset": script.dataset,
+        "model": feats["train"]["model"],
+        "experts": experts,
+        "train_rows": len(data["train"]),
+        "valid_rows": len(data["valid"]),
+        "seconds": round(time.perf_counter() - start, 1),
+        "lam": cfg.lam,
+        "sft_also": also,
+        "sft_also_rows": sum(len(b) for b in borrowed),
+        "command": _command(script.dataset, argv, also),
+    }
     meta = {**common, **report}
     save_manager(head, out, meta)
     if trained.sft_head is not None and script.save_sft:  # the w/o RL ablation, evaluated by `python -m eval manager`
@@ -107,6 +119,18 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}", flush=True)
     print(f"saved the trained manager to {out} ({meta['seconds']:.0f}s)")
     return 0
+
+
+def _command(dataset: str, argv: list[str], also: list[str]) -> str:
+    """The commands that regenerate a saved manager: its experts, its decision data (and the training
+    decisions of the ``sft_also`` datasets), then this training run."""
+    from tools.learned import retrain_command
+    from tools.train import EXPERTS
+
+    steps = [retrain_command(dataset, EXPERTS), f"python -m rl.decisions --dataset {dataset}"]
+    steps += [f"python -m rl.decisions --dataset {name} --splits train" for name in also]
+    steps.append(f"python -m rl.train {' '.join(_how(argv)) or f'--config rl/configs/manager_{dataset}.yaml'}")
+    return " && ".join(steps)
 
 
 def _how(argv: list[str]) -> list[str]:

@@ -60,6 +60,75 @@ def test_training_raises_label_accuracy_and_reward_on_fixed_data(tmp_path):
     }
 
 
+def test_another_datasets_labelled_decisions_teach_sft_what_a_tiny_training_split_cannot(tmp_path):
+    """INSPIRED's case: its own training split is 820 turns; ReDial's decisions, labelled by the same
+    function, join SFT (``sft_also``). Fails if the borrowed rows are ignored."""
+    from rl.manager import concat
+
+    tiny, borrowed, valid = synthetic(24, 0), synthetic(800, 2), synthetic(400, 1)
+    cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=0, learning_rate=3e-3, seed=0)
+    accuracy = {}
+    for name, also in (("alone", None), ("with", borrowed)):
+        torch.manual_seed(0)
+        head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
+        accuracy[name] = train_manager(head, cfg, tiny, valid, sft_also=also).report["valid_accuracy_sft"]
+    assert accuracy["with"] > accuracy["alone"] + 0.15, accuracy
+    joined = concat([tiny, borrowed])
+    assert len(joined) == 824 and torch.equal(joined.labels[24:], borrowed.labels)
+    other = synthetic(10, 3)
+    other.experts = ["a", "c"]
+    with pytest.raises(ValueError, match="different experts"):
+        concat([tiny, other])
+
+
+def _write_decisions(dataset: str, split: str, n: int, seed: int) -> None:
+    """A decision split on disk, as ``python -m rl.decisions`` writes it: greetings labelled elicitation,
+    requests naming a film labelled recommendation (their target ranked first on even rows)."""
+    import json
+    import random
+
+    from rl.decisions import decision_path, features_path
+
+    rng = random.Random(seed)
+    path = decision_path(dataset, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        asks = rng.random() < 0.5
+        text = rng.choice(["I loved Heat, anything like it?", "something like Alien please"]) if asks else rng.choice(["hello", "hi there"])
+        rows.append({"id": f"d{i}/1", "context": [["user", text]], "label": RECOMMENDATION if asks else ELICITATION,
+                     "targets": ["x"] if asks else [], "reference": "", "is_sample": asks, "responses": {},
+                     "rankings": {"popularity_recommender": ["x"] if i % 2 == 0 else ["y"]} if asks else {}})  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path.with_suffix(".meta.json").write_text(json.dumps({"recommenders": ["popularity_recommender"]}))
+    g = torch.Generator().manual_seed(seed)
+    torch.save({"ids": [r["id"] for r in rows], "llm": torch.randn(n, 8, generator=g), "state": torch.zeros(n, len(STATE_FEATURES)),
+                "model": "fake"}, features_path(dataset, split))  # fmt: skip
+
+
+def test_eval_manager_holds_a_manager_that_borrowed_training_turns_to_tfidf_trained_on_the_same(tmp_path, monkeypatch):
+    from eval.manager import ManagerEvalArguments, evaluate
+
+    monkeypatch.setenv("LLMCRS_HOME", str(tmp_path / "home"))
+    for dataset, splits in (("own", ("train", "test")), ("other", ("train",))):
+        for n, split in enumerate(splits):
+            _write_decisions(dataset, split, 40, n)
+    head = ManagerHead(8, len(STATE_FEATURES), ["popularity_recommender"], hidden=8, dropout=0.0)
+    save_manager(head, tmp_path / "m", {"dataset": "own", "train_rows": 40, "sft_also": ["other"], "sft_also_rows": 40, "seconds": 1})
+    md = evaluate(ManagerEvalArguments(dataset="own", manager=str(tmp_path / "m"), results_dir=str(tmp_path / "results")))
+    tables = md.read_text()
+    pooled = "| TF-IDF + logistic regression, also trained on other | 1.0000"  # the greetings are learnable from either
+    assert pooled in tables, tables
+    vs = [line for line in tables.splitlines() if line.startswith(pooled)][0]
+    assert vs.count("p=") == 2  # compared with the manager, like the other baselines, and in the Holm correction
+    assert "and 40 of other in SFT" in tables
+    from rl.decisions import load_split
+
+    rows = [r for r in load_split("own", "test") if r["is_sample"]]
+    hit = sum(r["rankings"]["popularity_recommender"] == ["x"] for r in rows) / len(rows)
+    assert f"| expert:popularity_recommender (always) | {hit:.4f}" in tables  # per-target HIT, computed here independently
+
+
 def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicitation(tmp_path):
     """INSPIRED's case: the corpus labels half the rewarding recommendation turns "elicitation"; offsets
     fitted to accuracy follow the labels and stop recommending there, offsets fitted to the reward do not."""
