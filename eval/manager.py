@@ -14,8 +14,10 @@ on every recommender turn of the test split in seconds, without running an exper
   distribution blends the experts, :func:`agent.manager.blend_weights`), full with one matched expert
   per turn (the paper's matching, no blend), the per-turn oracle over the experts (an upper bound), and
   a router cross-fitted on the test split itself (:func:`cv_router`, what picking one expert could
-  learn at best). HIT@10 and HIT@50 with CIs; the full manager against the best single expert, w/o M,
-  w/o RL and no blend.
+  learn at best) and the best expert blended with the one other expert and weight that do best on the
+  test split itself (:func:`blend_bound`, what blending could reach at best). HIT@10 and HIT@50 with
+  CIs; the full manager against the best single expert, w/o M, w/o RL and no blend; the two bounds
+  against the best single expert.
 
 Writes ``<results-dir>/manager/<dataset>/{tables.md,detection.csv,recommendation.csv}``.
 """
@@ -109,6 +111,26 @@ def cv_router(data: DecisionTensors, rows: list[dict[str, Any]], k: int = 10, fo
     return Decisions(torch.full((len(data),), REC), expert)
 
 
+BLEND_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def blend_bound(data: DecisionTensors, best: int, k: int = 10) -> tuple[Decisions, str]:
+    """An optimistic bound on blending: the best expert fused with one other (weighted reciprocal-rank
+    fusion, weight 1 and ``w``), the other expert and ``w`` in :data:`BLEND_WEIGHTS` chosen on the
+    evaluated split itself for HIT@``k``. Every row recommends. Returns the decisions and what was chosen.
+    """
+    n, width = len(data), len(data.experts)
+    candidates = []
+    for other in (e for e in range(width) if e != best):
+        for w in BLEND_WEIGHTS:
+            weights = torch.zeros(n, width)
+            weights[:, best], weights[:, other] = 1.0, w
+            dec = Decisions(torch.full((n,), REC), torch.full((n,), best), weights)
+            candidates.append((float(target_hits(dec, data, k).mean()), f"{data.experts[other]} at {w:g}", dec))
+    _, what, dec = max(candidates, key=lambda c: c[0])
+    return dec, what
+
+
 def _fmt_ci(values: list[float]) -> str:
     lo, hi = bootstrap_ci(values)
     mean = sum(values) / max(1, len(values))
@@ -199,6 +221,10 @@ def evaluate(args: ManagerEvalArguments) -> Path:
             hits[k]["router fitted on this split, 5-fold (optimistic bound of matching)"] = target_hits(router, data, k).tolist()
     n_rows = len(hits[10]["w/o M (always recommend, default expert)"])
     best_expert = max((f"expert:{e} (always)" for e in experts), key=lambda s: sum(hits[10][s]))
+    if len(experts) > 1:
+        blended, what = blend_bound(data, [f"expert:{e} (always)" for e in experts].index(best_expert))
+        for k in (10, 50):
+            hits[k][f"best expert + {what}, chosen on this split (optimistic bound of blending)"] = target_hits(blended, data, k).tolist()
     against = [best_expert, "w/o M (always recommend, default expert)", *[s for s in ("w/o RL (SFT only)", unblended) if s in systems]]
     lines += ["", f"## Recommendation on the {int(data.is_sample.sum())} evaluation turns ({n_rows} per-target rows, CRSLab's unit)", ""]
     lines += ["| system | HIT@10 [95% CI] | HIT@50 [95% CI] | recommends on |", "|---|---|---|---|"]
@@ -216,6 +242,13 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     view_comps = [(k, compare_paired(hits[k][crslab_view], hits[k][best_expert])) for k in (10, 50)]
     for (k, c), p in zip(view_comps, holm([c.ttest_p for _, c in view_comps]), strict=True):
         lines.append(f"| {best_expert} | {k} | {c.table_cells(p)} |")
+    bounds = [name for name in hits[10] if name.endswith(("(optimistic bound of matching)", "(optimistic bound of blending)"))]
+    if bounds:
+        lines += ["", "The optimistic bounds against the best single expert (one-sided; fitted on the rows they are scored on):", ""]
+        lines += ["| bound | k | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|---|"]
+        bound_comps = [(b, k, compare_paired(hits[k][b], hits[k][best_expert])) for b in bounds for k in (10, 50)]
+        for (b, k, c), p in zip(bound_comps, holm([c.ttest_p for _, _, c in bound_comps]), strict=True):
+            lines.append(f"| {b} | {k} | {c.table_cells(p)} |")
     out = Path(args.results_dir) / "manager" / args.dataset
     out.mkdir(parents=True, exist_ok=True)
     with (out / "detection.csv").open("w", newline="") as fh:

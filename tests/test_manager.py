@@ -129,6 +129,18 @@ def test_eval_manager_holds_a_manager_that_borrowed_training_turns_to_tfidf_trai
     assert f"| expert:popularity_recommender (always) | {hit:.4f}" in tables  # per-target HIT, computed here independently
 
 
+def test_the_blending_bound_fuses_the_best_expert_with_the_other_that_helps_most():
+    from eval.manager import blend_bound
+    from rl.manager import REC, fixed, target_hits
+
+    data = synthetic(200, 0)  # each expert ranks the target first on about half the rows and misses it elsewhere
+    single = [float(target_hits(fixed(data, REC, e), data, 10).mean()) for e in range(2)]
+    best = max(range(2), key=lambda e: single[e])
+    dec, what = blend_bound(data, best)
+    assert what == f"{data.experts[1 - best]} at 0.05"  # every weight puts both experts' items in the top 10; the first is kept
+    assert float(target_hits(dec, data, 10).mean()) == 1.0 > max(single)
+
+
 def test_calibrating_on_reward_keeps_the_recommendations_the_labels_call_elicitation(tmp_path):
     """INSPIRED's case: the corpus labels half the rewarding recommendation turns "elicitation"; offsets
     fitted to accuracy follow the labels and stop recommending there, offsets fitted to the reward do not."""
