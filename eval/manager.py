@@ -215,16 +215,17 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     hits = {k: {name: target_hits(d, data, k).tolist() for name, d in systems.items()} for k in (10, 50)}
     for k in (10, 50):
         hits[k]["oracle expert per turn (upper bound)"] = target_hits(oracle(data, k), data, k).tolist()
-    if len(experts) > 1:
-        router = cv_router(data, rows)
-        for k in (10, 50):
-            hits[k]["router fitted on this split, 5-fold (optimistic bound of matching)"] = target_hits(router, data, k).tolist()
     n_rows = len(hits[10]["w/o M (always recommend, default expert)"])
-    best_expert = max((f"expert:{e} (always)" for e in experts), key=lambda s: sum(hits[10][s]))
+    best = max(range(len(experts)), key=lambda e: sum(hits[10][f"expert:{experts[e]} (always)"]))
+    best_expert = f"expert:{experts[best]} (always)"
+    bounds: dict[str, Decisions] = {}  # fitted on the rows they are scored on
     if len(experts) > 1:
-        blended, what = blend_bound(data, [f"expert:{e} (always)" for e in experts].index(best_expert))
+        bounds["router fitted on this split, 5-fold (optimistic bound of matching)"] = cv_router(data, rows)
+        blended, what = blend_bound(data, best)
+        bounds[f"best expert + {what}, chosen on this split (optimistic bound of blending)"] = blended
+    for name, dec in bounds.items():
         for k in (10, 50):
-            hits[k][f"best expert + {what}, chosen on this split (optimistic bound of blending)"] = target_hits(blended, data, k).tolist()
+            hits[k][name] = target_hits(dec, data, k).tolist()
     against = [best_expert, "w/o M (always recommend, default expert)", *[s for s in ("w/o RL (SFT only)", unblended) if s in systems]]
     lines += ["", f"## Recommendation on the {int(data.is_sample.sum())} evaluation turns ({n_rows} per-target rows, CRSLab's unit)", ""]
     lines += ["| system | HIT@10 [95% CI] | HIT@50 [95% CI] | recommends on |", "|---|---|---|---|"]
@@ -242,7 +243,6 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     view_comps = [(k, compare_paired(hits[k][crslab_view], hits[k][best_expert])) for k in (10, 50)]
     for (k, c), p in zip(view_comps, holm([c.ttest_p for _, c in view_comps]), strict=True):
         lines.append(f"| {best_expert} | {k} | {c.table_cells(p)} |")
-    bounds = [name for name in hits[10] if name.endswith(("(optimistic bound of matching)", "(optimistic bound of blending)"))]
     if bounds:
         lines += ["", "The optimistic bounds against the best single expert (one-sided; fitted on the rows they are scored on):", ""]
         lines += ["| bound | k | mean diff [95% CI] | t-test p | Holm p | Wilcoxon p |", "|---|---|---|---|---|---|"]

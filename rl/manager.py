@@ -13,6 +13,7 @@ fits the detection head to the corpus labels by cross-entropy, ``phase="rlpf"`` 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -512,7 +513,7 @@ class ManagerTraining:
 
 
 def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors, valid: DecisionTensors,
-                  rl_data: DecisionTensors | None = None, sft_also: DecisionTensors | None = None) -> ManagerTraining:  # fmt: skip
+                  rl_data: DecisionTensors | None = None, sft_also: Sequence[DecisionTensors] = ()) -> ManagerTraining:  # fmt: skip
     """SFT on ``train`` (and ``sft_also``, other datasets' labelled decisions), then RLPF on ``rl_data``
     (default ``train``), then the detection offsets calibrated on ``valid``; returns the validation
     figures after each phase, the training history and the SFT-only head (calibrated the same way, for
@@ -529,7 +530,7 @@ def train_manager(head: ManagerHead, cfg: ManagerConfig, train: DecisionTensors,
     """
     import copy
 
-    sft_data = train if sft_also is None else concat([train, sft_also])
+    sft_data = concat([train, *sft_also]) if sft_also else train
     head.fit_scaler(sft_data.llm)
     out = ManagerTraining(report={}, history=[])
 

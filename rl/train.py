@@ -60,7 +60,7 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     from agent.manager import ManagerHead, save_manager
     from crsdata.paths import home_dir
     from rl.decisions import load_features, load_split, recommenders_of
-    from rl.manager import concat, decision_tensors, guard_matching, train_manager
+    from rl.manager import decision_tensors, guard_matching, train_manager
     from rl.trainer import write_logs
 
     splits = ("train", "valid")
@@ -81,8 +81,7 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
         raise SystemExit(f"sft_also names other datasets; {script.dataset} is the one being trained")
     borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train"), experts, cfg.lam, cfg.hit_k) for name in also]
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
-    trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split],
-                            sft_also=concat(borrowed) if borrowed else None)  # fmt: skip
+    trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split], sft_also=borrowed)
     report, history = trained.report, trained.history
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations

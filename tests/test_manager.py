@@ -68,7 +68,7 @@ def test_another_datasets_labelled_decisions_teach_sft_what_a_tiny_training_spli
     tiny, borrowed, valid = synthetic(24, 0), synthetic(800, 2), synthetic(400, 1)
     cfg = ManagerConfig(output_dir=str(tmp_path), sft_epochs=15, rl_epochs=0, learning_rate=3e-3, seed=0)
     accuracy = {}
-    for name, also in (("alone", None), ("with", borrowed)):
+    for name, also in (("alone", []), ("with", [borrowed])):
         torch.manual_seed(0)
         head = ManagerHead(16, 3, ["a", "b"], hidden=32, dropout=0.0)
         accuracy[name] = train_manager(head, cfg, tiny, valid, sft_also=also).report["valid_accuracy_sft"]
