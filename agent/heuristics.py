@@ -9,6 +9,7 @@ from typing import Any
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.env import ExpertEnv
+from tools.preferences import year_range
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 WHY = re.compile(r"\b(why|what makes|explain)\b", re.I)
@@ -44,7 +45,8 @@ def heuristic_subtask(dialogue: list[tuple[Role, str]], results: list[dict[str, 
     """The deterministic fallback of detection.
 
     "why ..." about a known item -> explanation; a question about an attribute of a named item ->
-    item detail search; no preference stated yet -> elicitation; otherwise recommendation.
+    item detail search; no preference stated yet (nothing liked, no years asked for) -> elicitation;
+    otherwise recommendation.
     """
     text = last_user(dialogue)
     item = previous_item(dialogue, results, env)
@@ -53,8 +55,8 @@ def heuristic_subtask(dialogue: list[tuple[Role, str]], results: list[dict[str, 
     if item and attribute_from_text(text) and QUESTION_ABOUT.search(text) and env.linker.link(text).items:
         return DETAIL_SEARCH
     prefs = env.linker.link_dialogue([t for r, t in dialogue if r == "user"])
-    if not prefs.liked_entities():
-        return ELICITATION
+    if not prefs.liked_entities() and not any(year_range(t, env.newest_year, None) for r, t in dialogue if r == "user"):
+        return ELICITATION  # nothing liked and no years asked for ("something from the 80s" is a wish)
     return RECOMMENDATION
 
 

@@ -36,6 +36,7 @@ from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
 from tools.explanation import strongest_reason
 from tools.fusion import fuse_rankings
+from tools.preferences import Preferences, empty, fold, honour, unmet, wish_phrase
 from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
@@ -118,10 +119,24 @@ def detection_prompt(res: Resources, dialogue_text: str) -> str:
     )
 
 
+def listen(state: State, res: Resources) -> Preferences:
+    """The preferences after this turn's new messages (the last answer, which the previous turn could not
+    read, and what came after it), folded onto what the conversation stated before
+    (:func:`tools.preferences.fold`)."""
+    prefs = state.get("preferences") or empty()
+    messages = state.get("messages", [])
+    ids = [m.id for m in messages]
+    start = ids.index(state.get("answered")) if state.get("answered") in ids else 0
+    for role, text in dialogue_of(messages[start:]):
+        prefs = fold(res.env, prefs, role, text)
+    return prefs
+
+
 def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     """Stage 1: choose the sub-task and resolve its arguments. Resets the per-turn fields."""
     start = time.perf_counter()
-    fresh: dict[str, Any] = {**PER_TURN, "error": None}
+    prefs = listen(state, res)
+    fresh: dict[str, Any] = {**PER_TURN, "error": None, "preferences": prefs}
     dialogue, text = _dialogue_text(state, ctx)
     if not last_user(dialogue).strip():
         rec = LLMCall(stage="detection", method="skipped", fallback=False, error="empty dialogue", seconds=0.0)
@@ -168,7 +183,7 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
     candidates = [LLM_EXPERT] if not res.ablations.experts else [t.name for t in res.candidates(name)]
     if not res.ablations.management:  # w/o M: no dynamic matching either, the first (default) expert
         candidates = candidates[:1]
-    rec["seconds"] = time.perf_counter() - start
+    rec["seconds"], rec["preferences"] = time.perf_counter() - start, prefs
     return {**fresh, "subtask": call, "candidates": candidates, "trajectory": [rec]}
 
 
@@ -348,8 +363,7 @@ def execute_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any
         dialogue = call["args"].get("dialogue context", "")
         output = _not_again(output, state, res, dialogue)
         if output["items"] and not output.get("error"):
-            reason = strongest_reason(res.env, str(output["items"][0]), dialogue)
-            output = {**output, **({"reason": reason} if reason else {})}
+            output = _as_wished(output, state.get("preferences") or empty(), res, dialogue)
     rec["seconds"] = time.perf_counter() - start
     kept = {k: (v[:10] if k == "items" and isinstance(v, list) else v) for k, v in output.items()}
     shown = [str(output["items"][0])] if call["name"] == RECOMMENDATION and output.get("items") else []
@@ -385,6 +399,27 @@ def _not_again(output: dict[str, Any], state: State, res: Resources, dialogue: s
     gone = set(state.get("offered") or []) | res.env.linker.named(dialogue, items)
     fresh = [i for i in items if i not in gone]
     return output if len(fresh) == len(items) else _with_items(output, fresh)
+
+
+def _as_wished(output: dict[str, Any], prefs: Preferences, res: Resources, dialogue: str) -> dict[str, Any]:
+    """The ranking re-tiered by the conversation's preferences (:func:`tools.preferences.honour`: the
+    fused or fallback ranking too, and what left the dialogue window), with its reason: the asked-for
+    wish the top item meets ("a 1990s drama movie, as you asked"), else the strongest grounded reason;
+    and, when no item meets every wish, what was relaxed (``relaxed``: "No 1990s drama movie with Tom
+    Hanks is left; ...")."""
+    items = honour(res.env, prefs, [str(i) for i in output["items"]])
+    if not items:
+        return {**output, "items": [], "text": "Nothing I know fits everything you asked for.", "error": "every item is ruled out"}
+    out = _with_items(output, items) if items != output["items"] else dict(output)
+    top = items[0]
+    met = wish_phrase(res.env, prefs, top)
+    if unmet(res.env, prefs, top):
+        wanted = wish_phrase(res.env, prefs)
+        out["relaxed"] = f"I have no {wanted[wanted.index(' ') + 1 :]} left that you have not seen."
+    if met:
+        out["wish"] = met
+    reason = f"{top} is {met}, as you asked." if met else strongest_reason(res.env, top, dialogue)
+    return {**out, **({"reason": reason} if reason else {})}
 
 
 def _with_items(output: dict[str, Any], items: list[str]) -> dict[str, Any]:
@@ -446,6 +481,7 @@ def summary_of(state: State, res: Resources) -> str:
     call, out = state["subtask"], state.get("expert_output") or {}
     assert call is not None
     why = f"\nReason: {out['reason']}" if out.get("reason") else ""
+    why += f"\nNote: {out['relaxed']}" if out.get("relaxed") else ""
     return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}{why}"
 
 
@@ -550,7 +586,7 @@ def response_prefix(state: State, res: Resources, ctx: Context) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return f"You might like {out['items'][0]}. "
+        return f"{recommendation_sentence(out)} "
     return f"{out.get('text', '')} ".lstrip()
 
 
@@ -559,8 +595,25 @@ def template_response(state: State) -> str:
     out = state.get("expert_output") or {}
     call = state.get("subtask")
     if call and call["name"] == RECOMMENDATION and out.get("items"):
-        return f"You might like {out['items'][0]}."
+        return recommendation_sentence(out)
     return str(out.get("text") or "Sorry, I could not work that out.")
+
+
+def recommendation_sentence(out: dict[str, Any]) -> str:
+    """The recommendation's sentence: "You might like X.", with the wish X meets when the user asked for
+    one ("..., a 1990s drama movie, as you asked."), after what was relaxed when no item met every wish.
+
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a 1990s crime movie"})
+    'You might like Heat (1995), a 1990s crime movie, as you asked.'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "reason": "Al Pacino is among its cast."})
+    'You might like Heat (1995).'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a crime movie", "relaxed": "I have no 1990s crime movie left."})
+    'I have no 1990s crime movie left. The closest is Heat (1995), a crime movie.'
+    """
+    top, wish = str(out["items"][0]), out.get("wish")
+    if out.get("relaxed"):
+        return f"{out['relaxed']} The closest is {top}" + (f", {wish}." if wish else ".")
+    return f"You might like {top}, {wish}, as you asked." if wish else f"You might like {top}."
 
 
 def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.messages import AnyMessage
 
 from agent.boundary import add_checked_messages, keep_recent_results, remember
+from tools.preferences import Preferences
 from tools.subtasks import SubTaskCall
 
 
@@ -32,6 +33,7 @@ class LLMCall(TypedDict, total=False):
     attempts: list[dict[str, str]]
     error: str
     seconds: float
+    preferences: Preferences
 
 
 class InputState(TypedDict):
@@ -63,6 +65,10 @@ class State(TypedDict, total=False):
         offered: Every item this conversation recommended (the one shown first): never offered again.
         asked: Every attribute the preference elicitor asked about: never asked again, however long
             ago (the dialogue window forgets; this does not).
+        preferences: What the user has stated so far (:class:`tools.preferences.Preferences`: liked and
+            disliked items, genres and people, the year range, "like X" anchors, items seen or
+            rejected), folded turn by turn, a later statement overriding an earlier one; every
+            recommendation honours it (:func:`tools.preferences.stated_first`).
         error: Why the turn could not run normally, if it could not.
     """
 
@@ -80,4 +86,5 @@ class State(TypedDict, total=False):
     results: Annotated[list[dict[str, Any]], keep_recent_results]
     offered: Annotated[list[str], remember]
     asked: Annotated[list[str], remember]
+    preferences: Preferences
     error: str | None

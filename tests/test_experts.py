@@ -314,7 +314,7 @@ def test_popularity_by_preferences_equals_its_item_by_item_definition(redial_env
 )
 def test_stated_first_equals_its_item_by_item_definition(redial_env, text):
     """The inverted indices give exactly the catalog-wide sort they replace, over a ranking that also
-    holds names outside the catalog."""
+    holds names outside the catalog (one entry a film, none of a film the dialogue named)."""
     from tools.preferences import stated_first
 
     env = redial_env
@@ -323,10 +323,14 @@ def test_stated_first_equals_its_item_by_item_definition(redial_env, text):
     disliked = set(prefs.disliked)
     people = {p for p in prefs.people if p not in disliked}
     assert people or disliked  # the sort is in play
-    keyed = []
+    named = {env.film_key[i] for i in env.linker.link(text).items}  # every entry of a named film is out
+    keyed, films = [], set()
     for position, name in enumerate(order[: len(env.item_attributes)]):  # what stated_first asks the recommender for
         a = env.item_attributes.get(name)
         if a is not None and not disliked & (a["director"] | a["cast"] | a["writer"] | a["genre"]):
+            if env.film_key[name] in named | films:  # one film, one item: its first entry in the ranking
+                continue
+            films.add(env.film_key[name])
             keyed.append((-len(people & (a["director"] | a["cast"] | a["writer"])), position, name))
     assert stated_first(env, text, lambda n: order[:n], 50) == [name for *_, name in sorted(keyed)[:50]]
 

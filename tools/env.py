@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class ExpertEnv:
     catalog: Catalog
     linker: EntityLinker
     popularity: Counter[str]
+    _years_memo: dict[tuple[int | None, int | None], frozenset[str]] = field(default_factory=dict, init=False, repr=False)
+    _years_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property
     def item_attributes(self) -> dict[str, dict[str, set[str]]]:
@@ -40,6 +43,58 @@ class ExpertEnv:
             attrs["decade"] = {f"{item.year // 10 * 10}s"} if item.year else set()
             out[item.name] = attrs
         return out
+
+    @cached_property
+    def year_of(self) -> dict[str, int | None]:
+        """Item name -> its year; a catalog entry without one takes its film's (``film_key``)."""
+        years = {item.name: item.year for item in self.catalog.all_items(self.dataset)}
+        by_key = {self.film_key[n]: y for n, y in years.items() if y}
+        return {n: y or by_key.get(self.film_key[n]) for n, y in years.items()}
+
+    @cached_property
+    def film_key(self) -> dict[str, str]:
+        """Item name -> the key of its film: the catalog's entries of one film share it.
+
+        Entries with the same title (case and punctuation aside) and the same year are one film
+        ("MegaMind" / "Megamind"); an entry without a year is the film of that title with a year, the
+        most mentioned in training if there are several ("Titanic" -> "Titanic (1997)"; "Scream" ->
+        "Scream (1996)", not the 1981 one). Dated entries of one title are different films (remakes).
+        """
+        from tools.linking import norm
+
+        items = self.catalog.all_items(self.dataset)
+        dated: dict[str, list[tuple[int, str]]] = {}
+        for item in items:
+            if item.year:
+                dated.setdefault(norm(item.title), []).append((item.year, item.name))
+        out: dict[str, str] = {}
+        for item in items:
+            title = norm(item.title)
+            if item.year:
+                out[item.name] = f"{title} ({item.year})"
+            elif title in dated:
+                year, _ = max(dated[title], key=lambda yn: (self.popularity.get(yn[1], 0), yn[1]))
+                out[item.name] = f"{title} ({year})"
+            else:
+                out[item.name] = title
+        return out
+
+    @cached_property
+    def newest_year(self) -> int:
+        """The catalog's newest year ("recent" counts back from it)."""
+        return max((y for y in self.year_of.values() if y), default=2020)
+
+    def items_between(self, first: int | None, last: int | None) -> frozenset[str]:
+        """The items from year ``first`` to ``last`` (inclusive; ``None``: open), memoised by range."""
+        if (first, last) not in self._years_memo:
+            lo, hi = first if first is not None else -9999, last if last is not None else 9999
+            with self._years_lock:  # server threads: the memo is written whole, never half
+                self._years_memo[(first, last)] = frozenset(i for i, y in self.year_of.items() if y is not None and lo <= y <= hi)
+        return self._years_memo[(first, last)]
+
+    def genres_of(self, item: str) -> set[str]:
+        """The item's genres (empty for an unknown item)."""
+        return self.item_attributes.get(item, {}).get("genre", set())
 
     @cached_property
     def people_of(self) -> dict[str, frozenset[str]]:

@@ -10,6 +10,7 @@ from langchain_core.tools import BaseTool
 
 from tools.base import expert_tool
 from tools.env import ExpertEnv
+from tools.preferences import stated_first
 from tools.subtasks import RECOMMENDATION
 
 
@@ -55,7 +56,7 @@ def make_popularity_recommender(env: ExpertEnv) -> BaseTool:
     def popularity_recommender(category: str, dialogue_context: str, top_k: int = 50) -> dict[str, Any]:
         """Popularity recommender: ranks items by how often the training dialogues mention them, first
         restricted to the genres and people the user likes and without anything the user dislikes or
-        already named. Architecture: counting, no learning. Domain: the active dataset's items, English.
+        already named; the genres, people and years the user asks for filter it. Architecture: counting, no learning. Domain: the active dataset's items, English.
         Reliable but impersonal; the floor every learned recommender must beat.
 
         Args:
@@ -63,7 +64,7 @@ def make_popularity_recommender(env: ExpertEnv) -> BaseTool:
             dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
             top_k: How many items to return, best first.
         """
-        items = rank_by_preferences(env, dialogue_context, top_k)
+        items = stated_first(env, dialogue_context, lambda n: rank_by_preferences(env, dialogue_context, n), top_k)
         return {"items": items, "text": f"Popular {category}s that fit: {', '.join(items[:3])}."}
 
     return expert_tool(popularity_recommender, RECOMMENDATION)

@@ -1,57 +1,451 @@
-"""What the user stated, applied to any recommender's ranking.
+"""What the user stated, as one typed state, applied to any recommender's ranking.
 
 A learned recommender reads the dialogue its own way: KBRD pools the linked entities, SASRec reads
-them as a sequence, the retriever embeds the text. None of them treats "something with Tom Hanks"
-as a constraint, so a user who names a person, or says what they do not want, could see the same
-list again. :func:`stated_first` makes every recommender honour what was said, in one place: items
-of a disliked genre or person are removed, and items with more of the liked people come first, in
-the recommender's own order otherwise.
+them as a sequence, the retriever embeds the text. None of them treats "a drama from the 90s" as a
+constraint, and none ranks every 1990s film, so the wish is lost unless one place enforces it. This
+module is that place:
 
-On the full test splits this raised HIT@10 of every learned expert (people only; liked genres as a
-second key helped SASRec on ReDial but hurt the others, so genres are left to the models):
-OpenDialKG KBRD .2338 -> .3154, SASRec .1410 -> .2631, retriever .3090 -> .3582; ReDial KBRD
-.1051 -> .1218, SASRec .0522 -> .0716, retriever .0673 -> .0754.
+* :func:`parse_turn` reads one user utterance into an update (the catalog's genres and people
+  through the entity linker; years, decades and recency words by rule), and :func:`fold` applies it
+  to the :class:`Preferences` stated so far. A later statement overrides an earlier one of its kind:
+  after "something from the 90s", "actually, something newer" replaces the decade; a genre asked
+  for in a new turn replaces the one asked before ("I'd prefer a comedy this time").
+* :func:`stated_first` ranks by them: what is disliked, named, seen or rejected is out (never
+  relaxed); the hard constraints (the people asked for, the genres asked for, the year range) filter;
+  when fewer than ``top_k`` items meet them all, they are relaxed in :data:`RELAX_ORDER` (the year
+  range first, then the genres, the earliest asked first, the people last), so the items that meet
+  the most come first, in the recommender's own order otherwise. It ranks the whole catalog when a
+  constraint is stated, so a 1990s request reaches 1990s items that the learned ranker never ranks.
+* One film is one item: the catalog's duplicate entries ("Titanic" / "Titanic (1997)") share one key
+  (:attr:`tools.env.ExpertEnv.film_key`), a ranking never shows two entries of a film, and never an
+  entry of a film the dialogue named.
+* :func:`wish_phrase` says which stated wish an item meets ("a 1990s drama, as you asked").
+
+A genre is a hard constraint only when the user asks for it (:data:`ASKING`: "any horror?", "I'd
+prefer a comedy", "I'm in the mood for a drama"); a genre merely mentioned ("I loved that horror
+film") re-ranks nothing, as before (a liked genre as a ranking key lowered HIT on the corpora). The
+people the user likes come first, as before (OpenDialKG KBRD .2338 -> .3154 on HIT@10).
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, TypedDict
 
-from tools.env import ExpertEnv
+from crsdata.schema import Role
+from tools.dialogue import parse_dialogue
+
+if TYPE_CHECKING:
+    from tools.env import ExpertEnv
 
 
-def stated_first(env: ExpertEnv, dialogue_context: str, rank: Callable[[int], list[str]], top_k: int) -> list[str]:
-    """The top ``top_k`` of a ranking, after the user's stated likes and dislikes.
+class Preferences(TypedDict, total=False):
+    """What the user has stated so far in a conversation (the graph's ``preferences``, checkpointed).
+
+    Attributes:
+        liked_items: Items the user liked.
+        disliked_items: Items the user disliked.
+        genres: Genres asked for (hard: every one must hold, relaxed earliest first).
+        liked_genres: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
+        disliked_genres: Genres the user does not want (never relaxed).
+        people: People liked or asked for (an item with any of them first, more of them before fewer).
+        disliked_people: People the user does not want (never relaxed).
+        years: The year range asked for, ``[first, last]`` inclusive (``None`` for an open end).
+        years_said: How the range was asked ("the 1990s", "recent", "before 2000"), for the reply.
+        anchors: Items the user wants something like ("like Heat", "similar to Titanic").
+        seen: Items the dialogue named (the user's or the assistant's): never recommended.
+        rejected: Items recommended and turned down: never recommended again.
+        offered: The items of the assistant's last turn (what a rejection refers to).
+    """
+
+    liked_items: list[str]
+    disliked_items: list[str]
+    genres: list[str]
+    liked_genres: list[str]
+    disliked_genres: list[str]
+    people: list[str]
+    disliked_people: list[str]
+    years: list[int | None] | None
+    years_said: str
+    anchors: list[str]
+    seen: list[str]
+    rejected: list[str]
+    offered: list[str]
+
+
+LIST_FIELDS = ("liked_items", "disliked_items", "genres", "liked_genres", "disliked_genres", "people",
+               "disliked_people", "anchors", "seen", "rejected")  # fmt: skip
+#: Constraints relaxed when too few items meet them all, first relaxed first.
+RELAX_ORDER = ("years", "genres", "people")
+
+#: A sentence that asks for something now (a genre in it is a constraint, not a mention).
+ASKING = re.compile(
+    r"\?|\b(any|anything|something|some|looking for|look for|in the mood|mood for|recommend|suggest|suggestions?|prefer|"
+    r"rather|instead|this time|want|wanna|need|give me|show me|how about|what about|maybe|perhaps|feel like|would like|"
+    r"i'd like|id like|like to see|like to watch|like to read|please|can you|could you|do you have|got any|know any|"
+    r"only|just|a good|another|more)\b",
+    re.I,
+)
+#: "like X", "similar to X": the user wants something like the item that follows.
+ANCHOR = re.compile(r"\b(like|similar to|such as|in the vein of|along the lines of|reminds? me of|same as|as good as)\s*$", re.I)
+#: A reply that turns down what the assistant just offered.
+REJECTS = re.compile(
+    r"\b(no|nope|nah|not (that|this|it|those|them|really|for me|interested)|(already|have|i've|ive) (seen|watched|read)|seen (it|that|them)|"
+    r"watched (it|that|them)|read (it|that|them)|something else|anything else|another one|others?|don't like (it|that|them)|"
+    r"didn't like (it|that|them)|dont like|not a fan|pass)\b",
+    re.I,
+)
+#: "lighter", "darker": a soft genre wish relative to what was liked.
+TONE = {r"\b(lighter|funnier|less (dark|serious|scary)|more fun|light ?hearted|feel[- ]good)\b": "comedy",
+        r"\b(darker|scarier|creepier|more (scary|intense))\b": "horror"}  # fmt: skip
+
+_DECADE_WORDS = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
+                 "seventies": 1970, "eighties": 1980, "nineties": 1990}  # fmt: skip
+_PART = r"(?:(early|mid|late)[- ]?)?"
+_DECADE = re.compile(_PART + r"(?:the\s+)?(?:(1[89]\d0|20[0-2]0)'?s|'?(\d0)'?s|(" + "|".join(_DECADE_WORDS) + r"))\b", re.I)
+_YEAR = r"(1[89]\d\d|20[0-2]\d)"
+_BETWEEN = re.compile(rf"\b(?:between|from)\s+{_YEAR}\s+(?:and|to|-)\s+{_YEAR}\b", re.I)
+_BEFORE = re.compile(rf"\b(?:before|earlier than|older than|prior to|pre-?|up to|until)\s*{_YEAR}\b", re.I)
+_AFTER = re.compile(rf"\b(?:after|later than|newer than|post-?)\s*{_YEAR}\b", re.I)
+_SINCE = re.compile(rf"\b(?:since|from)\s+{_YEAR}\s+(?:on|onwards?|or later|and later|or after)\b|\b(?:since)\s+{_YEAR}\b", re.I)
+_IN_YEAR = re.compile(rf"\b(?:from|in|of|released in|came out in|made in)\s+{_YEAR}\b(?!\s*\))", re.I)
+_NEWER = re.compile(r"\b(newer|more recent|more modern|less old|not so old|later one)\b", re.I)
+_OLDER = re.compile(r"\b(older|less recent|earlier one)\b", re.I)
+_RECENT = re.compile(r"\b(recent|recently|newest|latest|modern|new releases?|brand new|current|last few years|these days|nowadays)\b", re.I)
+_CLASSIC = re.compile(r"\b(classics?|oldies?|vintage|golden age|black and white|old (?:movie|film|book|one|stuff|school)s?)\b", re.I)
+#: How many years back "recent" reaches from the catalog's newest year; a "classic" is before CLASSIC_BEFORE.
+RECENT_YEARS = 5
+CLASSIC_BEFORE = 1980
+
+
+def _decade(m: re.Match[str]) -> tuple[int, int, str]:
+    part, full, short, word = m.group(1), m.group(2), m.group(3), m.group(4)
+    if full:
+        start = int(full)
+    elif short:
+        start = int(short) + (2000 if int(short) < 30 else 1900)
+    else:
+        start = _DECADE_WORDS[word.lower()]
+    lo, hi = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get((part or "").lower(), (0, 9))
+    said = f"the {part.lower() + ' ' if part else ''}{start}s"
+    return start + lo, start + hi, said
+
+
+def year_range(text: str, newest: int, reference: tuple[int | None, int | None] | None) -> tuple[int | None, int | None, str] | None:
+    """The year range a user utterance asks for, or ``None``.
 
     Args:
-        env: The dataset's environment (its linker finds the liked and disliked people and genres).
-        dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
-        rank: ``n -> the recommender's n best items``, best first; asked for ``top_k`` when the user
-            stated nothing, else for the whole catalog.
-        top_k: How many items to return.
+        text: The utterance.
+        newest: The catalog's newest year ("recent" reaches :data:`RECENT_YEARS` back from it).
+        reference: The years "newer" and "older" are relative to: the range asked before, else the
+            years of what the conversation offered or the user liked (``(earliest, latest)``).
 
     Returns:
-        Items without a disliked genre or person, those with more liked people first, otherwise
-        in the recommender's order.
+        ``(first, last, how it was said)``, either end ``None`` when open.
+
+    >>> year_range("Any horror movies from the 90s?", 2018, None)
+    (1990, 1999, 'the 1990s')
+    >>> year_range("something from the late eighties", 2018, None)
+    (1986, 1989, 'the late 1980s')
+    >>> year_range("Actually, something newer", 2018, (1990, 1999))
+    (2000, None, 'newer')
+    >>> year_range("anything before 2000?", 2018, None), year_range("Something recent please", 2018, None)
+    ((None, 1999, 'before 2000'), (2014, None, 'recent'))
+    >>> year_range("Maybe a classic?", 2018, None), year_range("I loved Heat (1995)", 2018, None)
+    ((None, 1979, 'a classic'), None)
     """
-    prefs = env.preferences(dialogue_context)
-    disliked = set(prefs.disliked)
-    people = {p for p in prefs.people if p not in disliked}
-    if not people and not disliked:
-        return rank(top_k)
-    banned = env.items_with_any(disliked)
-    liked = Counter(i for p in people for i in env.items_by_person.get(p, ()))  # item -> liked people it has
-    rankable = env.item_attributes
-    # the items with liked people, by (-people, position), then the others in the ranking's order: the same
-    # order as sorting every item by (-people, position), in one pass that keeps only top_k of the others
-    favoured: list[tuple[int, int, str]] = []
-    others: list[str] = []
-    for position, name in enumerate(rank(len(rankable))):
+    text = re.sub(r"\([^)]*\)", " ", text)  # a title's "(1995)" is no wish
+    if m := _BETWEEN.search(text):
+        a, b = sorted((int(m.group(1)), int(m.group(2))))
+        return a, b, f"from {a} to {b}"
+    if m := _BEFORE.search(text):
+        return None, int(m.group(1)) - 1, f"before {m.group(1)}"
+    if m := _SINCE.search(text):
+        y = m.group(1) or m.group(2)
+        return int(y), None, f"since {y}"
+    if m := _AFTER.search(text):
+        return int(m.group(1)) + 1, None, f"after {m.group(1)}"
+    if m := _DECADE.search(text):
+        return _decade(m)
+    if m := _IN_YEAR.search(text):
+        return int(m.group(1)), int(m.group(1)), f"from {m.group(1)}"
+    lo_ref, hi_ref = reference or (None, None)
+    if _NEWER.search(text):
+        if hi_ref is not None:
+            return hi_ref + 1, None, "newer"
+        return newest - RECENT_YEARS + 1, None, "recent"
+    if _OLDER.search(text):
+        if lo_ref is not None:
+            return None, lo_ref - 1, "older"
+        return None, CLASSIC_BEFORE - 1, "older"
+    if _RECENT.search(text):
+        return newest - RECENT_YEARS + 1, None, "recent"
+    if _CLASSIC.search(text):
+        return None, CLASSIC_BEFORE - 1, "a classic"
+    return None
+
+
+def empty() -> Preferences:
+    """A conversation's preferences before anything is said."""
+    return Preferences(**{f: [] for f in LIST_FIELDS}, years=None, years_said="", offered=[])  # type: ignore[typeddict-item]
+
+
+def _add(values: list[str], new: Iterable[str]) -> list[str]:
+    return [*values, *(v for v in dict.fromkeys(new) if v not in values)]
+
+
+def _drop(values: list[str], gone: Iterable[str]) -> list[str]:
+    out = set(gone)
+    return [v for v in values if v not in out]
+
+
+def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferences:
+    """``prefs`` after one more utterance (a new object; ``prefs`` is not changed).
+
+    A user utterance is parsed (:func:`parse_turn`); an assistant utterance records what it offered
+    (the items it names), so that "seen it" or "no, something else" next rejects them.
+    """
+    out: Preferences = {**empty(), **{k: (list(v) if isinstance(v, list) else v) for k, v in prefs.items()}}  # type: ignore[typeddict-item]
+    if role != "user":
+        named = env.linker.link(text).items
+        out["seen"] = _add(out["seen"], named)
+        out["offered"] = named
+        return out
+    m = env.linker.link(text)
+    disliked = set(m.disliked)
+    items = [i for i in m.items if i not in disliked]
+    genres = [g for g in m.genres if g not in disliked]
+    people = [p for p in m.people if p not in disliked]
+    out["seen"] = _add(out["seen"], m.items)
+    if out["offered"] and REJECTS.search(text):
+        out["rejected"] = _add(out["rejected"], out["offered"])
+    out["offered"] = []
+    out["liked_items"] = _add(_drop(out["liked_items"], disliked), items)
+    out["disliked_items"] = _add(_drop(out["disliked_items"], items), [i for i in m.items if i in disliked])
+    out["anchors"] = _add(out["anchors"], _anchors(text, items))
+    asked = [g for g in genres if _asked(text, g)]
+    if asked:  # a genre asked for now replaces the genres asked before
+        out["genres"] = asked
+    out["genres"] = _drop(out["genres"], disliked)
+    out["liked_genres"] = _add(_drop(out["liked_genres"], disliked), [g for g in genres if g not in asked])
+    out["disliked_genres"] = _add(_drop(out["disliked_genres"], genres), [g for g in m.genres if g in disliked])
+    for pattern, genre in TONE.items():
+        if re.search(pattern, text, re.I) and (canon := env.linker.genres.get(genre)):
+            out["liked_genres"] = _add(out["liked_genres"], [canon])
+    out["people"] = _add(_drop(out["people"], disliked), people)
+    out["disliked_people"] = _add(_drop(out["disliked_people"], people), [p for p in m.people if p in disliked])
+    said = year_range(text, env.newest_year, _reference(env, out))
+    if said is not None:
+        out["years"], out["years_said"] = [said[0], said[1]], said[2]
+    return out
+
+
+def _asked(text: str, genre_value: str) -> bool:
+    """Whether the sentence naming ``genre_value`` asks for it (any cue of :data:`ASKING` in it), or the
+    whole utterance is short ("Comedy.", "dramas please")."""
+    return any(
+        any(w in sentence.lower() for w in _genre_words(genre_value)) and (ASKING.search(sentence) or len(sentence.split()) <= 3)
+        for sentence in re.split(r"(?<=[.!?])\s+", text)
+    )
+
+
+def _genre_words(genre_value: str) -> list[str]:
+    from tools.linking import GENRE_SYNONYMS
+
+    low = genre_value.lower()
+    return [low, *(s for s, c in GENRE_SYNONYMS.items() if c == low)]
+
+
+def _anchors(text: str, items: list[str]) -> list[str]:
+    """The liked items of ``text`` that a "like ..." or "similar to ..." introduces."""
+    low = text.lower()
+    out = []
+    for item in items:
+        title = item.split(" (")[0].lower()
+        at = low.find(title)
+        if at > 0 and ANCHOR.search(low[:at]):
+            out.append(item)
+    return out
+
+
+def _reference(env: ExpertEnv, prefs: Preferences) -> tuple[int | None, int | None] | None:
+    """What "newer" and "older" compare with: the range asked before, else the years of the items
+    offered last, else of the items liked."""
+    if prefs.get("years"):
+        lo, hi = prefs["years"]  # type: ignore[misc]
+        return lo, hi
+    for pool in (prefs.get("offered") or [], prefs.get("liked_items") or []):
+        years = [y for i in pool if (y := env.year_of.get(i))]
+        if years:
+            return min(years), max(years)
+    return None
+
+
+def of_dialogue(env: ExpertEnv, dialogue_context: str) -> Preferences:
+    """The preferences a formatted dialogue states (its utterances folded in order). Memoised per text:
+    the experts of one turn read the same dialogue many times. Do not change the returned value."""
+    with _MEMO_LOCK:
+        known = _MEMO.get((id(env), dialogue_context))
+    if known is not None:
+        return known
+    prefs = empty()
+    for role, text in parse_dialogue(dialogue_context):
+        if text.startswith("(earlier) "):  # the bounded summary of the user's words that left the window
+            text = text[len("(earlier) ") :]
+        prefs = fold(env, prefs, role, text)
+    with _MEMO_LOCK:  # experts run in server threads: an eviction must not race an insert
+        if len(_MEMO) >= MEMO_SIZE:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[(id(env), dialogue_context)] = prefs
+    return prefs
+
+
+MEMO_SIZE = 256
+_MEMO: dict[tuple[int, str], Preferences] = {}
+_MEMO_LOCK = threading.Lock()
+
+
+# ---- ranking by them -------------------------------------------------------------------------------
+
+
+def constraints(env: ExpertEnv, prefs: Preferences) -> list[tuple[str, AbstractSet[str]]]:
+    """The hard constraints of ``prefs``, most important first (the reverse of :data:`RELAX_ORDER`):
+    ``(kind, the items that meet it)``."""
+    out: list[tuple[str, AbstractSet[str]]] = []
+    people = prefs.get("people") or []
+    if people:
+        out.append(("people", frozenset().union(*(env.items_by_person.get(p, frozenset()) for p in people))))
+    for genre in reversed(prefs.get("genres") or []):  # the latest asked is relaxed last
+        out.append(("genres", env.items_by_genre.get(genre, frozenset())))
+    if prefs.get("years"):
+        lo, hi = prefs["years"]  # type: ignore[misc]
+        out.append(("years", env.items_between(lo, hi)))
+    return out
+
+
+def excluded(env: ExpertEnv, prefs: Preferences) -> tuple[set[str], set[str]]:
+    """``(items out, film keys out)``: disliked genres and people, disliked and rejected items, and every
+    entry of a film the dialogue named."""
+    items = env.items_with_any({*(prefs.get("disliked_genres") or []), *(prefs.get("disliked_people") or [])})
+    films = {
+        env.film_key.get(i, i) for i in (*(prefs.get("seen") or []), *(prefs.get("rejected") or []), *(prefs.get("disliked_items") or []))
+    }
+    return items, films
+
+
+def stated_first(
+    env: ExpertEnv,
+    dialogue_context: str,
+    rank: Callable[[int], list[str]],
+    top_k: int,
+    prefs: Preferences | None = None,
+    exclude_named: bool = True,
+) -> list[str]:
+    """The top ``top_k`` of a ranking, after what the user stated (the module docstring).
+
+    Args:
+        env: The dataset's environment.
+        dialogue_context: The dialogue so far, one "User: ..." or "Assistant: ..." line per utterance.
+        rank: ``n -> the recommender's n best items``, best first; asked for a few more than ``top_k``
+            when the user stated no constraint, else for the whole catalog.
+        top_k: How many items to return.
+        prefs: The preferences (the graph's state); parsed from ``dialogue_context`` when ``None``.
+        exclude_named: Leave out every entry of a film the dialogue named (``False``: the published
+            protocol's ranking, which may rank them).
+
+    Returns:
+        Items meeting the most hard constraints first (relaxed in :data:`RELAX_ORDER`), those with
+        more liked people and soft genres next, otherwise in the recommender's order; one entry a film.
+    """
+    prefs = of_dialogue(env, dialogue_context) if prefs is None else prefs
+    hard = [meets for _, meets in constraints(env, prefs)]
+    banned, films = excluded(env, prefs)
+    if not exclude_named:
+        films = {env.film_key.get(i, i) for i in (*(prefs.get("rejected") or []), *(prefs.get("disliked_items") or []))}
+    liked = Counter(i for p in prefs.get("people") or [] for i in env.items_by_person.get(p, ()))  # item -> liked people it has
+    soft = Counter(i for g in prefs.get("liked_genres") or [] for i in env.items_by_genre.get(g, ()))
+    rankable, key_of = env.item_attributes, env.film_key
+    full = bool(hard or banned or liked or soft)
+    margin = top_k + 2 * len(films) + 10
+    ranking = rank(len(rankable) if full else margin)
+    # one pass over the ranking: each item to the bucket of the constraints it fails (a tuple of 0/1, most
+    # important first, so sorted buckets are the relaxation order); within a bucket (-liked people, -soft
+    # genres, position). Items with no soft key arrive in position order, so each bucket keeps top_k of them.
+    buckets: dict[tuple[int, ...], list[tuple[int, int, int, str]]] = {}
+    plain: dict[tuple[int, ...], int] = {}
+    shown: set[str] = set()
+    best = tuple(0 for _ in hard)
+    for position, name in enumerate(ranking):
         if name not in rankable or name in banned:
             continue
-        if count := liked.get(name, 0):  # .get: Counter's __missing__ is a Python call per item
-            favoured.append((-count, position, name))
-        elif len(others) < top_k:
-            others.append(name)
-    return [*(name for *_, name in sorted(favoured)), *others][:top_k]
+        key = key_of.get(name, name)
+        if key in films or key in shown:  # one film, one item
+            continue
+        shown.add(key)
+        tier = tuple(0 if name in meets else 1 for meets in hard)
+        people, tone = liked.get(name, 0), soft.get(name, 0)
+        if people or tone:
+            buckets.setdefault(tier, []).append((-people, -tone, position, name))
+        elif plain.get(tier, 0) < top_k:
+            plain[tier] = plain.get(tier, 0) + 1
+            buckets.setdefault(tier, []).append((0, 0, position, name))
+            if not (liked or soft) and tier == best and plain[tier] >= top_k:
+                break  # nothing later can rank above these
+    out: list[str] = []
+    for tier in sorted(buckets):
+        out += [name for *_, name in sorted(buckets[tier])[: top_k - len(out)]]
+        if len(out) >= top_k:
+            break
+    if not full and len(out) < top_k and len(ranking) >= margin:  # duplicates and named films ate the margin
+        return stated_first(env, dialogue_context, lambda n: rank(max(n, len(rankable))), top_k, prefs, exclude_named)
+    return out
+
+
+def honour(env: ExpertEnv, prefs: Preferences, items: list[str]) -> list[str]:
+    """A fused or filtered ranking re-tiered by ``prefs`` (stable within a tier), without what is out and
+    without a film's second entry: what the graph applies to the final ranking."""
+    return stated_first(env, "", lambda n: items[:n], len(items), prefs)
+
+
+# ---- saying which wish an item meets ---------------------------------------------------------------
+
+
+def unmet(env: ExpertEnv, prefs: Preferences, item: str) -> list[str]:
+    """The kinds of hard constraint ``item`` does not meet (empty: it meets every one)."""
+    return [kind for kind, meets in constraints(env, prefs) if item not in meets]
+
+
+def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> str:
+    """The asked-for wishes as a noun phrase ('' if none), restricted to those ``item`` meets when given.
+
+    >>> from types import SimpleNamespace as NS
+    >>> env = NS(category="movie", people_of={}, year_of={"Heat (1995)": 1995}, genres_of=lambda i: {"crime"})
+    >>> wish_phrase(env, {"genres": ["crime"], "years": [1990, 1999], "years_said": "the 1990s"}, "Heat (1995)")
+    'a 1990s crime movie'
+    >>> wish_phrase(env, {"genres": ["drama"], "years": [None, 1999], "years_said": "before 2000"})
+    'a drama movie released before 2000'
+    """
+    genres = list(prefs.get("genres") or [])
+    people = list(prefs.get("people") or [])
+    years = prefs.get("years")
+    if item is not None:
+        genres = [g for g in genres if g in env.genres_of(item)]
+        people = [p for p in people if p in env.people_of.get(item, frozenset())]
+        if years and unmet(env, Preferences(years=years), item):
+            years = None
+    said = (prefs.get("years_said") or "") if years else ""
+    adjective = (
+        said[4:]
+        if said.startswith("the ")
+        else {"recent": "recent", "newer": "newer", "older": "older", "a classic": "classic"}.get(said, "")
+    )
+    suffix = "" if adjective or not said else (f" {said}" if said.startswith("from ") else f" released {said}")
+    if not (genres or people or said):
+        return ""
+    words = " ".join(w for w in (adjective, *(g.lower() for g in genres), env.category) if w)
+    phrase = f"{words}{suffix}" + (f" with {' and '.join(people)}" if people else "")
+    return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"

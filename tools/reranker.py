@@ -212,6 +212,18 @@ class Scorer(nn.Module):
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
 
+def with_tail(ranking: list[str], rest: list[str], n: int) -> list[str]:
+    """``ranking`` followed by the items of ``rest`` it lacks, ``n`` in all.
+
+    >>> with_tail(["b", "a"], ["a", "c", "d"], 3), with_tail(["b", "a"], ["a", "c"], 1)
+    (['b', 'a', 'c'], ['b'])
+    """
+    if n <= len(ranking):
+        return ranking[:n]
+    have = set(ranking)
+    return [*ranking, *(i for i in rest if i not in have)][:n]
+
+
 def unnamed(candidates: list[str], x: torch.Tensor) -> tuple[list[str], torch.Tensor]:
     """The tool's view of :class:`Features`' output: the candidates the dialogue does not name, without
     the :data:`REPEAT_FEATURES` columns."""
@@ -289,8 +301,13 @@ class Reranker:
         self.env, self.features, self.model, self.repeats = env, features, model, repeats
 
     def rank(self, dialogue_context: str, top_k: int) -> list[str]:
-        """The ``top_k`` items for a dialogue, after the user's stated likes and dislikes; never an item it names."""
-        return stated_first(self.env, dialogue_context, lambda n: self.model_rank(dialogue_context, n), top_k)
+        """The ``top_k`` items for a dialogue, after what the user stated; never an item it names. The
+        scorer ranks only the bases' candidates, so when the whole catalog is asked for (a constraint
+        was stated) the rest follows in popularity order: a 1990s request must reach the 1990s films
+        that no base put among its candidates."""
+        return stated_first(
+            self.env, dialogue_context, lambda n: with_tail(self.model_rank(dialogue_context, n), self.env.ranked_by_popularity, n), top_k
+        )
 
     def model_rank(self, dialogue_context: str, top_k: int) -> list[str]:
         """The tool scorer's own ``top_k`` of the candidates the dialogue does not name."""
@@ -299,7 +316,9 @@ class Reranker:
     def rank_with_repeats(self, dialogue_context: str, top_k: int) -> list[str]:
         """The published protocol's ranking (module docstring): the items the dialogue names are candidates
         too, ordered by the protocol scorer, after the stated likes and dislikes."""
-        return stated_first(self.env, dialogue_context, lambda n: ordered(self.repeats, *self.features(dialogue_context))[:n], top_k)
+        return stated_first(
+            self.env, dialogue_context, lambda n: ordered(self.repeats, *self.features(dialogue_context))[:n], top_k, exclude_named=False
+        )
 
 
 def build_examples(env: ExpertEnv, features: Features, samples: list[RecSample]) -> list[Example]:

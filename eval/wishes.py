@@ -1,0 +1,362 @@
+"""``python -m eval wishes``: does the recommendation meet what the user asked for?
+
+Requests are generated from the dataset's catalog (seeded): a value is asked for only when at least
+:data:`MIN_ITEMS` items have it, so every request can be met. Each goes to every system through its
+own conversation (the graph systems on a thread with a checkpointer; an expert alone reads the
+dialogue so far, with its own earlier answers in it), and the top item and the top ten are checked
+against the catalog:
+
+* single turn: a genre; a decade; a genre and a decade; recency words ("something recent", "maybe a
+  classic?"); an actor; a director; a writer (where the catalog has writers and the kind is asked
+  for); a liked item plus a genre; a liked item plus a disliked genre;
+* three-turn refinement: a liked item, then a genre ("I'd prefer a comedy this time."), then a decade,
+  then "actually, something newer": each later turn is checked against everything asked so far.
+
+An item meets a request when it has the asked genre, person or years (the checks below, written from
+the catalog, not from :mod:`tools.preferences`), and is no film the user named (any of its catalog
+entries). Top-1 is whether the first item meets it (0 when the system recommends nothing); top-10 is
+the share of the first ten that do. 95% bootstrap CIs; the first system against each other one,
+paired one-sided t-tests, Holm-corrected.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from crsdata.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.schema import RecSample, Turn
+from eval.systems import Conversational, Prediction, System
+from tools.env import ExpertEnv
+from tools.subtasks import RECOMMENDATION
+
+MIN_ITEMS = 10
+#: "Recent" is met by the catalog's last ten years; "a classic" by anything before 1980.
+RECENT_SPAN, CLASSIC_BEFORE = 10, 1980
+DECADE_WORDS = {1970: "seventies", 1980: "eighties", 1990: "nineties"}
+
+
+@dataclass
+class WishesArguments:
+    """What ``python -m eval wishes`` parses."""
+
+    dataset: str = "redial"
+    systems: list[str] = field(default_factory=lambda: ["full", "wo_m"], metadata={"help": "comma list; expert:all adds every recommender"})
+    per_kind: int = field(default=100, metadata={"help": "requests (or conversations) per kind"})
+    seed: int = 0
+    model: str | None = field(default=None, metadata={"help": "model spec of the graph systems (default: embedded)"})
+    manager: str = field(default="trained", metadata={"help": "trained, prompt or rule"})
+    data_root: str | None = None
+    results_dir: Path = Path("results")
+
+    def __post_init__(self) -> None:
+        self.systems = [n.strip() for entry in self.systems for n in entry.split(",") if n.strip()]
+        self.results_dir = Path(self.results_dir)
+
+
+Check = Callable[[str], bool]
+
+
+@dataclass
+class Request:
+    """One generated conversation: the user's turns, and for each turn the check of its top item
+    (``None``: that turn is not scored, e.g. "I loved Heat (1995).")."""
+
+    kind: str
+    turns: list[str]
+    checks: list[Check | None]
+    labels: list[str]
+
+
+# ---- the catalog's checks ----------------------------------------------------------------------------
+
+
+def has(env: ExpertEnv, key: str, value: str) -> Check:
+    """An item whose catalog attribute ``key`` has ``value``."""
+    return lambda item: value in env.item_attributes.get(item, {}).get(key, set())
+
+
+def years(env: ExpertEnv, lo: int | None, hi: int | None) -> Check:
+    """An item from ``lo`` to ``hi`` (inclusive; ``None`` open)."""
+
+    def check(item: str) -> bool:
+        y = env.year_of.get(item)
+        return y is not None and (lo is None or y >= lo) and (hi is None or y <= hi)
+
+    return check
+
+
+def without_genre(env: ExpertEnv, genre: str) -> Check:
+    """An item not of ``genre``."""
+    return lambda item: genre not in env.genres_of(item)
+
+
+def both(*checks: Check) -> Check:
+    """An item that passes every check."""
+    return lambda item: all(c(item) for c in checks)
+
+
+# ---- generating requests -------------------------------------------------------------------------------
+
+
+def _values(env: ExpertEnv, key: str, pool: set[str] | None = None) -> list[str]:
+    """Values of ``key`` that at least :data:`MIN_ITEMS` items (of ``pool``) have, most common first."""
+    counts: dict[str, int] = {}
+    for item, attrs in env.item_attributes.items():
+        if pool is None or item in pool:
+            for v in attrs.get(key, ()):
+                counts[v] = counts.get(v, 0) + 1
+    return sorted((v for v, n in counts.items() if n >= MIN_ITEMS), key=lambda v: (-counts[v], v))
+
+
+def _decades(env: ExpertEnv) -> list[int]:
+    counts: dict[int, int] = {}
+    for y in env.year_of.values():
+        if y and y >= 1950:
+            counts[y // 10 * 10] = counts.get(y // 10 * 10, 0) + 1
+    return sorted(d for d, n in counts.items() if n >= MIN_ITEMS)
+
+
+def _decade_said(rng: random.Random, decade: int) -> str:
+    forms = [f"the {decade}s", f"the {str(decade)[2:]}s"] + ([f"the {DECADE_WORDS[decade]}"] if decade in DECADE_WORDS else [])
+    return rng.choice(forms)
+
+
+def generate(env: ExpertEnv, per_kind: int, seed: int = 0) -> list[Request]:
+    """Requests of every kind from ``env``'s catalog (:func:`generate` is deterministic in ``seed``)."""
+    rng = random.Random(seed)
+    cat = env.category
+    genres = [g for g in _values(env, "genre") if len(g) > 2][:20]
+    actors = _values(env, "cast")[:300]
+    directors = [d for d in _values(env, "director") if len(env.items_by_person.get(d, ())) >= MIN_ITEMS // 2][:200] or _values(
+        env, "director"
+    )
+    directors = directors or sorted(env.items_by_person, key=lambda p: -len(env.items_by_person[p]))[:50]
+    writers = _values(env, "writer")[:200]
+    decades = _decades(env)
+    popular = [i for i in env.ranked_by_popularity[:300] if env.genres_of(i)]
+    newest = env.newest_year
+    out: list[Request] = []
+
+    def add(kind: str, turns: list[str], checks: list[Check | None], labels: list[str]) -> None:
+        out.append(Request(kind, turns, checks, labels))
+
+    for _ in range(per_kind):
+        g = rng.choice(genres)
+        said = rng.choice([f"I'm in the mood for a {g.lower()} {cat}.", f"Any good {g.lower()} {cat}s?", f"Can you recommend a {g.lower()} {cat}?",
+                           f"I want to see a {g.lower()} {cat} tonight."])  # fmt: skip
+        add("genre", [said], [has(env, "genre", g)], [g])
+    for _ in range(per_kind):
+        d = rng.choice(decades)
+        said = rng.choice([f"I'm in the mood for something from {_decade_said(rng, d)}.", f"Any {cat}s from {_decade_said(rng, d)}?",
+                           f"Recommend me something from {_decade_said(rng, d)}, please."])  # fmt: skip
+        add("decade", [said], [years(env, d, d + 9)], [f"{d}s"])
+    pairs = [
+        (g, d)
+        for g in genres
+        for d in decades
+        if sum(1 for i in env.items_by_genre.get(g, ()) if (y := env.year_of.get(i)) and d <= y <= d + 9) >= MIN_ITEMS
+    ]
+    for _ in range(per_kind):
+        g, d = rng.choice(pairs)
+        said = rng.choice([f"Any {g.lower()} {cat}s from {_decade_said(rng, d)}?", f"I'd like a {g.lower()} {cat} from {_decade_said(rng, d)}.",
+                           f"Something {g.lower()} from {_decade_said(rng, d)} please."])  # fmt: skip
+        add("genre + decade", [said], [both(has(env, "genre", g), years(env, d, d + 9))], [f"{g}, {d}s"])
+    for _ in range(per_kind):
+        if rng.random() < 0.5:
+            said = rng.choice(["Something recent, please.", f"Any good new {cat}s from the last few years?", f"What's a recent {cat} worth seeing?",
+                               "I want something modern."])  # fmt: skip
+            add("recency", [said], [years(env, newest - RECENT_SPAN + 1, None)], ["recent"])
+        else:
+            said = rng.choice(
+                ["Not sure what I want. Maybe a classic?", f"I'd love an old classic {cat}.", "Something older, a real classic."]
+            )
+            add("recency", [said], [years(env, None, CLASSIC_BEFORE - 1)], ["classic"])
+    for kind, people, forms in (
+        ("actor", actors, ["Something with {} in it would be great.", "Any {c}s starring {}?", "I really like {}. What should I watch?"]),
+        ("director", directors, ["I like films directed by {}.", "Anything directed by {}?", "Do you know any {c}s by {}?"]),
+        (
+            "writer",
+            writers if cat == "book" or env.dataset.startswith("opendialkg") else [],
+            ["Any {c}s written by {}?", "I like {}'s writing. Anything by them?"],
+        ),
+    ):
+        if not people:
+            continue
+        key = {"actor": "cast", "director": "director", "writer": "writer"}[kind]
+        for _ in range(per_kind):
+            p = rng.choice(people)
+            add(kind, [rng.choice(forms).format(p, c=cat)], [has(env, key, p)], [p])
+    for _ in range(per_kind):
+        liked = rng.choice(popular)
+        g = rng.choice([x for x in genres if x not in env.genres_of(liked)] or genres)
+        said = rng.choice([f"I loved {liked}. Something like it but a {g.lower()}?", f"I liked {liked}, but I'd prefer a {g.lower()} {cat} now.",
+                           f"{liked} was great. Any {g.lower()} {cat}s like it?"])  # fmt: skip
+        add("liked item + genre", [said], [has(env, "genre", g)], [f"{liked}; {g}"])
+    for _ in range(per_kind):
+        liked = rng.choice(popular)
+        g = rng.choice(sorted(env.genres_of(liked)))
+        said = rng.choice([f"I loved {liked}, but no {g.lower()} please.", f"I liked {liked}. Something like it but not {g.lower()}.",
+                           f"{liked} was good. I don't want {g.lower()} this time though."])  # fmt: skip
+        add("liked item + disliked genre", [said], [without_genre(env, g)], [f"{liked}; not {g}"])
+    for _ in range(per_kind):
+        liked = rng.choice(popular)
+        g, d = rng.choice(pairs)
+        later = [i for i in env.items_by_genre.get(g, ()) if (y := env.year_of.get(i)) and y > d + 9]
+        if len(later) < MIN_ITEMS:
+            continue
+        turns = [rng.choice([f"I loved {liked}.", f"My favorite {cat} is {liked}."]),
+                 rng.choice([f"I'd prefer a {g.lower()} this time.", f"Hmm, how about a {g.lower()} {cat}?", f"Actually I want a {g.lower()}."]),
+                 rng.choice([f"Something from {_decade_said(rng, d)}?", f"Maybe one from {_decade_said(rng, d)}."]),
+                 rng.choice(["Actually, something newer.", "Hmm, something more recent please."])]  # fmt: skip
+        checks: list[Check | None] = [
+            None,
+            has(env, "genre", g),
+            both(has(env, "genre", g), years(env, d, d + 9)),
+            both(has(env, "genre", g), years(env, d + 10, None)),
+        ]
+        add("three-turn refinement", turns, checks, [liked, g, f"{g}, {d}s", f"{g}, after {d + 9}"])
+    return out
+
+
+# ---- running ---------------------------------------------------------------------------------------------
+
+
+def converse(system: System, env: ExpertEnv, request: Request) -> list[Prediction]:
+    """The system's prediction at each user turn of ``request``."""
+    sample = RecSample(env.dataset, "wishes", "wishes", 0, (Turn("user", request.turns[0]),), (), "")
+    preds: list[Prediction] = []
+    if isinstance(system, Conversational):
+        session = system.session(sample)
+        for n in range(len(request.turns)):
+            preds.append(session(None if n == 0 else request.turns[n]))
+        return preds
+    context: list[Turn] = []
+    for text in request.turns:
+        context.append(Turn("user", text))
+        pred = system.predict(replace(sample, context=tuple(context)))
+        preds.append(pred)
+        top = pred.ranked[:1] if pred.subtask == RECOMMENDATION else []
+        context.append(Turn("recommender", f"You might like {top[0]}." if top else pred.response, tuple(top)))
+    return preds
+
+
+def score(env: ExpertEnv, request: Request, preds: list[Prediction]) -> list[tuple[str, float, float, str]]:
+    """``(row, top-1, top-10, top item)`` of each scored turn of ``request``."""
+    named = {env.film_key.get(i, i) for text in request.turns for i in env.linker.link(text).items}
+    rows = []
+    for n, (check, pred) in enumerate(zip(request.checks, preds, strict=True)):
+        if check is None:
+            continue
+        ranked = pred.ranked[:10] if pred.subtask == RECOMMENDATION else []
+
+        def meets(item: str, check: Check = check) -> bool:
+            return env.film_key.get(item, item) not in named and check(item)
+
+        row = request.kind if len(request.turns) == 1 else f"{request.kind}, turn {n + 1}"
+        top = ranked[0] if ranked else ""
+        rows.append((row, float(bool(ranked) and meets(ranked[0])), sum(map(meets, ranked)) / 10, top))
+    return rows
+
+
+def evaluate(args: WishesArguments, progress: bool = True) -> dict[str, Any]:
+    """Every system on the generated requests; writes ``<results>/wishes/<dataset>/wishes.json`` and
+    ``tables.md`` and returns the JSON."""
+    from eval.harness import RunConfig, make_system
+    from tools import default_experts
+    from tools.base import subtask_of
+    from tools.env import expert_env
+
+    env = expert_env(args.dataset, args.data_root)
+    names = []
+    for name in args.systems:
+        if name == "expert:all":
+            names += [
+                f"expert:{t.name}"
+                for t in default_experts(args.dataset, args.data_root, validated_only=False)
+                if subtask_of(t) == RECOMMENDATION
+            ]
+        else:
+            names.append(name)
+    cfg = RunConfig(dataset=args.dataset, systems=names, model=args.model, manager=args.manager, data_root=args.data_root, metrics="rec")
+    requests = generate(env, args.per_kind, args.seed)
+    shared: dict[str, Any] = {}
+    per_system: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    transcripts: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        system = make_system(name, cfg, shared)
+        rows: dict[str, list[tuple[float, float]]] = {}
+        for request in tqdm(requests, desc=f"wishes/{args.dataset} {name}", disable=not progress):
+            preds = converse(system, env, request)
+            for row, top1, top10, top in score(env, request, preds):
+                rows.setdefault(row, []).append((top1, top10))
+                transcripts.setdefault(name, []).append(
+                    {"row": row, "turns": request.turns, "labels": request.labels, "top": top, "met": top1}
+                )
+        per_system[name] = rows
+    table = report(per_system)
+    folder = args.results_dir / "wishes" / args.dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    result = {"dataset": args.dataset, "per_kind": args.per_kind, "seed": args.seed, "systems": names, "table": table}
+    (folder / "wishes.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    (folder / "transcripts.json").write_text(json.dumps(transcripts, indent=1), encoding="utf-8")
+    (folder / "tables.md").write_text(markdown(result), encoding="utf-8")
+    return result
+
+
+def report(per_system: dict[str, dict[str, list[tuple[float, float]]]]) -> list[dict[str, Any]]:
+    """One row per (kind, system): n, top-1 and top-10 with CIs, and the first system's paired test."""
+    names = list(per_system)
+    out = []
+    first = names[0]
+    pvals: list[float] = []
+    for kind in per_system[first]:
+        for name in names:
+            values = per_system[name].get(kind, [])
+            top1 = [v[0] for v in values]
+            top10 = [v[1] for v in values]
+            row: dict[str, Any] = {"kind": kind, "system": name, "n": len(values), "top1": sum(top1) / max(len(top1), 1),
+                                   "top1_ci": list(bootstrap_ci(top1)) if len(set(top1)) > 1 else [top1[0], top1[0]] if top1 else [0.0, 0.0],
+                "top10": sum(top10) / max(len(top10), 1)}  # fmt: skip
+            if name != first and len(values) == len(per_system[first][kind]):
+                c = compare_paired([v[0] for v in per_system[first][kind]], top1)
+                row["vs_first_p"] = c.ttest_p
+                pvals.append(c.ttest_p)
+            out.append(row)
+    adjusted = iter(holm(pvals)) if pvals else iter([])
+    for row in out:
+        if "vs_first_p" in row:
+            row["vs_first_holm"] = next(adjusted)
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown table."""
+    lines = [f"# Requests met on {result['dataset']} ({result['per_kind']} generated requests a kind, seed {result['seed']})", "",
+             f"| kind | system | n | top-1 [95% CI] | top-10 share | {result['systems'][0]} above it (Holm p) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in result["table"]:
+        lo, hi = r["top1_ci"]
+        p = f"{r['vs_first_holm']:.2g}" if "vs_first_holm" in r else ""
+        lines.append(f"| {r['kind']} | {r['system']} | {r['n']} | {r['top1']:.3f} [{lo:.3f}, {hi:.3f}] | {r['top10']:.3f} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(WishesArguments, prog="python -m eval wishes").parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
+    result = evaluate(args)
+    print(markdown(result))
+    print(f"results: {args.results_dir / 'wishes' / args.dataset}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
