@@ -271,8 +271,8 @@ def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
     tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
     llm = fake_llm('{"name": "recommendation"}', "Watch Titanic!")
     out = run(graph_with(llm, tools, real_root), "something with Al Pacino please")
-    assert out["response"] == "You might like Heat (1995)."
-    assert out["expert_output"]["reason"] == "Al Pacino is among its cast." and "Reason: Al Pacino" in out["summary"]
+    assert out["response"] == "You might like Heat (1995), a movie with Al Pacino, as you asked."  # the wish it meets
+    assert out["expert_output"]["reason"] == "Heat (1995) is a movie with Al Pacino, as you asked." and "Reason: Heat (1995) is a movie with Al Pacino" in out["summary"]
     assert out["trajectory"][-1]["error"] == "response does not name the recommended item"
 
 

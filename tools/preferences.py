@@ -50,7 +50,8 @@ class Preferences(TypedDict, total=False):
         liked_items: Items the user liked.
         disliked_items: Items the user disliked.
         genres: Genres asked for (hard: every one must hold, relaxed earliest first).
-        liked_genres: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
+        liked_genres: Genres the user mentioned liking without asking for them now (they rank nothing).
+        lean: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
         disliked_genres: Genres the user does not want (never relaxed).
         people: People liked or asked for (an item with any of them first, more of them before fewer).
         disliked_people: People the user does not want (never relaxed).
@@ -66,6 +67,7 @@ class Preferences(TypedDict, total=False):
     disliked_items: list[str]
     genres: list[str]
     liked_genres: list[str]
+    lean: list[str]
     disliked_genres: list[str]
     people: list[str]
     disliked_people: list[str]
@@ -77,8 +79,11 @@ class Preferences(TypedDict, total=False):
     offered: list[str]
 
 
-LIST_FIELDS = ("liked_items", "disliked_items", "genres", "liked_genres", "disliked_genres", "people",
+LIST_FIELDS = ("liked_items", "disliked_items", "genres", "liked_genres", "lean", "disliked_genres", "people",
                "disliked_people", "anchors", "seen", "rejected")  # fmt: skip
+#: The most recent entries each list keeps (the graph's ``offered`` memory keeps more: nothing offered
+#: comes back, whatever leaves ``seen``).
+MEMORY = 20
 #: Constraints relaxed when too few items meet them all, first relaxed first.
 RELAX_ORDER = ("years", "genres", "people")
 
@@ -235,12 +240,14 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     out["disliked_genres"] = _add(_drop(out["disliked_genres"], genres), [g for g in m.genres if g in disliked])
     for pattern, genre in TONE.items():
         if re.search(pattern, text, re.I) and (canon := env.linker.genres.get(genre)):
-            out["liked_genres"] = _add(out["liked_genres"], [canon])
+            out["lean"] = _add(out["lean"], [canon])
     out["people"] = _add(_drop(out["people"], disliked), people)
     out["disliked_people"] = _add(_drop(out["disliked_people"], people), [p for p in m.people if p in disliked])
     said = year_range(text, env.newest_year, _reference(env, out))
     if said is not None:
         out["years"], out["years_said"] = [said[0], said[1]], said[2]
+    for name in LIST_FIELDS:  # a long conversation's state stays bounded: the latest statements are kept
+        out[name] = out[name][-MEMORY:]  # type: ignore[literal-required]
     return out
 
 
@@ -367,7 +374,7 @@ def stated_first(
     if not exclude_named:
         films = {env.film_key.get(i, i) for i in (*(prefs.get("rejected") or []), *(prefs.get("disliked_items") or []))}
     liked = Counter(i for p in prefs.get("people") or [] for i in env.items_by_person.get(p, ()))  # item -> liked people it has
-    soft = Counter(i for g in prefs.get("liked_genres") or [] for i in env.items_by_genre.get(g, ()))
+    soft = Counter(i for g in prefs.get("lean") or [] for i in env.items_by_genre.get(g, ()))
     rankable, key_of = env.item_attributes, env.film_key
     full = bool(hard or banned or liked or soft)
     margin = top_k + 2 * len(films) + 10
