@@ -9,7 +9,7 @@ from typing import Any
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.env import ExpertEnv
-from tools.preferences import year_range
+from tools.preferences import asked_years
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 WHY = re.compile(r"\b(why|what makes|explain)\b", re.I)
@@ -55,7 +55,7 @@ def heuristic_subtask(dialogue: list[tuple[Role, str]], results: list[dict[str, 
     if item and attribute_from_text(text) and QUESTION_ABOUT.search(text) and env.linker.link(text).items:
         return DETAIL_SEARCH
     prefs = env.linker.link_dialogue([t for r, t in dialogue if r == "user"])
-    if not prefs.liked_entities() and not any(year_range(t, env.newest_year, None) for r, t in dialogue if r == "user"):
+    if not prefs.liked_entities() and not any(asked_years(t, env.newest_year, None) for r, t in dialogue if r == "user"):
         return ELICITATION  # nothing liked and no years asked for ("something from the 80s" is a wish)
     return RECOMMENDATION
 

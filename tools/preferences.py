@@ -49,7 +49,7 @@ class Preferences(TypedDict, total=False):
     Attributes:
         liked_items: Items the user liked.
         disliked_items: Items the user disliked.
-        genres: Genres asked for (hard: every one must hold, relaxed earliest first).
+        genres: Genres asked for (hard: an item of any of them; "comedy, action or drama" are asked together).
         liked_genres: Genres the user mentioned liking without asking for them now (they rank nothing).
         lean: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
         disliked_genres: Genres the user does not want (never relaxed).
@@ -91,8 +91,8 @@ RELAX_ORDER = ("years", "genres", "people")
 ASKING = re.compile(
     r"\?|\b(any|anything|something|some|looking for|look for|in the mood|mood for|recommend|suggest|suggestions?|prefer|"
     r"rather|instead|this time|want|wanna|need|give me|show me|how about|what about|maybe|perhaps|feel like|would like|"
-    r"i'd like|id like|like to see|like to watch|like to read|please|can you|could you|do you have|got any|know any|"
-    r"only|just|a good|another|more)\b",
+    r"i'd like|id like|like to see|like to watch|like to read|i'd love|would love|love to see|please|can you|could you|"
+    r"do you have|got any|know any|only|just|a good)\b",
     re.I,
 )
 #: "like X", "similar to X": the user wants something like the item that follows.
@@ -194,6 +194,27 @@ def year_range(text: str, newest: int, reference: tuple[int | None, int | None] 
     return None
 
 
+#: A sentence that calls an item a classic ("that is a classic!", "another classic") asks for no years.
+_DESCRIBES = re.compile(r"\b(is|was|are|were|'s|another|the)\s+(?:a\s+|an\s+)?(?:real\s+|true\s+|total\s+|great\s+|good\s+)?classics?\b", re.I)
+
+
+def asked_years(text: str, newest: int, reference: tuple[int | None, int | None] | None) -> tuple[int | None, int | None, str] | None:
+    """The year range a user utterance *asks* for: :func:`year_range` of its last sentence that asks
+    (:data:`ASKING`) and does not merely call an item a classic. "I enjoy 80s slasher movies", "It was
+    released in 2018" and "that is a classic!" ask for nothing; "Any from the 80s?" does.
+
+    >>> asked_years("It was released in 2018. Any good ones from the 80s?", 2019, None)
+    (1980, 1989, 'the 1980s')
+    >>> asked_years("I enjoy 80s slasher movies.", 2019, None), asked_years("Hi yes, that is a classic! Any others?", 2019, None)
+    (None, None)
+    """
+    found = None
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if ASKING.search(sentence) and not _DESCRIBES.search(sentence):
+            found = year_range(sentence, newest, reference) or found
+    return found
+
+
 def empty() -> Preferences:
     """A conversation's preferences before anything is said."""
     return Preferences(**{f: [] for f in LIST_FIELDS}, years=None, years_said="", offered=[])  # type: ignore[typeddict-item]
@@ -243,7 +264,7 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
             out["lean"] = _add(out["lean"], [canon])
     out["people"] = _add(_drop(out["people"], disliked), people)
     out["disliked_people"] = _add(_drop(out["disliked_people"], people), [p for p in m.people if p in disliked])
-    said = year_range(text, env.newest_year, _reference(env, out))
+    said = asked_years(text, env.newest_year, _reference(env, out))
     if said is not None:
         out["years"], out["years_said"] = [said[0], said[1]], said[2]
     for name in LIST_FIELDS:  # a long conversation's state stays bounded: the latest statements are kept
@@ -326,8 +347,9 @@ def constraints(env: ExpertEnv, prefs: Preferences) -> list[tuple[str, AbstractS
     people = prefs.get("people") or []
     if people:
         out.append(("people", frozenset().union(*(env.items_by_person.get(p, frozenset()) for p in people))))
-    for genre in reversed(prefs.get("genres") or []):  # the latest asked is relaxed last
-        out.append(("genres", env.items_by_genre.get(genre, frozenset())))
+    genres = prefs.get("genres") or []
+    if genres:  # "comedy, action or drama": any of the genres asked for together
+        out.append(("genres", frozenset().union(*(env.items_by_genre.get(g, frozenset()) for g in genres))))
     if prefs.get("years"):
         lo, hi = prefs["years"]  # type: ignore[misc]
         out.append(("years", env.items_between(lo, hi)))
@@ -430,7 +452,7 @@ def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> 
     """The asked-for wishes as a noun phrase ('' if none), restricted to those ``item`` meets when given.
 
     >>> from types import SimpleNamespace as NS
-    >>> env = NS(category="movie", people_of={}, year_of={"Heat (1995)": 1995}, genres_of=lambda i: {"crime"})
+    >>> env = NS(category="movie", people_of={}, items_between=lambda lo, hi: {"Heat (1995)"}, genres_of=lambda i: {"crime"})
     >>> wish_phrase(env, {"genres": ["crime"], "years": [1990, 1999], "years_said": "the 1990s"}, "Heat (1995)")
     'a 1990s crime movie'
     >>> wish_phrase(env, {"genres": ["drama"], "years": [None, 1999], "years_said": "before 2000"})
@@ -442,7 +464,7 @@ def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> 
     if item is not None:
         genres = [g for g in genres if g in env.genres_of(item)]
         people = [p for p in people if p in env.people_of.get(item, frozenset())]
-        if years and unmet(env, Preferences(years=years), item):
+        if years and item not in env.items_between(years[0], years[1]):
             years = None
     said = (prefs.get("years_said") or "") if years else ""
     adjective = (
@@ -453,6 +475,6 @@ def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> 
     suffix = "" if adjective or not said else (f" {said}" if said.startswith("from ") else f" released {said}")
     if not (genres or people or said):
         return ""
-    words = " ".join(w for w in (adjective, *(g.lower() for g in genres), env.category) if w)
+    words = " ".join(w for w in (adjective, " or ".join(g.lower() for g in genres), env.category) if w)
     phrase = f"{words}{suffix}" + (f" with {' and '.join(people)}" if people else "")
     return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
