@@ -272,7 +272,10 @@ def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
     llm = fake_llm('{"name": "recommendation"}', "Watch Titanic!")
     out = run(graph_with(llm, tools, real_root), "something with Al Pacino please")
     assert out["response"] == "You might like Heat (1995), a movie with Al Pacino, as you asked."  # the wish it meets
-    assert out["expert_output"]["reason"] == "Heat (1995) is a movie with Al Pacino, as you asked." and "Reason: Heat (1995) is a movie with Al Pacino" in out["summary"]
+    assert (
+        out["expert_output"]["reason"] == "Heat (1995) is a movie with Al Pacino, as you asked."
+        and "Reason: Heat (1995) is a movie with Al Pacino" in out["summary"]
+    )
     assert out["trajectory"][-1]["error"] == "response does not name the recommended item"
 
 

@@ -195,7 +195,9 @@ def year_range(text: str, newest: int, reference: tuple[int | None, int | None] 
 
 
 #: A sentence that calls an item a classic ("that is a classic!", "another classic") asks for no years.
-_DESCRIBES = re.compile(r"\b(is|was|are|were|'s|another|the)\s+(?:a\s+|an\s+)?(?:real\s+|true\s+|total\s+|great\s+|good\s+)?classics?\b", re.I)
+_DESCRIBES = re.compile(
+    r"\b(is|was|are|were|'s|another|the)\s+(?:a\s+|an\s+)?(?:real\s+|true\s+|total\s+|great\s+|good\s+)?classics?\b", re.I
+)
 
 
 def asked_years(text: str, newest: int, reference: tuple[int | None, int | None] | None) -> tuple[int | None, int | None, str] | None:
