@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import torch
 from torch import nn
@@ -237,28 +237,61 @@ def manager_dir(dataset: str) -> Path | None:
     return shipped if (shipped / "manager.json").is_file() else None
 
 
+class TurnFeatures(TypedDict):
+    """What the trained manager reads of one turn, computed once at detection and carried in the
+    graph's state to matching (``State.decision_features``), never in a shared attribute: concurrent
+    runs of one graph each carry their own.
+
+    Attributes:
+        key: The dialogue and results they were computed from.
+        llm: The LLM's pooled hidden state of the decision prompt.
+        state: The dialogue-state features (:data:`STATE_FEATURES`).
+        text: The decision prompt.
+    """
+
+    key: str
+    llm: list[float]
+    state: list[float]
+    text: str
+
+
 class TrainedManager:
-    """The decision head with the LLM whose hidden states it reads."""
+    """The decision head with the LLM whose hidden states it reads. It keeps no per-turn state: a turn's
+    features (:class:`TurnFeatures`) travel with the turn."""
 
     def __init__(self, head: ManagerHead, meta: dict[str, Any], model: HiddenStateModel, env: ExpertEnv) -> None:
         self.head, self.meta, self.model, self.env = head, meta, model, env
-        self._last: tuple[str, tuple[torch.Tensor, torch.Tensor, str]] | None = None  # the last turn's LLM features, state, text
 
-    def distributions(self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, str]:
+    @staticmethod
+    def key(dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> str:
+        """What identifies a turn's features: its dialogue and earlier results."""
+        return json.dumps([dialogue, results], sort_keys=True, default=str)
+
+    def features(self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]]) -> TurnFeatures:
+        """The turn's features: one LLM pass over the decision prompt, and the state features."""
+        text = decision_text(dialogue, self.env.category)
+        llm = self.model.hidden_features([text], max_tokens=MAX_TOKENS)
+        state = state_features(dialogue, results, self.env)
+        return TurnFeatures(key=self.key(dialogue, results), llm=[float(x) for x in llm[0]], state=state, text=text)
+
+    def distributions(
+        self, dialogue: list[tuple[Role, str]], results: list[dict[str, Any]], features: TurnFeatures | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Log-probabilities over the sub-tasks and over the head's experts, and the decision text.
 
-        Detection and matching of one turn ask with the same dialogue and results: the second call
-        reuses the first's LLM pass and state features. The head itself (microseconds) runs on every
-        call, so a head updated in between (RLPF) is never answered from a stale cache."""
-        key = json.dumps([dialogue, results], sort_keys=True, default=str)
-        if self._last is None or self._last[0] != key:
-            text = decision_text(dialogue, self.env.category)
-            llm = self.model.hidden_features([text], max_tokens=MAX_TOKENS)
-            self._last = (key, (llm, torch.tensor([state_features(dialogue, results, self.env)]), text))
-        llm, state, text = self._last[1]
+        Args:
+            dialogue: The dialogue so far.
+            results: The earlier turns' results.
+            features: This turn's features when detection computed them (matching reuses them, with no
+                second LLM pass); computed here when ``None`` or of another turn.
+
+        The head itself (microseconds) runs on every call, so a head updated in between (RLPF) is
+        never answered from stale outputs."""
+        if features is None or features["key"] != self.key(dialogue, results):
+            features = self.features(dialogue, results)
         with torch.no_grad():
-            det, match = self.head(llm, state)
-        return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), text
+            det, match = self.head(torch.tensor([features["llm"]]), torch.tensor([features["state"]]))
+        return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), features["text"]
 
 
 def trained_manager(dataset: str, model: Any, env: ExpertEnv) -> TrainedManager | None:

@@ -83,6 +83,7 @@ PER_TURN: dict[str, Any] = {
     "expert_output": None,
     "summary": None,
     "response": None,
+    "decision_features": None,
 }
 
 
@@ -148,7 +149,9 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
     elif res.decider == "trained":
         assert res.trained is not None
-        det, _, decision = res.trained.distributions(dialogue, results)
+        features = res.trained.features(dialogue, results)
+        fresh["decision_features"] = features  # for matching: the turn's own, not a shared cache
+        det, _, decision = res.trained.distributions(dialogue, results, features)
         name, rec = head_choice("detection", decision, list(SUBTASKS), det, bool(getattr(res.model, "sample_choices", False)))
     elif res.decider == "rule":
         name = heuristic_subtask(dialogue, results, res.env)
@@ -251,7 +254,7 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     if known:
         assert res.trained is not None
         dialogue = conversation(state)
-        _, match, decision = res.trained.distributions(dialogue, state.get("results", []))
+        _, match, decision = res.trained.distributions(dialogue, state.get("results", []), state.get("decision_features"))
         lp = torch.log_softmax(match[[res.trained.head.experts.index(i) for i in known]], -1)
         sample = bool(getattr(res.model, "sample_choices", False))
         expert, rec = head_choice("matching", decision, known, lp, sample)
@@ -657,4 +660,9 @@ def _close_turn(state: State, answer: str) -> dict[str, Any]:
     """Append the answer, mark the turn answered, and keep the messages window bounded."""
     reply = AIMessage(answer, id=str(uuid.uuid4()))
     window = trim([*state.get("messages", []), reply], state.get("earlier") or "")
-    return {"messages": [reply, *window.get("messages", [])], "answered": reply.id, **({"earlier": window["earlier"]} if window else {})}
+    return {
+        "messages": [reply, *window.get("messages", [])],
+        "answered": reply.id,
+        "decision_features": None,  # the turn is over: its LLM features are not kept in the checkpoints after it
+        **({"earlier": window["earlier"]} if window else {}),
+    }

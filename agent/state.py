@@ -7,6 +7,7 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.messages import AnyMessage
 
 from agent.boundary import add_checked_messages, keep_recent_results, remember
+from agent.manager import TurnFeatures
 from tools.preferences import Preferences
 from tools.subtasks import SubTaskCall
 
@@ -69,6 +70,9 @@ class State(TypedDict, total=False):
             disliked items, genres and people, the year range, "like X" anchors, items seen or
             rejected), folded turn by turn, a later statement overriding an earlier one; every
             recommendation honours it (:func:`tools.preferences.stated_first`).
+        decision_features: The trained manager's features of this turn (its LLM pass), computed at
+            detection and read at matching; cleared when the turn ends. Carried by the run, never
+            shared between runs.
         error: Why the turn could not run normally, if it could not.
     """
 
@@ -87,4 +91,5 @@ class State(TypedDict, total=False):
     offered: Annotated[list[str], remember]
     asked: Annotated[list[str], remember]
     preferences: Preferences
+    decision_features: TurnFeatures | None
     error: str | None

@@ -82,9 +82,10 @@ def bench_trained(model: LocalHFChatModel, dataset: str, n: int) -> None:
     for s in samples[1:]:
         dialogue = [(t.role, t.text) for t in s.context]
         start = time.perf_counter()
-        manager.distributions(dialogue, [])  # detection: the LLM pass and the head
+        features = manager.features(dialogue, [])
+        manager.distributions(dialogue, [], features)  # detection: the LLM pass and the head
         mid = time.perf_counter()
-        manager.distributions(dialogue, [])  # matching: the same pass (cached) and the head
+        manager.distributions(dialogue, [], features)  # matching: the same pass (carried by the turn) and the head
         end = time.perf_counter()
         det.append(mid - start)
         both.append(end - start)

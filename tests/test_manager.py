@@ -472,3 +472,31 @@ def test_shipped_manager_in_scripted_conversations(shipped_graph):
             replies.append(out["response"])
     assert right / total >= 0.85, f"{right}/{total} sub-tasks right"
     assert repeats == 0
+
+
+def test_concurrent_runs_decide_as_each_does_alone_with_one_llm_pass_a_turn(shipped_graph, monkeypatch):
+    """The turn's LLM features travel in the run's state (``decision_features``), not in an attribute the
+    runs share: 16 concurrent runs on 4 threads get exactly the decisions and items each gets alone, and
+    matching never repeats its run's LLM pass, however the runs interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from langchain_core.messages import HumanMessage
+
+    graph = shipped_graph
+    texts = [t for script in SCRIPTS[:8] for t, _ in script[:2]]
+    assert len(set(texts)) == 16
+
+    def run(i_text: tuple[int, str], tag: str) -> tuple[str, str | None, list[str]]:
+        i, text = i_text
+        out = graph.invoke({"messages": [HumanMessage(text)]}, {"configurable": {"thread_id": f"{tag}-{i}"}})
+        assert out["decision_features"] is None  # not kept once the turn ended
+        return out["subtask"]["name"], out["expert"], list((out["expert_output"] or {}).get("items", []))[:10]
+
+    alone = [run(x, "alone") for x in enumerate(texts)]
+    model = graph.resources.trained.model  # type: ignore[attr-defined]
+    passes, hidden = [], type(model).hidden_features
+    monkeypatch.setattr(type(model), "hidden_features", lambda self, *a, **k: passes.append(1) or hidden(self, *a, **k))
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda x: run(x, "together"), enumerate(texts)))
+    assert together == alone
+    assert len(passes) == len(texts)  # one LLM pass a turn: matching read the features detection computed
