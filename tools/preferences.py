@@ -50,7 +50,8 @@ class Preferences(TypedDict, total=False):
         liked_items: Items the user liked.
         disliked_items: Items the user disliked.
         genres: Genres asked for (hard: an item of any of them; "comedy, action or drama" are asked together).
-        liked_genres: Genres the user mentioned liking without asking for them now (they rank nothing).
+        liked_genres: Genres the user mentioned liking without asking for them, or asked for before naming
+            films they liked (those say more): they rank nothing.
         lean: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
         disliked_genres: Genres the user does not want (never relaxed).
         people: People liked or asked for (an item with any of them first, more of them before fewer).
@@ -258,6 +259,9 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     asked = [g for g in genres if _asked(text, g)]
     if asked:  # a genre asked for now replaces the genres asked before
         out["genres"] = asked
+    elif items:  # liked films named after a genre was asked say more than it did: it no longer filters
+        out["liked_genres"] = _add(out["liked_genres"], out["genres"])
+        out["genres"] = []
     out["genres"] = _drop(out["genres"], disliked)
     out["liked_genres"] = _add(_drop(out["liked_genres"], disliked), [g for g in genres if g not in asked])
     out["disliked_genres"] = _add(_drop(out["disliked_genres"], genres), [g for g in m.genres if g in disliked])
@@ -349,13 +353,26 @@ def constraints(env: ExpertEnv, prefs: Preferences) -> list[tuple[str, AbstractS
     people = prefs.get("people") or []
     if people:
         out.append(("people", frozenset().union(*(env.items_by_person.get(p, frozenset()) for p in people))))
-    genres = prefs.get("genres") or []
+    genres = [k for g in prefs.get("genres") or [] for k in kindred(env, g)]
     if genres:  # "comedy, action or drama": any of the genres asked for together
         out.append(("genres", frozenset().union(*(env.items_by_genre.get(g, frozenset()) for g in genres))))
     if prefs.get("years"):
         lo, hi = prefs["years"]  # type: ignore[misc]
         out.append(("years", env.items_between(lo, hi)))
     return out
+
+
+#: Genres a catalog labels so narrowly that their kin also meet the wish: ReDial labels Coco, Frozen and
+#: Moana "animation", not "family", so "a movie for my kids" would miss every one of them.
+KINDRED = {"family": ("animation",)}
+
+
+def kindred(env: ExpertEnv, genre: str) -> list[str]:
+    """``genre`` and the catalog's genres that also meet a wish for it (:data:`KINDRED`)."""
+    from tools.linking import norm
+
+    kin = (env.linker.genres.get(norm(k)) for k in KINDRED.get(norm(genre), ()))
+    return [genre, *(k for k in kin if k and k != genre)]
 
 
 def excluded(env: ExpertEnv, prefs: Preferences) -> tuple[set[str], set[str]]:
