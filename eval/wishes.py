@@ -135,10 +135,7 @@ def generate(env: ExpertEnv, per_kind: int, seed: int = 0) -> list[Request]:
     cat = env.category
     genres = [g for g in _values(env, "genre") if len(g) > 2][:20]
     actors = _values(env, "cast")[:300]
-    directors = [d for d in _values(env, "director") if len(env.items_by_person.get(d, ())) >= MIN_ITEMS // 2][:200] or _values(
-        env, "director"
-    )
-    directors = directors or sorted(env.items_by_person, key=lambda p: -len(env.items_by_person[p]))[:50]
+    directors = _values(env, "director")[:200] or sorted(env.items_by_person, key=lambda p: -len(env.items_by_person[p]))[:50]
     writers = _values(env, "writer")[:200]
     decades = _decades(env)
     popular = [i for i in env.ranked_by_popularity[:300] if env.genres_of(i)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crsdata.catalog import Catalog
+from crsdata.catalog import Catalog, Item
 from crsdata.loaders import load_dialogues
 from crsdata.paths import data_root
 from tools.dialogue import user_texts
@@ -35,10 +35,15 @@ class ExpertEnv:
     _years_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @cached_property
+    def catalog_items(self) -> list[Item]:
+        """The dataset's catalog items, read once (the attribute, year and film indices below share them)."""
+        return self.catalog.all_items(self.dataset)
+
+    @cached_property
     def item_attributes(self) -> dict[str, dict[str, set[str]]]:
         """Item name -> canonical attribute -> values (genre, director, cast, writer, decade)."""
         out: dict[str, dict[str, set[str]]] = {}
-        for item in self.catalog.all_items(self.dataset):
+        for item in self.catalog_items:
             attrs = {k: set(item.get(k)) for k in ("genre", "director", "cast", "writer")}
             attrs["decade"] = {f"{item.year // 10 * 10}s"} if item.year else set()
             out[item.name] = attrs
@@ -47,7 +52,7 @@ class ExpertEnv:
     @cached_property
     def year_of(self) -> dict[str, int | None]:
         """Item name -> its year; a catalog entry without one takes its film's (``film_key``)."""
-        years = {item.name: item.year for item in self.catalog.all_items(self.dataset)}
+        years = {item.name: item.year for item in self.catalog_items}
         by_key = {self.film_key[n]: y for n, y in years.items() if y}
         return {n: y or by_key.get(self.film_key[n]) for n, y in years.items()}
 
@@ -62,7 +67,7 @@ class ExpertEnv:
         """
         from tools.linking import norm
 
-        items = self.catalog.all_items(self.dataset)
+        items = self.catalog_items
         dated: dict[str, list[tuple[int, str]]] = {}
         for item in items:
             if item.year:

@@ -5,9 +5,8 @@ them as a sequence, the retriever embeds the text. None of them treats "a drama 
 constraint, and none ranks every 1990s film, so the wish is lost unless one place enforces it. This
 module is that place:
 
-* :func:`parse_turn` reads one user utterance into an update (the catalog's genres and people
-  through the entity linker; years, decades and recency words by rule), and :func:`fold` applies it
-  to the :class:`Preferences` stated so far. A later statement overrides an earlier one of its kind:
+* :func:`fold` reads one utterance into the :class:`Preferences` stated so far (the catalog's genres
+  and people through the entity linker; years, decades and recency words by rule). A later statement overrides an earlier one of its kind:
   after "something from the 90s", "actually, something newer" replaces the decade; a genre asked
   for in a new turn replaces the one asked before ("I'd prefer a comedy this time").
 * :func:`stated_first` ranks by them: what is disliked, named, seen or rejected is out (never
@@ -212,7 +211,7 @@ def asked_years(text: str, newest: int, reference: tuple[int | None, int | None]
     (None, None)
     """
     found = None
-    for sentence in re.split(r"(?<=[.!?])\s+", text):
+    for sentence in _sentences(text):
         if ASKING.search(sentence) and not _DESCRIBES.search(sentence):
             found = year_range(sentence, newest, reference) or found
     return found
@@ -235,7 +234,7 @@ def _drop(values: list[str], gone: Iterable[str]) -> list[str]:
 def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferences:
     """``prefs`` after one more utterance (a new object; ``prefs`` is not changed).
 
-    A user utterance is parsed (:func:`parse_turn`); an assistant utterance records what it offered
+    A user utterance is parsed into the state; an assistant utterance records what it offered
     (the items it names), so that "seen it" or "no, something else" next rejects them.
     """
     out: Preferences = {**empty(), **{k: (list(v) if isinstance(v, list) else v) for k, v in prefs.items()}}  # type: ignore[typeddict-item]
@@ -283,8 +282,13 @@ def _asked(text: str, genre_value: str) -> bool:
     whole utterance is short ("Comedy.", "dramas please")."""
     return any(
         any(w in sentence.lower() for w in _genre_words(genre_value)) and (ASKING.search(sentence) or len(sentence.split()) <= 3)
-        for sentence in re.split(r"(?<=[.!?])\s+", text)
+        for sentence in _sentences(text)
     )
+
+
+def _sentences(text: str) -> list[str]:
+    """``text`` split after ".", "!" or "?" and a space (what a wish is looked for in)."""
+    return re.split(r"(?<=[.!?])\s+", text)
 
 
 def _genre_words(genre_value: str) -> list[str]:
@@ -308,15 +312,12 @@ def _anchors(text: str, items: list[str]) -> list[str]:
 
 def _reference(env: ExpertEnv, prefs: Preferences) -> tuple[int | None, int | None] | None:
     """What "newer" and "older" compare with: the range asked before, else the years of the items
-    offered last, else of the items liked."""
+    liked ("more recent" after The Babadook (2014) and Get Out (2017) is after 2017)."""
     if prefs.get("years"):
         lo, hi = prefs["years"]  # type: ignore[misc]
         return lo, hi
-    for pool in (prefs.get("offered") or [], prefs.get("liked_items") or []):
-        years = [y for i in pool if (y := env.year_of.get(i))]
-        if years:
-            return min(years), max(years)
-    return None
+    years = [y for i in prefs.get("liked_items") or [] if (y := env.year_of.get(i))]
+    return (min(years), max(years)) if years else None
 
 
 def of_dialogue(env: ExpertEnv, dialogue_context: str) -> Preferences:
