@@ -14,45 +14,35 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Container
 from typing import Any
 
 import torch
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
 from langchain_core.tools import BaseTool
 
 import prompts
 from agent.boundary import REJECTED, rejected, trim
 from agent.context import Context
 from agent.decide import can_score, decide, pick
+from agent.grounding import anchored, check, without_filler, without_unsupported
 from agent.heuristics import WHY, heuristic_subtask, last_user, resolve_args
 from agent.llm import LocalHFChatModel
 from agent.manager import blend_weights
 from agent.resources import Resources
 from agent.state import LLMCall, State
-from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
+from agent.text import clean_response, dialogue_of, without_invented_titles
+from crsdata.metrics import TITLE_WITH_YEAR
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
 from tools.dialogue import format_dialogue
-from tools.explanation import strongest_reason
+from tools.explanation import catalog_phrase, strongest_reason
 from tools.fusion import fuse_rankings
 from tools.preferences import Preferences, empty, fold, honour, unmet, wish_phrase
 from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION, SUBTASKS, goal_text, make_call
 
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 LLM_EXPERT = "llm"
-SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 REFERS_TO_ITEM = re.compile(r"\b(?:it|its|it's|that one|this one|(?:that|this|the) (?:movie|film|book))\b", re.IGNORECASE)
-STOP = re.compile(r"\n\s*\n|\n?(?:User|Assistant|System)\s*:|<\|im_(?:start|end)\|>")
-
-
-def dialogue_of(messages: list[AnyMessage]) -> list[tuple[Role, str]]:
-    """User and assistant utterances of the message list (others are ignored)."""
-    out: list[tuple[Role, str]] = []
-    for m in messages:
-        if m.type in ("human", "ai") and str(m.content).strip():
-            out.append(("user" if m.type == "human" else "recommender", str(m.content)))
-    return out
 
 
 def description_line(tool: BaseTool) -> str:
@@ -65,6 +55,33 @@ def conversation(state: State) -> list[tuple[Role, str]]:
     earlier = state.get("earlier") or ""
     head: list[tuple[Role, str]] = [("user", f"(earlier) {earlier}")] if earlier else []
     return head + dialogue_of(state.get("messages", []))
+
+
+#: Where a reply of the graph keeps the words the trained manager reads of it (``AIMessage.response_metadata``).
+DECISION_VIEW = "llmcrs_decision_view"
+
+
+def decision_dialogue(state: State) -> list[tuple[Role, str]]:
+    """The dialogue as the trained manager reads it (:func:`conversation`), the graph's own replies as their
+    decision view (:func:`decision_view`)."""
+    messages = [
+        AIMessage(m.response_metadata[DECISION_VIEW]) if m.type == "ai" and DECISION_VIEW in m.response_metadata else m
+        for m in state.get("messages", [])
+    ]
+    return conversation({**state, "messages": messages})
+
+
+def decision_view(state: State, answer: str) -> str:
+    """What the trained manager reads of this turn's reply: a recommendation as the sentence the head was
+    trained on (the item, the wish it meets or what was relaxed, without the reason and the catalog facts
+    the reply adds), any other reply as said. The grounded additions inform the user, not the next
+    decision: "why that one?" after "You might like It (2017). It (2017) and The Shining (1980) are both
+    horror movies." is still an explanation."""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items") and answer.startswith(recommendation_sentence(out)):
+        return recommendation_sentence({k: v for k, v in out.items() if k not in ("reason", "about")})
+    return answer
 
 
 def _dialogue_text(state: State, ctx: Context) -> tuple[list[tuple[Role, str]], str]:
@@ -149,9 +166,9 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
     elif res.decider == "trained":
         assert res.trained is not None
-        features = res.trained.features(dialogue, results)
+        features = res.trained.features(decision_dialogue(state), results)
         fresh["decision_features"] = features  # for matching: the turn's own, not a shared cache
-        det, _, decision = res.trained.distributions(dialogue, results, features)
+        det, _, decision = res.trained.distributions(decision_dialogue(state), results, features)
         name, rec = head_choice("detection", decision, list(SUBTASKS), det, bool(getattr(res.model, "sample_choices", False)))
     elif res.decider == "rule":
         name = heuristic_subtask(dialogue, results, res.env)
@@ -165,6 +182,9 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
             "name",
             lambda: heuristic_subtask(dialogue, results, res.env),
         )
+    if name == ELICITATION and res.ablations.management and (wish := wished_now(state.get("preferences") or empty(), prefs)):
+        # the user just asked for something the recommenders honour: answering with a question ignores it
+        name, rec["error"] = RECOMMENDATION, f"the user asked for {wish} this turn: a recommendation, not a question"
     args = resolve_args(name, dialogue, results, res.env, format_dialogue(dialogue))  # experts get the whole dialogue
     if answered_before(results, name, args) and not asks_again(res, last_user(dialogue), name, args):
         # an answer already given, and the user's message does not ask for it again: repeating it
@@ -188,6 +208,23 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         candidates = candidates[:1]
     rec["seconds"], rec["preferences"] = time.perf_counter() - start, prefs
     return {**fresh, "subtask": call, "candidates": candidates, "trajectory": [rec]}
+
+
+def wished_now(before: Preferences, after: Preferences) -> str:
+    """What the user's new words asked for that the recommenders honour (a genre, a year range, a person),
+    as a phrase, or "" when they asked for nothing new.
+
+    >>> wished_now(empty(), {**empty(), "years": [1990, 1999], "years_said": "the 1990s"})
+    'the 1990s'
+    >>> wished_now({**empty(), "genres": ["drama"]}, {**empty(), "genres": ["drama"]})
+    ''
+    """
+    said = {
+        "genres": ", ".join(after.get("genres") or []),
+        "years": after.get("years_said") or "",
+        "people": ", ".join(after.get("people") or []),
+    }
+    return next((said[k] for k in ("genres", "years", "people") if after.get(k) and after.get(k) != before.get(k)), "")  # type: ignore[literal-required]
 
 
 def answered_before(results: list[dict[str, Any]], name: str, args: dict[str, str]) -> bool:
@@ -253,8 +290,7 @@ def match_expert(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
     blend: dict[str, float] | None = None
     if known:
         assert res.trained is not None
-        dialogue = conversation(state)
-        _, match, decision = res.trained.distributions(dialogue, state.get("results", []), state.get("decision_features"))
+        _, match, decision = res.trained.distributions(decision_dialogue(state), state.get("results", []), state.get("decision_features"))
         lp = torch.log_softmax(match[[res.trained.head.experts.index(i) for i in known]], -1)
         sample = bool(getattr(res.model, "sample_choices", False))
         expert, rec = head_choice("matching", decision, known, lp, sample)
@@ -408,7 +444,7 @@ def _as_wished(output: dict[str, Any], prefs: Preferences, res: Resources, dialo
     """The ranking re-tiered by the conversation's preferences (:func:`tools.preferences.honour`: the
     fused or fallback ranking too, and what left the dialogue window), with its reason: the asked-for
     wish the top item meets ("a 1990s drama movie, as you asked"), else the strongest grounded reason;
-    and, when no item meets every wish, what was relaxed (``relaxed``: "No 1990s drama movie with Tom
+    what the catalog says of it (``about``: "a crime movie directed by Michael Mann"); and, when no item meets every wish, what was relaxed (``relaxed``: "No 1990s drama movie with Tom
     Hanks is left; ...")."""
     items = honour(res.env, prefs, [str(i) for i in output["items"]])
     if not items:
@@ -422,7 +458,8 @@ def _as_wished(output: dict[str, Any], prefs: Preferences, res: Resources, dialo
     if met:
         out["wish"] = met
     reason = f"{top} is {met}, as you asked." if met else strongest_reason(res.env, top, dialogue)
-    return {**out, **({"reason": reason} if reason else {})}
+    about = catalog_phrase(res.env, top)
+    return {**out, **({"reason": reason} if reason else {}), **({"about": about} if about else {})}
 
 
 def _with_items(output: dict[str, Any], items: list[str]) -> dict[str, Any]:
@@ -484,6 +521,7 @@ def summary_of(state: State, res: Resources) -> str:
     call, out = state["subtask"], state.get("expert_output") or {}
     assert call is not None
     why = f"\nReason: {out['reason']}" if out.get("reason") else ""
+    why += f"\nAbout: {out['about']}" if out.get("about") else ""
     why += f"\nNote: {out['relaxed']}" if out.get("relaxed") else ""
     return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}{why}"
 
@@ -522,63 +560,6 @@ def _generate(res: Resources, prompt: str, ctx: Context, prefix: str) -> str:
     return clean_response(text, prefix)
 
 
-def clean_response(text: str, prefix: str = "") -> str:
-    """Cut what a small model adds after its message (a new dialogue line, a blank line, chat
-    tokens); after a forced prefix keep one sentence of the continuation.
-
-    >>> clean_response("Try Heat (1995).\\nUser: thanks")
-    'Try Heat (1995).'
-    >>> clean_response("It is tense. And long. And more.", "You might like Heat (1995). ")
-    'You might like Heat (1995). It is tense.'
-    >>> clean_response("#2087456  1999   1     1", "The Matrix (1999) year: 1999 ")
-    'The Matrix (1999) year: 1999'
-    """
-    text = STOP.split(text, maxsplit=1)[0].strip()
-    if prefix:
-        first = SENTENCE_END.search(text)
-        text = (text[: first.end()] if first else text).strip()
-        if not prose(text):  # numbers, ids and symbols after a forced prefix: keep the prefix alone
-            text = ""
-        return f"{prefix.strip()} {text}".strip()
-    return text
-
-
-def sentences(text: str) -> list[str]:
-    """The sentences of ``text``, split after ".", "!" or "?" followed by a space.
-
-    >>> sentences(" It is tense. Really? Yes! ")
-    ['It is tense.', 'Really?', 'Yes!']
-    """
-    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
-
-
-def without_invented_titles(text: str, known: Container[str]) -> tuple[str, list[str]]:
-    """``text`` without its sentences that name a "Title (Year)" that is none of the ``known`` item
-    names (lower case), and those titles. A 135M model continues "You might like X." with "You can also enjoy
-    Iron Man (2009)" (the film is from 2008): a title that does not exist must never reach the user.
-
-    >>> without_invented_titles("It is tense. Also try Black Panther (2019)! Enjoy.", {"black panther (2018)"})
-    ('It is tense. Enjoy.', ['Also try Black Panther (2019)'])
-    """
-    kept, invented = [], []
-    for sentence in sentences(text):
-        named = invented_titles(sentence, known)
-        invented += named
-        if not named:
-            kept.append(sentence)
-    return " ".join(kept), invented
-
-
-def prose(text: str) -> bool:
-    """Whether a continuation reads as words: it starts with a letter and is mostly letters and spaces.
-
-    >>> prose("It is a classic."), prose("#14586 - 1 1 1"), prose("")
-    (True, False, False)
-    """
-    letters = sum(c.isalpha() or c.isspace() for c in text)
-    return bool(text) and text[0].isalpha() and letters >= 0.8 * len(text)
-
-
 def response_prefix(state: State, res: Resources, ctx: Context) -> str:
     """On a local model with ``ctx.prefix_forcing``, the response starts with what the expert found
     (a prefix-forced format: the recommended item, else the expert's text) and the LLM adds one
@@ -604,11 +585,17 @@ def template_response(state: State) -> str:
 
 def recommendation_sentence(out: dict[str, Any]) -> str:
     """The recommendation's sentence: "You might like X.", with the wish X meets when the user asked for
-    one ("..., a 1990s drama movie, as you asked."), after what was relaxed when no item met every wish.
+    one ("..., a 1990s drama movie, as you asked."), after what was relaxed when no item met every wish;
+    else with its grounded reason, else with what the catalog says of it. Every part comes from the
+    execution stage's output (catalog facts and KG paths), so the sentence claims nothing unsupported.
 
     >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a 1990s crime movie"})
     'You might like Heat (1995), a 1990s crime movie, as you asked.'
-    >>> recommendation_sentence({"items": ["Heat (1995)"], "reason": "Al Pacino is among its cast."})
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "reason": "Al Pacino stars in both The Godfather (1972) and Heat (1995)."})
+    'You might like Heat (1995). Al Pacino stars in both The Godfather (1972) and Heat (1995).'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "about": "a crime movie directed by Michael Mann"})
+    'You might like Heat (1995), a crime movie directed by Michael Mann.'
+    >>> recommendation_sentence({"items": ["Heat (1995)"]})
     'You might like Heat (1995).'
     >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a crime movie", "relaxed": "I have no 1990s crime movie left."})
     'I have no 1990s crime movie left. The closest is Heat (1995), a crime movie.'
@@ -616,7 +603,11 @@ def recommendation_sentence(out: dict[str, Any]) -> str:
     top, wish = str(out["items"][0]), out.get("wish")
     if out.get("relaxed"):
         return f"{out['relaxed']} The closest is {top}" + (f", {wish}." if wish else ".")
-    return f"You might like {top}, {wish}, as you asked." if wish else f"You might like {top}."
+    if wish:
+        return f"You might like {top}, {wish}, as you asked."
+    if out.get("reason"):
+        return f"You might like {top}. {out['reason']}"
+    return f"You might like {top}, {out['about']}." if out.get("about") else f"You might like {top}."
 
 
 def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, Any]:
@@ -640,25 +631,42 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
     except Exception as exc:  # a dead LLM endpoint: answer from the expert output
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
     head = prefix.strip()
-    said = answer[len(head) :] if head else answer
-    kept, invented = without_invented_titles(said, res.item_titles) if TITLE_WITH_YEAR.search(said) else (said, [])
-    if invented:  # the LLM named a "Title (Year)" that is no item: its sentence goes, the rest stays
-        answer, rec["error"] = f"{head} {kept}".strip(), f"dropped a sentence naming {invented[0]!r}, which is no item of the catalog"
+    summary = summary_of(state, res)
+    supported = f"{summary}\n{head}\n{text}"  # what the experts found, and what the user said
     out = state.get("expert_output") or {}
     top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
+    facts = [*res.env.facts_of(top), str(out.get("reason") or "")] if top else []
+    said = _grounded(answer[len(head) :] if head else answer, supported, facts, bool(head), res, rec)
+    answer = f"{head} {said}".strip() if head else said
     if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):
         rec["fallback"] = True
         rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
         answer = template_response(state)
     if out.get("notice"):  # an expert failed and another answered: the user is told
         answer = f"{answer} {out['notice']}"
+    rec["grounding"] = check(answer, supported, top, facts, res.item_titles).as_row()
     rec["seconds"] = time.perf_counter() - start
-    return {**_close_turn(state, answer), "response": answer, "summary": summary_of(state, res), "trajectory": [*traj, rec]}
+    return {**_close_turn(state, answer), "response": answer, "summary": summary, "trajectory": [*traj, rec]}
+
+
+def _grounded(said: str, supported: str, facts: list[str], after_prefix: bool, res: Resources, rec: LLMCall) -> str:
+    """What the LLM said, without the sentences that claim what the ``supported`` text does not (an
+    invented "Title (Year)", "You can find it on Netflix!"; the first is recorded in ``rec``), the filler
+    ("You're right!"), and, after a forced grounded prefix, the sentences about nothing checkable."""
+    kept, invented = without_invented_titles(said, res.item_titles) if TITLE_WITH_YEAR.search(said) else (said, [])
+    if invented:  # the LLM named a "Title (Year)" that is no item: its sentence goes, the rest stays
+        said, rec["error"] = kept, f"dropped a sentence naming {invented[0]!r}, which is no item of the catalog"
+    kept, claims = without_unsupported(said, supported)
+    if claims:
+        said, rec["error"] = kept, f"dropped {len(claims)} sentence(s) the summary does not support: {claims[0]!r}"
+    said = without_filler(said)
+    return anchored(said, facts) if after_prefix else said
 
 
 def _close_turn(state: State, answer: str) -> dict[str, Any]:
     """Append the answer, mark the turn answered, and keep the messages window bounded."""
-    reply = AIMessage(answer, id=str(uuid.uuid4()))
+    view = decision_view(state, answer)
+    reply = AIMessage(answer, id=str(uuid.uuid4()), response_metadata={DECISION_VIEW: view} if view != answer else {})
     window = trim([*state.get("messages", []), reply], state.get("earlier") or "")
     return {
         "messages": [reply, *window.get("messages", [])],

@@ -35,6 +35,7 @@ class LLMCall(TypedDict, total=False):
     error: str
     seconds: float
     preferences: Preferences
+    grounding: dict[str, Any]  # the response's grounding check (agent.grounding.check)
 
 
 class InputState(TypedDict):

@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_cli(lambda: paper_main(argv[1:]))
     from transformers import HfArgumentParser
 
+    if argv[:1] in (["-h"], ["--help"]):  # asked for help: the commands, and success
+        print(__doc__)
+        print("Each command's options: python -m eval <command> --help")
+        return 0
     if argv[:1] not in (["run"], ["report"]):
         print(__doc__, file=sys.stderr)
         print("error: a command is required: run, report, manager, paper, simulate or wishes", file=sys.stderr)
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             run(cfg)
             print(f"wall time: {time.perf_counter() - start:.1f}s")
-        out = write_report(results_folder(cfg))
+        out = write_report(results_folder(cfg), cfg.data_root)
         print(out.read_text(encoding="utf-8"))
         print(f"tables: {out}; CSV and figures/ beside it")
     except (SetupError, ValueError, FileNotFoundError) as exc:

@@ -33,20 +33,23 @@ class BenchLLMArguments:
     demos: int = field(default=4, metadata={"help": "demonstrations in the prompted manager's prompt"})
     dataset: str = "redial"
     manager: Literal["trained", "prompt"] = "trained"
+    model: str | None = field(default=None, metadata={"help": "a local model spec (default: embedded)"})
+    data_root: str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
     from transformers import HfArgumentParser
 
     (args,) = HfArgumentParser(BenchLLMArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
-    model = load_chat_model()
+    model = load_chat_model(args.model)
     if not isinstance(model, LocalHFChatModel):  # a remote chat model has no weights to time here
         raise SystemExit(f"eval.bench_llm times the local model; the configured one is {type(model).__name__}")
     if args.manager == "trained":
         bench_trained(model, args.dataset, args.contexts)
         return
-    res = Resources(model, [], "redial", None, args.demos, Ablations(), 0)
-    prompts = [detection_prompt(res, format_turns(s.context[-6:])) for s in load_samples("redial", "test", limit=args.contexts)]
+    res = Resources(model, [], args.dataset, args.data_root, args.demos, Ablations(), 0)
+    samples = load_samples(args.dataset, "test", args.data_root, limit=args.contexts)
+    prompts = [detection_prompt(res, format_turns(s.context[-6:])) for s in samples]
     tokens = [len(model._ids(model.render([HumanMessage(p)]))) for p in prompts]
     options = list(SUBTASKS)
     rows = {}

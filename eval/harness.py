@@ -20,7 +20,7 @@ from tqdm import tqdm
 from agent.context import Context
 from crsdata.loaders import load_samples
 from crsdata.schema import RecSample
-from eval.systems import GRAPH_SYSTEMS, ExpertSystem, GraphSystem, LLMOnlySystem, System
+from sim.systems import GRAPH_SYSTEMS, ExpertSystem, GraphSystem, LLMOnlySystem, System
 
 TOP_N_STORED = 50
 
@@ -80,7 +80,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
         return GraphSystem(name, shared["model"], cfg.dataset, cfg.data_root, cfg.n_demos, ctx, label=name + suffix, manager=cfg.manager)
     env = expert_env(cfg.dataset, cfg.data_root)
     if name == "llm_only":
-        system = LLMOnlySystem(shared["model"], env.linker, ctx)
+        system = LLMOnlySystem(shared["model"], env.linker, ctx, env.facts_of)
         system.name += suffix
         return system
     if name.startswith("expert:"):
@@ -88,7 +88,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
         want = name.split(":", 1)[1]
         if want not in tools:
             raise ValueError(f"unknown expert {want!r}; known: {', '.join(tools)}")
-        return ExpertSystem(tools[want], cfg.top_k, env.linker)
+        return ExpertSystem(tools[want], cfg.top_k, env.linker, env.category)
     raise ValueError(f"unknown system {name!r}; known: {', '.join(GRAPH_SYSTEMS)}, llm_only, expert:<id>")
 
 
@@ -134,7 +134,7 @@ def run_system(system: System, samples: list[RecSample], path: Path, budget_minu
             row = {
                 "sample_id": sample.sample_id, "system": system.name, "dialog_id": sample.dialog_id, "turn_index": sample.turn_index,
                 "subtask": pred.subtask, "expert": pred.expert, "ranked": pred.ranked[:TOP_N_STORED], "response": pred.response,
-                "fallbacks": pred.fallbacks, "seconds": pred.seconds, "wall": wall,
+                "fallbacks": pred.fallbacks, "seconds": pred.seconds, "wall": wall, "grounding": pred.grounding,
                 # ground truth, written only after the system answered
                 "targets": list(sample.targets), "reference": sample.response, "context_items": list(sample.context_items),
             }  # fmt: skip

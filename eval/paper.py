@@ -38,6 +38,8 @@ class PaperArguments:
     conv_sample: int = field(default=1000, metadata={"help": "seeded turns for the conversation pass; 0 skips it"})
     conv_systems: str = field(default="full,llm_only", metadata={"help": "systems of the conversation pass"})
     seed: int = field(default=0)
+    model: str | None = field(default=None, metadata={"help": "model spec of the graph systems and llm_only (default: embedded)"})
+    manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
     limit: int | None = field(default=None, metadata={"help": "first N turns only (a smoke run; the tables are for the full split)"})
 
 
@@ -70,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         data_root=args.data_root,
         seed=args.seed,
         limit=args.limit,
+        model=args.model,
+        manager=args.manager,
     )
     start = time.perf_counter()
     rec = replace(base, systems=systems, metrics="rec")
     run(rec)
-    print(write_report(results_folder(rec)), flush=True)
+    print(write_report(results_folder(rec), args.data_root), flush=True)
     if conv:
         talk = replace(base, systems=conv, metrics="all", sample=args.conv_sample if args.conv_sample < n else None)
         run(talk)
-        print(write_report(results_folder(talk)), flush=True)
+        print(write_report(results_folder(talk), args.data_root), flush=True)
     print(f"wall time: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     return 0
 

@@ -25,15 +25,21 @@ from crsdata.metrics import (
     holm,
     invented_titles,
 )
-from eval.systems import GRAPH_SYSTEMS
+from sim.systems import GRAPH_SYSTEMS
 
 REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
 CONV_COLS = [
     *(f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)),
     "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share", "invented_title_share",
+    "unsupported_claim_share", "item_fact_share", "field_dump_share",
 ]  # fmt: skip
 STAGES = ("detection", "matching", "execution", "response")
-LOWER_IS_BETTER = ("fallback_share", "invented_title_share")  # column endings whose best value is the least
+LOWER_IS_BETTER = (
+    "fallback_share",
+    "invented_title_share",
+    "unsupported_claim_share",
+    "field_dump_share",
+)  # column endings whose best value is the least
 
 
 def load_results(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -76,6 +82,7 @@ def system_metrics(rows: list[dict[str, Any]], known: frozenset[str] | None = No
     out["turns"] = float(len(rows))
     if known is not None:
         out["invented_title_share"] = sum(bool(invented_titles(r["response"] or "", known)) for r in rows) / max(1, len(rows))
+    out.update(grounding_metrics(rows))
     out["fallback_share"] = sum(any(r["fallbacks"].values()) for r in rows) / max(1, len(rows))
     for stage in STAGES:
         secs = [r["seconds"][stage] for r in rows if stage in r["seconds"]]
@@ -92,13 +99,36 @@ def system_metrics(rows: list[dict[str, Any]], known: frozenset[str] | None = No
     return out
 
 
-def dataset_item_names(dataset: str) -> frozenset[str] | None:
+def grounding_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The grounding check's counts (:mod:`agent.grounding`) over the rows that carry one (a generated
+    reply): replies claiming what the summary does not support, recommendation replies naming the item
+    and a true fact of it (or the turn's reason), and replies printing "attribute: value" fields.
+    NaN where no row carries a check (an expert alone, a recommendation-only run).
+
+    >>> g = {"claims": [], "names_item": True, "true_attribute": True, "field_dump": False}
+    >>> rows = [{"subtask": "recommendation", "grounding": g}, {"subtask": "recommendation", "grounding": {**g, "claims": ["On Hulu!"]}}]
+    >>> grounding_metrics(rows)["unsupported_claim_share"], grounding_metrics(rows)["item_fact_share"]
+    (0.5, 1.0)
+    """
+    checked = [r for r in rows if r.get("grounding")]
+    recs = [r for r in checked if r["subtask"] == "recommendation"]
+    nan = float("nan")
+    return {
+        "unsupported_claim_share": sum(bool(r["grounding"]["claims"]) for r in checked) / len(checked) if checked else nan,
+        "item_fact_share": sum(bool(r["grounding"]["names_item"] and r["grounding"]["true_attribute"]) for r in recs) / len(recs)
+        if recs
+        else nan,
+        "field_dump_share": sum(bool(r["grounding"]["field_dump"]) for r in checked) / len(checked) if checked else nan,
+    }
+
+
+def dataset_item_names(dataset: str, root: str | None = None) -> frozenset[str] | None:
     """The item names of ``dataset`` from the data root in lower case, or ``None`` (no invented-title share) without its data."""
     from crsdata.loaders import item_names
     from crsdata.paths import DataError, data_root
 
     try:
-        return frozenset(name.lower() for name in item_names(dataset, str(data_root(None))))
+        return frozenset(name.lower() for name in item_names(dataset, str(data_root(root))))
     except DataError:
         return None
 
@@ -133,14 +163,14 @@ class Report:
     tests: dict[str, str] = field(default_factory=dict)
 
 
-def build_report(folder: Path) -> Report:
+def build_report(folder: Path, data_root: str | None = None) -> Report:
     """Metrics of every system on the turns all of them finished, and t-tests vs the best baseline."""
     results = load_results(folder)
     if not results:
         raise FileNotFoundError(f"no results in {folder}; run `python -m eval run` first")
     common = set.intersection(*({r["sample_id"] for r in rows} for rows in results.values()))
     results = {s: [r for r in rows if r["sample_id"] in common] for s, rows in results.items()}
-    known = None if folder.name.endswith("_rec") else dataset_item_names(folder.parent.name)
+    known = None if folder.name.endswith("_rec") else dataset_item_names(folder.parent.name, data_root)
     metrics = {s: system_metrics(rows, known) for s, rows in results.items()}
     baselines = [s for s in metrics if is_baseline(s)]
     baseline = max(baselines, key=lambda s: metrics[s].get("hit@10", 0.0)) if baselines else None
@@ -232,10 +262,10 @@ def _bar_chart(path: Path, rows: list[str], cols: list[str], metrics: dict[str, 
     plt.close(fig)
 
 
-def write_report(folder: Path) -> Path:
+def write_report(folder: Path, data_root: str | None = None) -> Path:
     """Write ``tables.md``, ``recommendation.csv``, ``conversation.csv``, ``operations.csv`` and
     ``figures/*.png`` into ``folder``; return the Markdown file."""
-    rep = build_report(folder)
+    rep = build_report(folder, data_root)
     systems = sorted(rep.metrics, key=lambda s: (not is_graph(s), s))
     graphs = [s for s in systems if is_graph(s)]
     ops_cols = ["turns", "fallback_share", "recommend_share", "turn_median_s", "turn_p95_s", "turns_per_s"] + [
@@ -249,7 +279,7 @@ def write_report(folder: Path) -> Path:
           "`dedup_` drops targets already mentioned in the dialogue. BLEU/Distinct are given in CRSLab's definition (`_crslab`: sentence BLEU "
           "with only the n-gram weight, on CRSLab's nltk tokens of hypothesis and reference; unique word n-grams per sentence; `_crslab_char`: character n-grams, "
           "as CRSLab's released evaluator counts them) and the standard one (`_standard`: corpus BLEU up to n on 13a tokens; unique over total n-grams). "
-          "`response_fallback_share`: responses that are the template, not the LLM's; `invented_title_share`: responses naming a \"Title (Year)\" that is no item of the dataset. HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
+          "`response_fallback_share`: responses that are the template, not the LLM's; `invented_title_share`: responses naming a \"Title (Year)\" that is no item of the dataset; the grounding check of every generated reply (agent/grounding.py): `unsupported_claim_share` (a streaming service, award, price, \"find it here\", a year or title the summary does not give), `item_fact_share` (recommendation replies naming the item and a true catalog fact or the reason), `field_dump_share` (\"year: 1998\" fields). HIT@k cells carry 95% bootstrap intervals; `n_rows` is the (turn, target) rows.", ""]  # fmt: skip
     md.append(_markdown("Recommendation (Table 4)", systems, ["n_rows", *REC_COLS], rep.metrics, extra=pcol, cis=rep.cis))
     if not folder.name.endswith("_rec"):  # a recommendation-only run has template texts: no conversation table
         md.append(_markdown("Conversation (Table 5)", systems, CONV_COLS, rep.metrics, cis=rep.cis))

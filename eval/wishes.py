@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from crsdata.schema import RecSample, Turn
-from eval.systems import Conversational, Prediction, System
+from sim.systems import Conversational, Prediction, System
 from tools.env import ExpertEnv
 from tools.subtasks import RECOMMENDATION
 

@@ -7,7 +7,7 @@ and pays only if the answer makes a later recommendation hit. Corpus labels say 
 "I don't like them." again and again. This phase lets the head learn it from performance feedback:
 
 * **Episodes.** The graph, deciding with the very head being trained (``build_crs_graph(manager=head)``)
-  and *sampling* its decisions, talks with the attribute simulator of :mod:`eval.simulate` from
+  and *sampling* its decisions, talks with the attribute simulator of :mod:`sim.users` from
   dialogues of the validation split (no expert trained on them), half with plain rejections and half
   with a reason, for up to ``sim_turns`` turns. A share ``sim_curious`` of the wrong recommendations
   gets a follow-up question first ("Why would I like that?", "Who made it?"); the user leaves when it
@@ -58,11 +58,11 @@ from trl.trainer.base_trainer import _BaseTrainer
 from agent.context import Context
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from crsdata.schema import RecSample
-from eval.harness import RunConfig
-from eval.simulate import AttributeSimulator, choose_dialogues, simulate
-from eval.systems import GraphSystem, Prediction
 from rl.baseline import MovingAverageBaseline
 from rl.manager import ELICIT, REC, DecisionTensors, ManagerConfig, _Rows, collate_rows, detection_kl
+from sim.dialogues import choose_dialogues, simulate
+from sim.systems import GraphSystem, Prediction
+from sim.users import AttributeSimulator
 
 
 @dataclass
@@ -331,7 +331,7 @@ def train_on_conversations(
     model = load_chat_model(cfg.sim_model)
     # as `python -m eval simulate` runs it: top-50 rankings, no generated response (the simulator reads the
     # expert's question or items, which the response only wraps)
-    system = GraphSystem("full", model, dataset, data_root, 0, Context(top_k=RunConfig.top_k, generate=False), manager=head)
+    system = GraphSystem("full", model, dataset, data_root, 0, Context(generate=False), manager=head)
     reference = copy.deepcopy(head).eval()
     baseline = MovingAverageBaseline(cfg.baseline_beta)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.sim_learning_rate, weight_decay=cfg.weight_decay)

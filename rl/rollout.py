@@ -16,8 +16,8 @@ from langchain_core.messages import HumanMessage
 from agent.context import Context
 from agent.llm import LocalHFChatModel
 from agent.state import LLMCall
+from agent.text import context_messages
 from crsdata.schema import RecSample
-from eval.systems import context_messages
 
 
 def rollout(graph: Any, sample: RecSample, ctx: Context) -> dict[str, Any]:

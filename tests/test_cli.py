@@ -90,3 +90,23 @@ def test_the_demo_names_the_experts_a_recommendation_blends():
     assert line is not None and "kbrd" in line and "blended with popularity 38%" in line
     line = _stage_line("match", {"expert": "kbrd", "blend": None, "trajectory": [rec]})
     assert line is not None and "blended" not in line
+
+
+ENTRY_POINTS = ["agent.__main__", "crsdata.__main__", "eval.__main__", "eval.bench_llm", "eval.bench_server", "eval.bench_thread",
+                "eval.paper", "eval.simulate", "eval.wishes", "eval.manager", "rl.decisions", "rl.sft", "rl.train",
+                "tools.__main__", "tools.bench", "tools.train"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_command_answers_help_and_succeeds(module, capsys):
+    """``python -m <module> --help`` prints its usage and exits 0 (an asked-for help is no error)."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    try:
+        code = main(["--help"])
+    except SystemExit as exc:  # argparse's help exits
+        code = exc.code
+    assert code in (0, None)
+    out = capsys.readouterr().out
+    assert "usage" in out.lower() or "python -m eval run" in out

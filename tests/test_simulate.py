@@ -7,8 +7,9 @@ from dataclasses import replace
 
 from crsdata.loaders import load_samples
 from crsdata.schema import Turn
-from eval.simulate import NUDGE, AttributeSimulator, _mentions, leaks, simulate
-from eval.systems import Prediction
+from sim.dialogues import leaks, simulate
+from sim.systems import Prediction
+from sim.users import NUDGE, AttributeSimulator, mentions
 from tools.subtasks import ELICITATION, RECOMMENDATION
 
 
@@ -33,7 +34,7 @@ def test_the_simulator_never_names_the_target_on_real_dialogues(redial_env):
             wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)
             ask = Prediction(ranked=[], response="What kind of movie?", subtask=ELICITATION)
             reply = user.reply(wrong if turn % 2 else ask)
-            assert not _mentions(reply, item.title) and not _mentions(reply, item.name)
+            assert not mentions(reply, item.title) and not mentions(reply, item.name)
             if turn % 2:
                 assert reply.startswith("Not Titanic (1997)")
             said += reply.count(".") + reply.count("?")
@@ -80,7 +81,7 @@ def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, 
     from langchain_core.messages import AIMessage
 
     from agent.context import Context
-    from eval.systems import Conversational, GraphSystem
+    from sim.systems import Conversational, GraphSystem
     from tests.conftest import RecordingFake
 
     llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])  # the rule manager decides; the template answers
@@ -97,7 +98,7 @@ def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, 
 
 
 def test_the_llm_simulator_speaks_from_attributes_and_never_passes_on_the_title(redial_env):
-    from eval.simulate import LLMSimulator
+    from sim.users import LLMSimulator
     from tests.conftest import fake_llm
 
     sample, item = _targets(redial_env, 1)[0]
@@ -154,7 +155,7 @@ def test_a_curious_user_asks_about_a_wrong_item_and_leaves_when_the_question_is_
     """RLPF's training users: with ``curious=1`` every wrong recommendation first gets a follow-up; an
     answer of the right kind (explanation, detail) brings the held-back rejection, anything else ends the
     dialogue, failed; the evaluation's users (``curious=0``) never ask."""
-    from eval.simulate import FOLLOW_UPS, LEAVES
+    from sim.users import FOLLOW_UPS, LEAVES
 
     sample, item = _targets(redial_env, 1)[0]
     wrong = Prediction(ranked=["Titanic (1997)"], response="You might like Titanic (1997).", subtask=RECOMMENDATION)

@@ -22,6 +22,9 @@ ATTRIBUTE_WORDS = {
 }
 
 
+YEAR_SUFFIX = re.compile(r" \(\d{4}\)$")
+
+
 def attribute_from_text(text: str) -> str | None:
     """The catalog attribute a question asks about, if any.
 
@@ -33,6 +36,42 @@ def attribute_from_text(text: str) -> str | None:
         if any(re.search(r"(?<!\w)" + re.escape(w) + r"(?!\w)", low) for w in words):
             return key
     return None
+
+
+def _listed(values: list[str]) -> str:
+    """ "A", "A and B", "A, B and C".
+
+    >>> _listed(["A"]), _listed(["A", "B", "C"])
+    ('A', 'A, B and C')
+    """
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} and {values[-1]}"
+
+
+def detail_sentence(name: str, key: str, values: list[str], category: str = "movie") -> str:
+    """One sentence that answers a question about ``key`` of the item ``name`` from its catalog values.
+
+    >>> detail_sentence("Black Panther (2018)", "director", ["Ryan Coogler"])
+    'Black Panther (2018) was directed by Ryan Coogler.'
+    >>> detail_sentence("The Wedding Singer (1998)", "year", ["1998"])
+    'The Wedding Singer came out in 1998.'
+    >>> detail_sentence("Heat (1995)", "cast", ["Al Pacino", "Robert De Niro", "Val Kilmer", "Jon Voight"])
+    'Heat (1995) stars Al Pacino, Robert De Niro and Val Kilmer.'
+    >>> detail_sentence("Heat (1995)", "genre", ["action", "crime"])
+    'Heat (1995) is an action and crime movie.'
+    """
+    if key == "year":
+        verb = "was published" if category == "book" else "came out"
+        return f"{YEAR_SUFFIX.sub('', name)} {verb} in {values[0]}."
+    if key == "plot":
+        first = re.split(r"(?<=[.!?])\s+", values[0].strip())[0]
+        return f"Here is what {name} is about: {first}" + ("" if first[-1:] in ".!?" else ".")
+    if key == "genre":
+        kind = f"{_listed([v.lower() for v in values[:3]])} {category}"
+        return f"{name} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}."
+    if key == "language":
+        return f"{name} is in {_listed(values[:3])}."
+    verb = {"director": "was directed by", "cast": "stars", "writer": "was written by"}.get(key, f"has {key}")
+    return f"{name} {verb} {_listed(values[:3])}."
 
 
 def make_catalog_search(env: ExpertEnv) -> BaseTool:
@@ -71,8 +110,6 @@ def make_catalog_search(env: ExpertEnv) -> BaseTool:
         values = item.get(key)
         if not values:
             return {"text": f"The catalog has no {key} for {item.name}.", "item": item.name, "attribute": key, "values": []}
-        label = {"cast": "stars", "plot": "is about"}.get(key, f"{key}:")
-        shown = values[0] if key == "plot" else ", ".join(values[:5])
-        return {"text": f"{item.name} {label} {shown}", "item": item.name, "attribute": key, "values": values}
+        return {"text": detail_sentence(item.name, key, values, env.category), "item": item.name, "attribute": key, "values": values}
 
     return expert_tool(catalog_search, DETAIL_SEARCH)

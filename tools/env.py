@@ -97,6 +97,12 @@ class ExpertEnv:
                 self._years_memo[(first, last)] = frozenset(i for i, y in self.year_of.items() if y is not None and lo <= y <= hi)
         return self._years_memo[(first, last)]
 
+    def facts_of(self, item: str) -> list[str]:
+        """The item's catalog facts as strings (genres, people, year): what a reply may truly say of it."""
+        attrs = self.item_attributes.get(item, {})
+        year = self.year_of.get(item)
+        return [v for key in ("genre", "director", "cast", "writer") for v in sorted(attrs.get(key, ()))] + ([str(year)] if year else [])
+
     def genres_of(self, item: str) -> set[str]:
         """The item's genres (empty for an unknown item)."""
         return self.item_attributes.get(item, {}).get("genre", set())

@@ -28,8 +28,14 @@ def explain(env: ExpertEnv, item_name: str, dialogue_context: str, max_evidence:
             continue
         other = env.item_attributes.get(liked, {})
         for key, weight in WEIGHTS.items():
-            for value in sorted(attrs.get(key, set()) & other.get(key, set())):
-                verb = {"director": "directed", "writer": "wrote", "cast": "stars in", "genre": "is the genre of"}[key]
+            shared = sorted(attrs.get(key, set()) & other.get(key, set()))
+            if key == "genre" and shared:  # the shared genres in one piece: "both are drama and romance movies"
+                kinds = " and ".join(shared[:2])
+                evidence.append((weight + 0.5 * (len(shared) - 1), f"{item} and {liked} are both {kinds} {env.category}s",
+                                 [item, key, shared[0], key, liked]))  # fmt: skip
+                continue
+            for value in shared:
+                verb = {"director": "directed", "writer": "wrote", "cast": "stars in"}[key]
                 evidence.append((weight, f"{value} {verb} both {item} and {liked}", [item, key, value, key, liked]))
     for genre in prefs.genres:
         if genre in attrs.get("genre", set()) and genre not in prefs.disliked:
@@ -39,9 +45,11 @@ def explain(env: ExpertEnv, item_name: str, dialogue_context: str, max_evidence:
             if person in attrs.get(key, set()) and person not in prefs.disliked:
                 evidence.append((3.5, f"{person} is among its {key}", [item, key, person]))
     evidence.sort(key=lambda e: -e[0])
-    top = evidence[:max_evidence]
+    seen: set[str] = set()  # one piece per value: "Martin Scorsese directed both ..." says it; "... wrote both ..." repeats him
+    top = [e for e in evidence if not (e[2][2] in seen or seen.add(e[2][2]))][:max_evidence]  # type: ignore[func-returns-value]
     if top:
-        text = f"Why {item}? " + "; ".join(e[1] for e in top) + "."
+        said = ", and ".join(e[1] for e in top[:2])  # one sentence: two pieces at most
+        text = f"{said[:1].upper()}{said[1:]}."
     else:
         genres = ", ".join(sorted(attrs.get("genre", set()))[:2]) or env.category
         pop = env.popularity.get(item, 0)
@@ -63,6 +71,32 @@ def strongest_reason(env: ExpertEnv, item_name: str, dialogue_context: str) -> s
         return None
     text = str(evidence[0]["reason"])
     return f"{text[:1].upper()}{text[1:]}."
+
+
+def catalog_phrase(env: ExpertEnv, item_name: str) -> str | None:
+    """What the catalog says of an item, as a phrase after its name: "a crime and drama movie directed
+    by Michael Mann" (a book: "by" its writer; a film with no director: "starring" its first two cast
+    members), or ``None`` when the catalog has none of these facts.
+
+    Args:
+        env: The dataset's environment.
+        item_name: The item, as the catalog names it.
+    """
+    item = env.catalog.get(env.dataset, item_name)
+    if item is None:
+        return None
+    genres = [g.lower() for g in item.get("genre")[:2]]
+    kind = f"{' and '.join(genres)} {env.category}" if genres else env.category
+    year = env.year_of.get(item_name)
+    when = f" from {year}" if year and f"({year})" not in item_name else ""
+    director, cast, writer = item.get("director")[:1], item.get("cast")[:2], item.get("writer")[:1]
+    if env.category == "book":
+        who = f" by {writer[0]}" if writer else ""
+    else:
+        who = f" directed by {director[0]}" if director else f" starring {' and '.join(cast)}" if cast else ""
+    if not (genres or when or who):
+        return None
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}{when}{who}"
 
 
 def make_explainer(env: ExpertEnv) -> BaseTool:

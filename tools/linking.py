@@ -22,8 +22,9 @@ YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")
 #: Words before a "(year)" tried as the start of a full "Title (Year)" name, the longest first.
 FULL_NAME_WORDS = 16
 NEGATION = re.compile(r"\b(not|never|no|don't|dont|doesn't|didn't|hate|hated|dislike|disliked|can't stand|isn't|aren't|wasn't)\b", re.I)
-#: A sentence; "Mr. Deeds (2002)" or "Love Potion No. 9 (1992)" is not cut at the abbreviation's period.
-SENTENCE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|No|Vol)\.|[^.!?\n])+[.!?]?")
+#: A sentence; "Mr. Deeds (2002)", "Love Potion No. 9 (1992)" or "Samuel L. Jackson" is not cut at the
+#: abbreviation's or the initial's period.
+SENTENCE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|No|Vol)\.|\b[A-Z]\.(?= [A-Z])|[^.!?\n])+[.!?]?")
 GENRE_SYNONYMS = {
     "scary": "horror",
     "horror": "horror",
@@ -183,19 +184,34 @@ class EntityLinker:
                 elif key in self.genres:
                     hit = (n, "genres", self.genres[key])
                 elif key in self.titles and (n >= 2 or (words[i][2][:1].isupper() and len(key) >= 4 and i > 0)):
+                    if self._person_across(words, i, n):  # "I really like Mike Myers": the person, not "Like Mike"
+                        continue
                     hit = (n, "items", self.titles[key])
                 if hit:
                     found.append((start, hit[1], hit[2]))
                     taken.append((start, end))
                     break
             i += hit[0] if hit else 1
+        # a negation inside a title says nothing: "I liked 10 Things I Hate About You (1999), but I'd prefer a crime movie"
+        masked = sentence
+        for (_, kind, _), (a, b) in zip(found, taken, strict=True):
+            if kind == "items":
+                masked = masked[:a] + " " * (b - a) + masked[b:]
         for pos, kind, name in sorted(found):
             out.ordered.append(name)
             bucket = getattr(out, kind)
             if name not in bucket:
                 bucket.append(name)
-            if NEGATION.search(sentence[:pos]) and name not in out.disliked:
+            if NEGATION.search(masked[:pos]) and name not in out.disliked:
                 out.disliked.append(name)
+
+    def _person_across(self, words: list[tuple[int, int, str]], i: int, n: int) -> bool:
+        """Whether a person's name starts inside the ``n`` words from ``i`` and ends after them."""
+        return any(
+            " ".join(w[2].lower() for w in words[j : j + m]) in self.people
+            for j in range(i + 1, i + n)
+            for m in range(i + n - j + 1, min(MAX_NGRAM, len(words) - j) + 1)
+        )
 
     def named(self, text: str, items: Iterable[str]) -> set[str]:
         """The items among ``items`` that ``text`` names in a form :meth:`link` skips.

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from crsdata.schema import Role
 from tools.dialogue import parse_dialogue
+from tools.linking import SENTENCE, norm
 
 if TYPE_CHECKING:
     from tools.env import ExpertEnv
@@ -287,8 +288,13 @@ def _asked(text: str, genre_value: str) -> bool:
 
 
 def _sentences(text: str) -> list[str]:
-    """``text`` split after ".", "!" or "?" and a space (what a wish is looked for in)."""
-    return re.split(r"(?<=[.!?])\s+", text)
+    """``text`` split after ".", "!" or "?" and a space (what a wish is looked for in), but not after an
+    initial ("Samuel L. Jackson") or an abbreviation ("Mr. Deeds").
+
+    >>> _sentences("Anything with Samuel L. Jackson? Thanks. Mr. Deeds was fun.")
+    ['Anything with Samuel L. Jackson?', 'Thanks.', 'Mr. Deeds was fun.']
+    """
+    return [m.group(0).strip() for m in SENTENCE.finditer(text) if m.group(0).strip()]
 
 
 def _genre_words(genre_value: str) -> list[str]:
@@ -370,8 +376,6 @@ KINDRED = {"family": ("animation",)}
 
 def kindred(env: ExpertEnv, genre: str) -> list[str]:
     """``genre`` and the catalog's genres that also meet a wish for it (:data:`KINDRED`)."""
-    from tools.linking import norm
-
     kin = (env.linker.genres.get(norm(k)) for k in KINDRED.get(norm(genre), ()))
     return [genre, *(k for k in kin if k and k != genre)]
 
@@ -416,7 +420,9 @@ def stated_first(
     if not exclude_named:
         films = {env.film_key.get(i, i) for i in (*(prefs.get("rejected") or []), *(prefs.get("disliked_items") or []))}
     liked = Counter(i for p in prefs.get("people") or [] for i in env.items_by_person.get(p, ()))  # item -> liked people it has
-    soft = Counter(i for g in prefs.get("lean") or [] for i in env.items_by_genre.get(g, ()))
+    # a genre a kin also meets ("family": animation) ranks its own items first among those meeting the wish
+    exact = [g for g in prefs.get("genres") or [] if norm(g) in KINDRED]
+    soft = Counter(i for g in [*(prefs.get("lean") or []), *exact] for i in env.items_by_genre.get(g, ()))
     rankable, key_of = env.item_attributes, env.film_key
     full = bool(hard or banned or liked or soft)
     margin = top_k + 2 * len(films) + 10
@@ -496,5 +502,26 @@ def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> 
     if not (genres or people or said):
         return ""
     words = " ".join(w for w in (adjective, " or ".join(g.lower() for g in genres), env.category) if w)
-    phrase = f"{words}{suffix}" + (f" with {' and '.join(people)}" if people else "")
+    phrase = f"{words}{suffix}{_people_phrase(env, people, item)}"
     return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
+
+
+def _people_phrase(env: ExpertEnv, people: list[str], item: str | None) -> str:
+    """ " with A", or by their part in ``item``: " directed by A", " written by B", " by B" (a book's writer).
+
+    >>> from types import SimpleNamespace as NS
+    >>> env = NS(category="movie", item_attributes={"Heat (1995)": {"director": {"Michael Mann"}, "cast": {"Al Pacino"}}})
+    >>> _people_phrase(env, ["Michael Mann", "Al Pacino"], "Heat (1995)"), _people_phrase(env, ["Al Pacino"], None)
+    (' directed by Michael Mann with Al Pacino', ' with Al Pacino')
+    """
+    if not people:
+        return ""
+    if item is None:
+        return f" with {' and '.join(people)}"
+    attrs = env.item_attributes.get(item, {})
+    verb = {"director": "directed by", "writer": "by" if env.category == "book" else "written by"}
+    parts = [f" {verb[role]} {' and '.join(p for p in people if p in attrs.get(role, ()))}"
+             for role in ("director", "writer") if any(p in attrs.get(role, ()) for p in people)]  # fmt: skip
+    parted = {p for role in ("director", "writer") for p in people if p in attrs.get(role, ())}
+    rest = [p for p in people if p not in parted]
+    return "".join(parts) + (f" with {' and '.join(rest)}" if rest else "")

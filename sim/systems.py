@@ -1,4 +1,4 @@
-"""Systems under evaluation. Each sees only a sample's context (never its targets or response)
+"""Systems under evaluation and training. Each sees only a sample's context (never its targets or response)
 and returns a :class:`Prediction`.
 
 * ``full``, ``wo_si``, ``wo_di``, ``wo_sg``, ``wo_m``, ``wo_e`` — the LLMCRS graph and its ablations.
@@ -16,15 +16,16 @@ from functools import cached_property, partial
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from agent.context import Context
+from agent.grounding import check
 from agent.llm import LocalHFChatModel
 from agent.manager import ManagerHead
-from agent.nodes import clean_response
 from agent.resources import Ablations
-from crsdata.schema import RecSample, Turn
+from agent.text import clean_response, context_messages
+from crsdata.schema import RecSample
 from tools.base import subtask_of
 from tools.dialogue import format_turns
 
@@ -42,6 +43,7 @@ class Prediction:
     fallbacks: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)  # the graph's decision records of the turn
+    grounding: dict[str, Any] | None = None  # the reply's grounding check (agent.grounding), where the system wrote one
 
 
 class System(Protocol):
@@ -61,11 +63,6 @@ class Conversational(System, Protocol):
     def session(self, sample: RecSample) -> Callable[[str | None], Prediction]:
         """A new conversation from ``sample``'s history; ``None`` asks the first answer, a string is the next user message."""
         ...
-
-
-def context_messages(context: tuple[Turn, ...]) -> list[BaseMessage]:
-    """The context as chat messages (user -> human, recommender -> ai)."""
-    return [HumanMessage(t.text) if t.role == "user" else AIMessage(t.text) for t in context]
 
 
 class GraphSystem:
@@ -126,20 +123,21 @@ class GraphSystem:
             fallbacks={r["stage"]: bool(r.get("fallback")) for r in traj},
             seconds={r["stage"]: float(r.get("seconds", 0.0)) for r in traj},
             trajectory=list(traj),
+            grounding=next((r["grounding"] for r in traj if r["stage"] == "response" and "grounding" in r), None),
         )
 
 
 class ExpertSystem:
     """One expert tool on its own."""
 
-    def __init__(self, tool: Any, top_k: int, linker: Any) -> None:
+    def __init__(self, tool: Any, top_k: int, linker: Any, category: str = "movie") -> None:
         self.name = f"expert:{tool.name}"
-        self.tool, self.top_k, self.linker = tool, top_k, linker
+        self.tool, self.top_k, self.linker, self.category = tool, top_k, linker, category
         self.subtask = subtask_of(tool)
 
     def predict(self, sample: RecSample) -> Prediction:
         text = format_turns(sample.context)
-        args: dict[str, Any] = {"category": "movie", "dialogue_context": text, "top_k": self.top_k}
+        args: dict[str, Any] = {"category": self.category, "dialogue_context": text, "top_k": self.top_k}
         if "item_name" in self.tool.args:
             named = self.linker.link(text).items
             args["item_name"] = named[-1] if named else ""
@@ -163,9 +161,10 @@ class LLMOnlySystem:
 
     PROMPT = "You are a movie recommender chatting with a user. Reply to the user's last message with one or two sentences; recommend a specific title when it fits.\n\n{dialogue}"
 
-    def __init__(self, model: BaseChatModel, linker: Any, ctx: Context) -> None:
+    def __init__(self, model: BaseChatModel, linker: Any, ctx: Context, facts_of: Callable[[str], list[str]] | None = None) -> None:
         self.name = "llm_only"
         self.model, self.linker, self.ctx = model, linker, ctx
+        self.facts_of = facts_of  # an item's catalog facts, for the grounding check of the reply
 
     def predict(self, sample: RecSample) -> Prediction:
         start = time.perf_counter()
@@ -179,6 +178,10 @@ class LLMOnlySystem:
         except Exception:  # counted as a fallback, like the graph's
             text, failed = "", True
         ranked = list(dict.fromkeys(self.linker.link(text).items))
+        top = ranked[0] if ranked else None
+        facts = self.facts_of(top) if top and self.facts_of else []
+        # the LLM alone has no summary: only the dialogue supports what it says
+        grounding = check(text, format_turns(sample.context), top, facts).as_row()
         return Prediction(
             ranked=ranked,
             response=text,
@@ -186,4 +189,5 @@ class LLMOnlySystem:
             expert="llm",
             fallbacks={"response": failed},
             seconds={"response": time.perf_counter() - start},
+            grounding=grounding,
         )

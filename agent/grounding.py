@@ -1,0 +1,155 @@
+"""The grounding check of a reply: does it claim only what the turn's summary supports?
+
+The response stage runs it on every generated reply and drops the sentences that claim something no
+expert said (where to watch or buy it, awards, prices, a year or a "Title (Year)" the summary does not
+give); the evaluation counts its findings per system (:func:`check`). A small model continues "You
+might like X." with "You can find it on Netflix!": nothing in the summary says so, so the user never
+reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agent.text import sentences
+from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
+
+#: Claims a recommender's summary never supports: where to watch, buy or find an item, awards and
+#: rankings, prices, and promises of time.
+UNSUPPORTED = re.compile(
+    r"\b(?:netflix|hulu|amazon|prime video|disney ?(?:\+|plus)|hbo|youtube|itunes|google play|redbox|apple tv|peacock|"
+    r"paramount ?(?:\+|plus)|vudu|streaming|on demand|dvd|blu-?ray|"
+    r"oscars?|academy awards?|golden globes?|emmys?|pulitzer|booker|awards?|award-winning|nominat\w*|best ?sell\w*|"
+    r"box office|highest[- ]grossing|rotten tomatoes|imdb|acclaim\w*|critically|"
+    r"dollars?|bucks|price[sd]?|costs?|on sale|discount|for free|is free|"
+    r"find (?:it|them|this|that) (?:here|online|at|on|in)|watch (?:it|them|this|that) (?:here|online|now|at|on|for|in)|available (?:on|at|in|to|for)|"
+    r"(?:buy|rent|download|order|stream) (?:it|them|this|that)|in theaters|tickets|click|link|"
+    r"in \d+ (?:hours?|days?|minutes?|weeks?))\b|\$\s?\d",
+    re.IGNORECASE,
+)
+#: Sentences that answer nothing: a small model agrees with the user ("You're right!") after its own
+#: recommendation. The response stage drops them (they are no claim, so :func:`check` does not count them).
+FILLER = re.compile(r"^(?:you'?re|you are) (?:right|welcome)\b|^(?:yes|exactly|sure|ok|okay|i agree|thank you|thanks)[.!]?$", re.IGNORECASE)
+#: A name in a sentence (past its first word): one or more capitalised words ("Loch Ness", "Al Pacino").
+NAME = re.compile(r"(?<=\s)[A-Z][\w'-]*(?:\s+(?:of|the|and|de|von|van|&)?\s*[A-Z][\w'-]*)*")
+YEAR = re.compile(r"\b(?:18|19|20)\d\d\b")
+#: "Heat (1995) director: Michael Mann": an attribute label with a colon, as a database prints it.
+FIELD_DUMP = re.compile(r"\b(?:year|director|directors|cast|genre|genres|writer|writers|plot|language|author)s?:\s", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What :func:`check` found in one reply."""
+
+    claims: tuple[str, ...] = ()  # sentences claiming what the summary does not support
+    invented: tuple[str, ...] = ()  # "Title (Year)"s that are no item of the catalog
+    names_item: bool = False  # the reply names the item the turn is about
+    true_attribute: bool = False  # ... and one true catalog fact of it, or the turn's reason
+    field_dump: bool = False  # the reply prints "attribute: value" fields
+    sentences: int = 0
+
+    @property
+    def grounded(self) -> bool:
+        """Nothing unsupported and no invented title."""
+        return not self.claims and not self.invented
+
+    def as_row(self) -> dict[str, Any]:
+        """The findings as a JSON-ready dict (one per evaluated turn)."""
+        return asdict(self)
+
+
+def unsupported(sentence: str, supported: str) -> bool:
+    """Whether ``sentence`` claims something that the ``supported`` text (the turn's summary) does not:
+    a phrase of :data:`UNSUPPORTED`, or a year, a "Title (Year)" or a name (a person, a place, a title)
+    that the summary does not contain.
+
+    >>> unsupported("You can find it on Netflix!", "You might like Heat (1995).")
+    True
+    >>> unsupported("It came out in 1996.", "Heat (1995) is a crime movie.")
+    True
+    >>> unsupported("It is a tense crime movie from 1995.", "Heat (1995) is a crime movie.")
+    False
+    >>> unsupported("Or try Ronin (1998).", "Heat (1995) is a crime movie."), unsupported("So Heat (1995) it is.", "Heat (1995)")
+    (True, False)
+    >>> unsupported("Its heroes sail to Loch Ness.", "Heat (1995)"), unsupported("And Al Pacino is great.", "Reason: Al Pacino stars in it")
+    (True, False)
+    """
+    low = supported.lower()
+    if any(m.group(0).lower() not in low for m in UNSUPPORTED.finditer(sentence)):
+        return True
+    if any(y.group(0) not in supported for y in YEAR.finditer(sentence)):
+        return True
+    if any(n.group(0).lower() not in low for n in NAME.finditer(sentence) if n.group(0) not in ("I", "I'm", "I'd", "I've")):
+        return True
+    for title, year in TITLE_WITH_YEAR.findall(sentence):  # the run starts at any capital: one of its word-suffixes is the title
+        words = f"{title.strip()} ({year})".lower().split()
+        if not any(" ".join(words[i:]) in low for i in range(len(words))):
+            return True
+    return False
+
+
+def without_unsupported(text: str, supported: str) -> tuple[str, list[str]]:
+    """``text`` without its sentences that claim what ``supported`` does not, and those sentences.
+
+    >>> without_unsupported("It is tense. You can watch it on Hulu! Enjoy.", "You might like Heat (1995).")
+    ('It is tense. Enjoy.', ['You can watch it on Hulu!'])
+    """
+    kept: list[str] = []
+    dropped: list[str] = []
+    for s in sentences(text):
+        (dropped if unsupported(s, supported) else kept).append(s)
+    return " ".join(kept), dropped
+
+
+def without_filler(text: str) -> str:
+    """``text`` without its :data:`FILLER` sentences.
+
+    >>> without_filler("You're right! It is tense. Yes! Enjoy it.")
+    'It is tense. Enjoy it.'
+    """
+    return " ".join(s for s in sentences(text) if not FILLER.search(s))
+
+
+def anchored(text: str, facts: Iterable[str]) -> str:
+    """``text`` without its sentences that name nothing: no name and none of ``facts``. After a grounded
+    sentence, a small model's "They have been made into films in recent years." is about nothing the
+    summary gives, so nothing can check it (names in the kept sentences are checked by :func:`unsupported`).
+
+    >>> anchored("It is tense. Al Pacino is great. It is a drama at heart.", ["drama"])
+    'Al Pacino is great. It is a drama at heart.'
+    """
+    low_facts = [f.lower() for f in facts if f]
+    return " ".join(s for s in sentences(text) if NAME.search(s) or any(f in s.lower() for f in low_facts))
+
+
+def check(reply: str, supported: str, item: str | None = None, facts: Iterable[str] = (), known: Container[str] | None = None) -> Grounding:
+    """Check one reply against the turn's summary.
+
+    Args:
+        reply: What the user reads.
+        supported: The text the turn's experts support (the summary: output, reason, what was asked).
+        item: The item the turn is about (a recommendation's top item), if any.
+        facts: True catalog values of ``item`` (genres, people, year) and the turn's reason.
+        known: The catalog's item names in lower case, to find invented titles.
+
+    >>> g = check("You might like Heat (1995), a crime movie. Find it on Netflix!", "Heat (1995) crime", "Heat (1995)", ["crime"])
+    >>> g.claims, g.names_item, g.true_attribute, g.grounded
+    (('Find it on Netflix!',), True, True, False)
+    >>> check("Heat (1995) director: Michael Mann", "Heat (1995) director: Michael Mann").field_dump
+    True
+    """
+    said = sentences(reply)
+    low = reply.lower()
+    names = bool(item) and (item or "").split(" (")[0].lower() in low
+    true = names and any(f and f.lower() in low for f in facts)
+    return Grounding(
+        claims=tuple(s for s in said if unsupported(s, supported)),
+        invented=tuple(invented_titles(reply, known)) if known is not None else (),
+        names_item=names,
+        true_attribute=true,
+        field_dump=bool(FIELD_DUMP.search(reply)),
+        sentences=len(said),
+    )
