@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.text import sentences
-from crsdata.metrics import TITLE_WITH_YEAR, invented_titles
+from crsdata.metrics import invented_titles, titles_with_year
 
 #: Claims a recommender's summary never supports: where to watch, buy or find an item, awards and
 #: rankings, prices, and promises of time.
@@ -84,11 +84,7 @@ def unsupported(sentence: str, supported: str) -> bool:
         return True
     if any(n.group(0).lower() not in low for n in NAME.finditer(sentence) if n.group(0) not in ("I", "I'm", "I'd", "I've")):
         return True
-    for title, year in TITLE_WITH_YEAR.findall(sentence):  # the run starts at any capital: one of its word-suffixes is the title
-        words = f"{title.strip()} ({year})".lower().split()
-        if not any(" ".join(words[i:]) in low for i in range(len(words))):
-            return True
-    return False
+    return any(not any(x in low for x in suffixes) for _, suffixes in titles_with_year(sentence))
 
 
 def without_unsupported(text: str, supported: str) -> tuple[str, list[str]]:

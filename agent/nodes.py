@@ -166,9 +166,10 @@ def detect_subtask(state: State, ctx: Context, res: Resources) -> dict[str, Any]
         rec = LLMCall(stage="detection", method="skipped", parsed=name, fallback=False, error="w/o M: sub-task management off")
     elif res.decider == "trained":
         assert res.trained is not None
-        features = res.trained.features(decision_dialogue(state), results)
+        seen = decision_dialogue(state)
+        features = res.trained.features(seen, results)
         fresh["decision_features"] = features  # for matching: the turn's own, not a shared cache
-        det, _, decision = res.trained.distributions(decision_dialogue(state), results, features)
+        det, _, decision = res.trained.distributions(seen, results, features)
         name, rec = head_choice("detection", decision, list(SUBTASKS), det, bool(getattr(res.model, "sample_choices", False)))
     elif res.decider == "rule":
         name = heuristic_subtask(dialogue, results, res.env)

@@ -260,11 +260,20 @@ def invented_titles(text: str, known: Container[str]) -> list[str]:
     >>> invented_titles("You might like It (2017). Or Zorblux Nights (2031)?", {"it (2017)"})
     ['Or Zorblux Nights (2031)']
     """
+    return [name for name, suffixes in titles_with_year(text) if not any(x in known for x in suffixes)]
+
+
+def titles_with_year(text: str) -> list[tuple[str, list[str]]]:
+    """Each "Title (Year)" run of ``text``, and its word-suffixes in lower case, longest first: the run
+    starts at the first capital ("You might like It (2017)"), so the title is one of its suffixes.
+
+    >>> titles_with_year("You might like It (2017).")
+    [('You might like It (2017)', ['you might like it (2017)', 'might like it (2017)', 'like it (2017)', 'it (2017)', '(2017)'])]
+    """
     out = []
     for title, year in TITLE_WITH_YEAR.findall(text):
         words = f"{title.strip()} ({year})".split()
-        if not any(" ".join(words[i:]).lower() in known for i in range(len(words))):
-            out.append(" ".join(words))
+        out.append((" ".join(words), [" ".join(words[i:]).lower() for i in range(len(words))]))
     return out
 
 
