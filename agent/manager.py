@@ -31,6 +31,7 @@ from torch import nn
 
 import prompts
 from agent.heuristics import QUESTION_ABOUT, WHY, heuristic_subtask, last_user
+from agent.llm import EMBEDDED_NAME
 from crsdata.paths import SetupError, home_dir
 from crsdata.schema import Role
 from tools.detail import attribute_from_text
@@ -189,9 +190,23 @@ def blend_weights(logprobs: torch.Tensor, temperature: float) -> torch.Tensor:
 # ---- the trained artifact ---------------------------------------------------------------------------
 
 
-def train_command(dataset: str) -> str:
-    """The commands that make a trained manager for ``dataset``."""
-    return f"python -m tools.train all --dataset {dataset} && python -m rl.decisions --dataset {dataset} && python -m rl.train --config rl/configs/manager_{dataset}.yaml"
+def head_slug(model_name: str) -> str:
+    """The folder name of a model's trained heads: a local folder's own name, a hub id with ``--`` for ``/``.
+
+    >>> head_slug("/models/llama-3-8b-instruct"), head_slug("HuggingFaceTB/SmolLM2-360M-Instruct")
+    ('llama-3-8b-instruct', 'HuggingFaceTB--SmolLM2-360M-Instruct')
+    """
+    local = Path(model_name).expanduser()
+    name = local.name if local.is_absolute() or model_name.startswith((".", "~")) or local.exists() else model_name
+    return name.strip("/").replace("/", "--") or "model"
+
+
+def train_command(dataset: str, model: str | None = None) -> str:
+    """The commands that make a trained manager for ``dataset`` on ``model`` (a local model spec; ``None``
+    for the embedded default)."""
+    flag = f" --model {model}" if model and model != EMBEDDED_NAME else ""
+    return (f"python -m tools.train all --dataset {dataset} && python -m rl.decisions --dataset {dataset}{flag} && "
+            f"python -m rl.train --config rl/configs/manager_{dataset}.yaml{flag}")  # fmt: skip
 
 
 def save_manager(head: ManagerHead, folder: Path, meta: dict[str, Any]) -> Path:
@@ -227,14 +242,37 @@ def load_manager(folder: Path) -> tuple[ManagerHead, dict[str, Any]]:
     return head, meta
 
 
-def manager_dir(dataset: str) -> Path | None:
-    """The trained manager of a dataset: ``$LLMCRS_MANAGER_DIR/<dataset>`` or ``$LLMCRS_HOME/managers/<dataset>``
-    (what ``python -m rl.train`` writes), else the one shipped in the package; ``None`` if neither exists."""
-    for base in (os.environ.get("LLMCRS_MANAGER_DIR"), str(home_dir() / "managers")):
-        if base and (Path(base) / dataset / "manager.json").is_file():
-            return Path(base) / dataset
-    shipped = Path(str(resources.files(SHIPPED_PACKAGE))) / dataset
-    return shipped if (shipped / "manager.json").is_file() else None
+def manager_dir(dataset: str, model_name: str = EMBEDDED_NAME) -> Path | None:
+    """Where the graph looks for the trained manager of a dataset on a model: under
+    ``$LLMCRS_MANAGER_DIR``, then ``$LLMCRS_HOME/managers`` (what ``python -m rl.train`` writes), then the
+    package (the embedded model's heads), the folder ``<dataset>/<model>`` (:func:`head_slug`) before
+    ``<dataset>`` itself (the embedded model's); ``None`` if none exists. Whether the head found fits the
+    model is :func:`check_head`'s question."""
+    bases = [Path(b) for b in (os.environ.get("LLMCRS_MANAGER_DIR"), str(home_dir() / "managers")) if b]
+    bases.append(Path(str(resources.files(SHIPPED_PACKAGE))))
+    for base in bases:
+        for folder in (base / dataset / head_slug(model_name), base / dataset):
+            if (folder / "manager.json").is_file():
+                return folder
+    return None
+
+
+def check_head(meta: dict[str, Any], folder: Path, model_name: str, sha256: str) -> None:
+    """Refuse a head trained on another model's hidden states (by name and, where both are known, by the
+    weights' sha256), naming the command that trains the right one.
+
+    Raises:
+        ManagerError: The head does not fit the model.
+    """
+    name_ok = head_slug(str(meta.get("model"))) == head_slug(model_name)
+    sha_ok = not (meta.get("model_sha256") and sha256) or meta["model_sha256"] == sha256
+    if not (name_ok and sha_ok):
+        trained_on = f"{meta.get('model')!r}" + (f" (weights {str(meta.get('model_sha256'))[:12]})" if meta.get("model_sha256") else "")
+        raise ManagerError(
+            f"the trained manager at {folder} reads the hidden states of {trained_on}, not of {model_name!r} (weights {sha256[:12] or 'unknown'}); "
+            f"train one for this model with `{train_command(str(meta.get('dataset', '<dataset>')), model_name)}`, "
+            'or decide with the prompted manager (`--manager prompt`, manager="prompt")'
+        )
 
 
 class TurnFeatures(TypedDict):
@@ -294,27 +332,44 @@ class TrainedManager:
         return torch.log_softmax(det[0], -1), torch.log_softmax(match[0], -1), features["text"]
 
 
+def require_hidden_states(model: Any) -> None:
+    """Refuse a model that cannot serve the trained manager (a remote endpoint has no hidden states).
+
+    Raises:
+        ManagerError: Names the alternatives.
+    """
+    from agent.llm import is_local
+
+    if not isinstance(model, HiddenStateModel) and not is_local(model):
+        what = model if isinstance(model, str) else type(model).__name__
+        raise ManagerError(
+            f"the trained manager reads a local model's hidden states, and {what} gives none: decide with the prompted manager "
+            '(`--manager prompt`, manager="prompt") or the rule (`--manager rule`), or serve a local model (a folder or hf:<id>)'
+        )
+
+
 def trained_manager(dataset: str, model: Any, env: ExpertEnv) -> TrainedManager | None:
-    """The dataset's trained manager for ``model``, or ``None`` with a warning saying why (the graph then uses the rule)."""
-    folder = manager_dir(dataset)
-    if folder is None:
+    """The dataset's trained manager for ``model``; ``None`` with a warning when the embedded model has no
+    head for the dataset (the graph then uses the rule).
+
+    Raises:
+        ManagerError: The model has no hidden states, or the head found was trained on another model
+            (the message names the command that trains the right one, and ``--manager prompt``).
+    """
+    require_hidden_states(model)
+    name, sha = model.model_name, str(getattr(model, "weights_sha256", ""))
+    folder = manager_dir(dataset, name)
+    if folder is None and name == EMBEDDED_NAME:
         warnings.warn(
             f"no trained manager for {dataset}: sub-tasks and experts are chosen by the rule; train one with `{train_command(dataset)}`",
             stacklevel=2,
         )
         return None
-    if not isinstance(model, HiddenStateModel):
-        warnings.warn(
-            f"the trained manager of {dataset} reads a local model's hidden states; {type(model).__name__} has none, so the rule decides",
-            stacklevel=2,
+    if folder is None:
+        raise ManagerError(
+            f"no trained manager for {dataset} on {name!r}; train one with `{train_command(dataset, name)}`, "
+            'or decide with the prompted manager (`--manager prompt`, manager="prompt")'
         )
-        return None
     head, meta = load_manager(folder)
-    if meta.get("model") != model.model_name:
-        warnings.warn(
-            f"the trained manager of {dataset} was trained on {meta.get('model')!r} hidden states, not {model.model_name!r}: the rule decides; "
-            f"retrain with `{train_command(dataset)}` and --model",
-            stacklevel=2,
-        )
-        return None
+    check_head(meta, folder, name, sha)
     return TrainedManager(head, meta, model, env)

@@ -153,7 +153,7 @@ async def server_checkpointer() -> AsyncIterator[Any]:
     run instead: ``$LLMCRS_SERVER_CHECKPOINTER`` (a SQLite path or a ``postgresql://`` URL), else
     ``$LLMCRS_HOME/server.sqlite``. LangGraph's async savers, because the server calls ``aput``/``aget``.
     The thread records themselves still live in the dev server's memory; ``python -m agent serve``
-    re-registers the threads they lost (:func:`agent.__main__.recover_threads`).
+    re-registers the threads they lost (:func:`agent.server.recover_threads`).
     """
     where = server_checkpoints()
     if is_postgres(where):

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
 from agent.llm import load_chat_model
-from agent.manager import HiddenStateModel, ManagerHead, TrainedManager, trained_manager
+from agent.manager import HiddenStateModel, ManagerHead, TrainedManager, require_hidden_states, trained_manager
 from tools.base import registered_experts, subtask_of
 from tools.env import ExpertEnv, expert_env
+
+if TYPE_CHECKING:
+    from agent.deciders import Manager
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ class Ablations:
         return cls(**flags[name])
 
 
-#: Who makes the manager's decisions: the trained decision head (default; the rule with a warning when
-#: none is trained for the dataset or the model has no hidden states), the LLM prompted with the
+#: Who makes the manager's decisions: the trained decision head (default; an error naming the alternatives
+#: when the model has no hidden states or the head is another model's, the rule with a warning when the
+#: embedded model has no head for the dataset), the LLM prompted with the
 #: paper's Table 2 prompts (capable chat models, the paper's ablations), or the rule alone.
 MANAGERS = ("trained", "prompt", "rule")
 
@@ -78,6 +83,8 @@ class Resources:
         # the paper's prompt ablations (w/o SI, w/o DI) ablate the prompted manager, so they imply it
         prompt_ablation = not (ablations.schema and ablations.demonstrations)
         self.manager_mode = "prompt" if prompt_ablation and manager == "trained" else manager
+        if self.manager_mode == "trained" and ablations.management:
+            require_hidden_states(model)  # now, not at the first turn: an endpoint cannot serve the trained manager
 
     @cached_property
     def model(self) -> BaseChatModel:
@@ -94,6 +101,13 @@ class Resources:
                 raise TypeError(f"a decision head reads a local model's hidden states; {type(self.model).__name__} has none")
             return TrainedManager(self._head, {"dataset": self.dataset, "model": self.model.model_name}, self.model, self.env)
         return trained_manager(self.dataset, self.model, self.env)
+
+    @cached_property
+    def manager(self) -> Manager:
+        """Who takes the two decisions (:func:`agent.deciders.build_manager`), built on the first turn."""
+        from agent.deciders import build_manager
+
+        return build_manager(self)
 
     @property
     def decider(self) -> str:

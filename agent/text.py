@@ -15,6 +15,16 @@ SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 STOP = re.compile(r"\n\s*\n|\n?(?:User|Assistant|System)\s*:|<\|im_(?:start|end)\|>")
 
 
+def offer(item: str, rest: str = "") -> str:
+    """The recommendation sentence's frame. One place: the response stage writes it, and the cached decision
+    data (:mod:`rl.decisions`) scores its BLEU rewards on it, so the two cannot drift apart.
+
+    >>> offer("Heat (1995)"), offer("Heat (1995)", ", a crime movie")
+    ('You might like Heat (1995).', 'You might like Heat (1995), a crime movie.')
+    """
+    return f"You might like {item}{rest}."
+
+
 def dialogue_of(messages: list[AnyMessage]) -> list[tuple[Role, str]]:
     """User and assistant utterances of the message list (others are ignored)."""
     out: list[tuple[Role, str]] = []

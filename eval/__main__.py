@@ -6,6 +6,7 @@
     python -m eval paper --dataset opendialkg  # the paper's tables on the full test split (recommendation, then conversation)
     python -m eval simulate --dataset redial --dialogues 200 --systems full,wo_m,expert:kbrd_recommender  # simulated users
     python -m eval wishes --dataset redial --systems full,wo_m,expert:all  # requests from the catalog: is what was asked met?
+    python -m eval scripted --model openai:<m>@<url> --manager prompt  # sub-tasks right in the scripted conversations
 
 ``run`` also writes the report when it finishes.
 """
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         from eval.wishes import main as wishes_main
 
         return run_cli(lambda: wishes_main(argv[1:]))
+    if argv[:1] == ["scripted"]:
+        from crsdata.paths import run_cli
+        from eval.scripted import main as scripted_main
+
+        return run_cli(lambda: scripted_main(argv[1:]))
     if argv[:1] == ["paper"]:
         from crsdata.paths import run_cli
         from eval.paper import main as paper_main
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[:1] not in (["run"], ["report"]):
         print(__doc__, file=sys.stderr)
-        print("error: a command is required: run, report, manager, paper, simulate or wishes", file=sys.stderr)
+        print("error: a command is required: run, report, manager, paper, simulate, wishes or scripted", file=sys.stderr)
         return 2
     cmd = argv[0]
     (cfg,) = HfArgumentParser(RunConfig, prog=f"python -m eval {cmd}").parse_args_into_dataclasses(args=argv[1:])  # type: ignore[arg-type]

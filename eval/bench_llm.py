@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 from langchain_core.messages import HumanMessage
 
+from agent.deciders import detection_prompt
 from agent.llm import LocalHFChatModel, load_chat_model
-from agent.nodes import detection_prompt
 from agent.resources import Ablations, Resources
 from crsdata.loaders import load_samples
 from tools.dialogue import format_turns
@@ -70,15 +70,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def bench_trained(model: LocalHFChatModel, dataset: str, n: int) -> None:
     """Per-turn latency of the trained manager's two decisions (detection + matching)."""
-    from agent.manager import TrainedManager, load_manager, manager_dir
+    from agent.manager import trained_manager
     from tools.env import expert_env
 
-    folder = manager_dir(dataset)
-    if folder is None:
+    manager = trained_manager(dataset, model, expert_env(dataset))
+    if manager is None:
         raise SystemExit(f"no trained manager for {dataset}")
-    head, meta = load_manager(folder)
-    env = expert_env(dataset)
-    manager = TrainedManager(head, meta, model, env)
     samples = load_samples(dataset, "test", limit=n + 1)
     manager.distributions([(t.role, t.text) for t in samples[0].context], [])  # warm-up
     det, both = [], []

@@ -1,7 +1,8 @@
-"""``python -m eval.bench_server --threads 8 --turns 5``: concurrent conversations through the LangGraph
-server API (``python -m agent serve`` on a free loopback port, driven by ``langgraph_sdk``'s async
-client). Each thread says its own marked words; afterwards every thread's state must hold only its own
-(isolation). Reports p50/p95 turn latency, wall time and failures. Figures for the report, not a test.
+"""``python -m eval.bench_server --threads 8 --turns 5 --jobs 1,2,4``: concurrent conversations through the
+LangGraph server API (``python -m agent serve`` on a free loopback port, driven by ``langgraph_sdk``'s async
+client), once per setting of the server's concurrent runs per worker. Each thread says its own marked
+words; afterwards every thread's state must hold only its own (isolation). Reports p50/p95 turn latency,
+wall time and failures, and each as a ratio to the first setting's. Figures for the report, not a test.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.__main__ import running_server
 from agent.boundary import MESSAGES_WINDOW
+from agent.server import running_server
 from eval.report import percentile
 
 MESSAGES = ["I like {m} horror movies", "why that one?", "Who directed it?", "something else, maybe a comedy?", "thanks, one more please"]
@@ -64,7 +65,9 @@ class BenchServerArguments:
 
     threads: int = field(default=8, metadata={"help": "concurrent conversations"})
     turns: int = field(default=5, metadata={"help": "turns per thread"})
-    jobs: int = field(default=2, metadata={"help": "the server's concurrent runs per worker"})
+    jobs: str = field(
+        default="2", metadata={"help": "the server's concurrent runs per worker; a comma list runs each (ratios to the first)"}
+    )
     out: str | None = field(default=None, metadata={"help": "write the figures as JSON here"})
 
 
@@ -73,11 +76,16 @@ def main(argv: list[str] | None = None) -> None:
 
     (args,) = HfArgumentParser(BenchServerArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_server.log"
-    with running_server(log, "--jobs", str(args.jobs)) as served:
-        row = {**asyncio.run(_run(served.url, args.threads, args.turns)), "jobs_per_worker": args.jobs}
-    print(json.dumps(row), flush=True)
+    rows: list[dict[str, object]] = []
+    for jobs in [int(j) for j in args.jobs.split(",") if j.strip()]:
+        with running_server(log, "--jobs", str(jobs)) as served:
+            row = {**asyncio.run(_run(served.url, args.threads, args.turns)), "jobs_per_worker": jobs}
+        if rows:  # as ratios to the first setting (usually 1 job: one run at a time)
+            row.update({f"{k}_ratio": round(float(row[k]) / max(float(rows[0][k]), 1e-9), 2) for k in ("p50_s", "p95_s", "wall_s")})  # type: ignore[arg-type]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(row, indent=1))
+        Path(args.out).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

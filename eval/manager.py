@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import csv
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agent.manager import SUBTASK_NAMES, load_manager, manager_dir
+from agent.manager import SUBTASK_NAMES, ManagerError, head_slug, load_manager, manager_dir, train_command
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
-from rl.decisions import load_features, load_split, recommenders_of
+from rl.decisions import load_features, load_split, model_name, recommenders_of
 from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, fixed, greedy, target_hits
 from tools.dialogue import format_dialogue
 from tools.subtasks import RECOMMENDATION
@@ -46,7 +46,8 @@ class ManagerEvalArguments:
 
     dataset: str = "redial"
     split: str = "test"
-    manager: str | None = None  # folder of a trained manager (default: the one the graph uses)
+    manager: str | None = None  # folder of a trained manager (default: the one the graph uses for --model)
+    model: str = field(default="embedded", metadata={"help": "the local model whose head and cached features are evaluated"})
     results_dir: str = "results"
 
 
@@ -139,11 +140,10 @@ def _fmt_ci(values: list[float]) -> str:
 
 def evaluate(args: ManagerEvalArguments) -> Path:
     """Compute every table; return the Markdown file."""
-    folder = Path(args.manager) if args.manager else manager_dir(args.dataset)
+    name = model_name(args.model)
+    folder = Path(args.manager) if args.manager else manager_dir(args.dataset, name)
     if folder is None:
-        raise FileNotFoundError(
-            f"no trained manager for {args.dataset}; train one with `python -m rl.train --config rl/configs/manager_{args.dataset}.yaml`"
-        )
+        raise FileNotFoundError(f"no trained manager for {args.dataset}; train one with `{train_command(args.dataset, name)}`")
     head, meta = load_manager(folder)
     heads = {"full (SFT + RLPF)": head}
     if (folder / "sft" / "manager.json").is_file():
@@ -151,7 +151,11 @@ def evaluate(args: ManagerEvalArguments) -> Path:
     experts = heads["full (SFT + RLPF)"].experts
     train_rows = load_split(args.dataset, "train")
     rows = load_split(args.dataset, args.split)
-    data = decision_tensors(rows, load_features(args.dataset, args.split), recommenders_of(args.dataset, args.split))
+    feats = load_features(args.dataset, args.split, args.model)
+    if meta.get("model") and head_slug(str(meta["model"])) != head_slug(str(feats.get("model"))):  # a head reads its own model's features
+        raise ManagerError(f"the manager at {folder} reads {meta['model']!r}, the features are {feats.get('model')!r}'s; "
+                           f"train one for it with `{train_command(args.dataset, name)}`")  # fmt: skip
+    data = decision_tensors(rows, feats, recommenders_of(args.dataset, args.split))
     if data.experts != experts:
         raise ValueError(
             f"the manager was trained with experts {experts}, the {args.split} data has {data.experts}: rebuild with `python -m rl.decisions --force true`"

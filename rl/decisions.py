@@ -30,6 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agent.text import offer
 from crsdata.paths import home_dir, run_cli
 from crsdata.schema import SPLITS, Dialogue, Role
 
@@ -91,7 +92,7 @@ def action_responses(env: Any, tools: dict[str, Any], dialogue: list[tuple[Role,
         res = tool.invoke(kwargs)
         out[name] = str(res.get("text", "")) if isinstance(res, dict) else str(res)
     for expert, ranked in rankings.items():
-        out[f"recommendation:{expert}"] = f"You might like {ranked[0]}." if ranked else ""
+        out[f"recommendation:{expert}"] = offer(ranked[0]) if ranked else ""
     return out
 
 
@@ -230,7 +231,7 @@ def add_rankings(dataset: str, split: str, data_root: str | None = None, progres
             res = tools[name].invoke({"category": env.category, "dialogue_context": text, "top_k": TOP_K})
             ranked = list(res.get("items", []))[:TOP_K]
             row["rankings"][name] = ranked
-            row["responses"][f"recommendation:{name}"] = f"You might like {ranked[0]}." if ranked else ""
+            row["responses"][f"recommendation:{name}"] = offer(ranked[0]) if ranked else ""
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
@@ -279,9 +280,32 @@ def recommenders_of(dataset: str, split: str) -> list[str]:
     return list(json.loads(decision_path(dataset, split).with_suffix(".meta.json").read_text())["recommenders"])
 
 
-def features_path(dataset: str, split: str) -> Path:
-    """Cached features of a split's decision data."""
-    return decisions_dir(dataset) / f"{split}.features.pt"
+def features_path(dataset: str, split: str, model: str = "embedded") -> Path:
+    """Cached features of a split's decision data on a model (a local model spec): the embedded model's
+    beside the decisions, another model's in a folder of its own (:func:`agent.manager.head_slug`)."""
+    from agent.llm import EMBEDDED_NAME
+    from agent.manager import head_slug
+
+    name = model_name(model)
+    folder = decisions_dir(dataset) if name == EMBEDDED_NAME else decisions_dir(dataset) / head_slug(name)
+    return folder / f"{split}.features.pt"
+
+
+def model_name(spec: str) -> str:
+    """The name a local model spec loads under (``embedded`` -> ``SmolLM2-135M-Instruct``, ``hf:<x>`` -> ``<x>``).
+
+    Raises:
+        SetupError: The spec is an endpoint (no hidden states).
+    """
+    from agent.llm import EMBEDDED_NAME, model_identity
+    from agent.manager import require_hidden_states
+
+    if spec in ("embedded", EMBEDDED_NAME):
+        return EMBEDDED_NAME
+    require_hidden_states(spec)
+    identity = model_identity(spec)
+    assert identity is not None  # a local spec
+    return identity[0]
 
 
 def cache_features(dataset: str, split: str, rows: list[dict[str, Any]], model: str = "embedded", force: bool = False) -> Path:
@@ -298,7 +322,8 @@ def cache_features(dataset: str, split: str, rows: list[dict[str, Any]], model: 
     from agent.manager import FEATURE_VERSION, MAX_TOKENS, HiddenStateModel, decision_text, state_features
     from tools.env import expert_env
 
-    path = features_path(dataset, split)
+    path = features_path(dataset, split, model)
+    path.parent.mkdir(parents=True, exist_ok=True)
     env = expert_env(dataset)
     dialogues = [[(r, t) for r, t in row["context"]] for row in rows]
     texts = [decision_text(d, env.category) for d in dialogues]
@@ -318,14 +343,22 @@ def cache_features(dataset: str, split: str, rows: list[dict[str, Any]], model: 
     llm = torch.stack([known[k] for k in keys]) if keys else torch.zeros(0)
     state = torch.tensor([state_features(d, [], env) for d in dialogues], dtype=torch.float32)
     torch.save(
-        {"ids": [r["id"] for r in rows], "keys": keys, "llm": llm, "state": state, "model": chat.model_name, "version": FEATURE_VERSION},
+        {
+            "ids": [r["id"] for r in rows],
+            "keys": keys,
+            "llm": llm,
+            "state": state,
+            "model": chat.model_name,
+            "model_sha256": getattr(chat, "weights_sha256", ""),
+            "version": FEATURE_VERSION,
+        },  # fmt: skip
         path,
     )
     return path
 
 
-def load_features(dataset: str, split: str) -> dict[str, Any]:
-    """The cached features of a split (see :func:`cache_features`).
+def load_features(dataset: str, split: str, model: str = "embedded") -> dict[str, Any]:
+    """The cached features of a split on a model (see :func:`cache_features`).
 
     Raises:
         FileNotFoundError: Not computed yet, or before the state features changed; names the command.
@@ -334,16 +367,17 @@ def load_features(dataset: str, split: str) -> dict[str, Any]:
 
     from agent.manager import STATE_FEATURES
 
-    path = features_path(dataset, split)
+    path = features_path(dataset, split, model)
+    flag = "" if model == "embedded" else f" --model {model}"
     if not path.is_file():
         raise FileNotFoundError(
-            f"no manager features for {dataset}/{split} at {path}; build them with `python -m rl.decisions --dataset {dataset}`"
+            f"no manager features for {dataset}/{split} at {path}; build them with `python -m rl.decisions --dataset {dataset}{flag}`"
         )
     feats = dict(torch.load(path, weights_only=True))
     if feats["state"].shape[-1] != len(STATE_FEATURES):  # cached before the state features changed: the LLM part is reused
         raise FileNotFoundError(
             f"the manager features at {path} have {feats['state'].shape[-1]} state features, this version {len(STATE_FEATURES)};"
-            f" update them (the LLM features are reused) with `python -m rl.decisions --dataset {dataset} --splits {split}`"
+            f" update them (the LLM features are reused) with `python -m rl.decisions --dataset {dataset} --splits {split}{flag}`"
         )
     return feats
 

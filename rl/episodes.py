@@ -312,7 +312,13 @@ class EpisodeTrainer(_BaseTrainer):
 
 
 def train_on_conversations(
-    head: ManagerHead, cfg: ManagerConfig, dataset: str, corpus: DecisionTensors, data_root: str | None = None, progress: bool = True
+    head: ManagerHead,
+    cfg: ManagerConfig,
+    dataset: str,
+    corpus: DecisionTensors,
+    data_root: str | None = None,
+    progress: bool = True,
+    model_spec: str = "embedded",
 ) -> dict[str, Any]:
     """RLPF of ``head`` on simulated conversations, in place: ``cfg.sim_rounds`` rounds of
     ``cfg.sim_dialogues`` sampled conversations, each followed by one pass of updates. Returns the
@@ -328,7 +334,7 @@ def train_on_conversations(
     if not pool:
         raise ValueError(f"{dataset}/{cfg.sim_split} has no dialogue left to train on after {cfg.sim_eval_dialogues} held-out ones")
     feedback = [f.strip() for f in cfg.sim_feedback.split(",") if f.strip()]
-    model = load_chat_model(cfg.sim_model)
+    model = load_chat_model(None if model_spec == "embedded" else model_spec)  # the LLM whose hidden states the head reads
     # as `python -m eval simulate` runs it: top-50 rankings, no generated response (the simulator reads the
     # expert's question or items, which the response only wraps)
     system = GraphSystem("full", model, dataset, data_root, 0, Context(generate=False), manager=head)

@@ -89,7 +89,6 @@ class ManagerConfig(RLPFBaseConfig):
         metadata={"help": "play each dialogue greedily and again with one later turn's sub-task switched, and credit that decision "
                   "with the difference (rl.episodes.play_branches) instead of sampling whole conversations"},
     )  # fmt: skip
-    sim_model: str = field(default="embedded", metadata={"help": "the LLM whose hidden states the head reads (as the decision data)"})
     hidden: int = field(default=256, metadata={"help": "width of the head's trunk"})
     dropout: float = field(default=0.2, metadata={"help": "dropout of the head"})
     per_device_train_batch_size: int = 64

@@ -38,8 +38,8 @@ class SFTScriptArguments:
 
 def detection_examples(dataset: str, split: str, n: int, n_demos: int, data_root: str | None, seed: int) -> list[dict[str, Any]]:
     """(prompt, completion, label) of recommender turns of a split, seeded sample of ``n``."""
+    from agent.deciders import detection_prompt
     from agent.heuristics import label_turn
-    from agent.nodes import detection_prompt
     from agent.resources import Ablations, Resources
     from crsdata.loaders import load_dialogues
     from tools.dialogue import format_dialogue

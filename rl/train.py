@@ -35,7 +35,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 class ScriptArguments:
     """What to train on."""
 
-    model_name_or_path: str = field(default="embedded", metadata={"help": "'embedded' (SmolLM2-135M-Instruct), a folder or a hub id"})
+    model_name_or_path: str = field(
+        default="embedded",
+        metadata={
+            "help": "'embedded' (SmolLM2-135M-Instruct), a folder or a hub id; head: whose hidden states it reads",
+            "aliases": ["--model"],
+        },
+    )
     dataset: str = field(default="redial", metadata={"help": "dataset of the training contexts"})
     data_root: str | None = field(default=None, metadata={"help": "data directory"})
     train_contexts: int = field(default=16, metadata={"help": "training contexts (seeded sample of the train split)"})
@@ -57,7 +63,8 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     command line it was given, recorded in the saved manager's ``command``)."""
     from transformers import set_seed
 
-    from agent.manager import ManagerHead, save_manager
+    from agent.llm import EMBEDDED_NAME
+    from agent.manager import ManagerHead, head_slug, save_manager
     from crsdata.paths import home_dir
     from rl.decisions import load_features, load_split, recommenders_of
     from rl.manager import decision_tensors, guard_matching, train_manager
@@ -74,27 +81,33 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     set_seed(cfg.seed)
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")
-    feats = {split: load_features(script.dataset, split) for split in splits}
+    feats = {split: load_features(script.dataset, split, script.model_name_or_path) for split in splits}
     data = {split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k) for split in splits}
     also = [name.strip() for name in cfg.sft_also.split(",") if name.strip()]
     if script.dataset in also:
         raise SystemExit(f"sft_also names other datasets; {script.dataset} is the one being trained")
-    borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train"), experts, cfg.lam, cfg.hit_k) for name in also]
+    borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train", script.model_name_or_path), experts, cfg.lam, cfg.hit_k)
+                for name in also]  # fmt: skip
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
     trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split], sft_also=borrowed)
     report, history = trained.report, trained.history
     if cfg.sim_rounds > 0:  # then RLPF on simulated conversations (rl.episodes)
         from rl.episodes import train_on_conversations
 
-        conv = train_on_conversations(head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root)
+        conv = train_on_conversations(
+            head, cfg, script.dataset, data[cfg.sim_kl_split], script.data_root, model_spec=script.model_name_or_path
+        )
         history += conv.pop("history")
         report.update(conv)
     if trained.sft_reference is not None and cfg.rl_epochs > 0:  # learned matching must beat the best expert out of fold (rl.manager)
         report.update(guard_matching(head, trained.sft_reference, cfg, data[cfg.rl_split]))
     out = Path(cfg.output_dir) if cfg.output_dir and cfg.output_dir != "trainer_output" else home_dir() / "managers" / script.dataset
+    if out == home_dir() / "managers" / script.dataset and feats["train"]["model"] != EMBEDDED_NAME:  # a head per model
+        out = out / head_slug(feats["train"]["model"])
     common = {
         "dataset": script.dataset,
         "model": feats["train"]["model"],
+        "model_sha256": feats["train"].get("model_sha256", ""),
         "experts": experts,
         "train_rows": len(data["train"]),
         "valid_rows": len(data["valid"]),
@@ -102,7 +115,7 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
         "lam": cfg.lam,
         "sft_also": also,
         "sft_also_rows": sum(len(b) for b in borrowed),
-        "command": _command(script.dataset, argv, also),
+        "command": _command(script.dataset, argv, also, script.model_name_or_path),
     }
     meta = {**common, **report}
     save_manager(head, out, meta)
@@ -120,14 +133,15 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     return 0
 
 
-def _command(dataset: str, argv: list[str], also: list[str]) -> str:
+def _command(dataset: str, argv: list[str], also: list[str], model: str = "embedded") -> str:
     """The commands that regenerate a saved manager: its experts, its decision data (and the training
     decisions of the ``sft_also`` datasets), then this training run."""
     from tools.learned import retrain_command
     from tools.train import EXPERTS
 
-    steps = [retrain_command(dataset, EXPERTS), f"python -m rl.decisions --dataset {dataset}"]
-    steps += [f"python -m rl.decisions --dataset {name} --splits train" for name in also]
+    flag = "" if model == "embedded" else f" --model {model}"
+    steps = [retrain_command(dataset, EXPERTS), f"python -m rl.decisions --dataset {dataset}{flag}"]
+    steps += [f"python -m rl.decisions --dataset {name} --splits train{flag}" for name in also]
     steps.append(f"python -m rl.train {' '.join(_how(argv)) or f'--config rl/configs/manager_{dataset}.yaml'}")
     return " && ".join(steps)
 

@@ -12,7 +12,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 
-from agent.__main__ import free_port  # noqa: F401 - tests import it from here
+from agent.server import free_port  # noqa: F401 - tests import it from here
 from crsdata.paths import DataError, SetupError, data_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -148,7 +148,7 @@ def server_env(real_root: Path, folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def server(real_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m agent serve`` (the LangGraph server on langgraph.json) on a free loopback port; its URL."""
-    from agent.__main__ import running_server
+    from agent.server import running_server
 
     try:
         import langgraph_api  # noqa: F401

@@ -93,7 +93,7 @@ def test_the_demo_names_the_experts_a_recommendation_blends():
 
 
 ENTRY_POINTS = ["agent.__main__", "crsdata.__main__", "eval.__main__", "eval.bench_llm", "eval.bench_server", "eval.bench_thread",
-                "eval.paper", "eval.simulate", "eval.wishes", "eval.manager", "rl.decisions", "rl.sft", "rl.train",
+                "eval.paper", "eval.simulate", "eval.wishes", "eval.manager", "eval.scripted", "rl.decisions", "rl.sft", "rl.train",
                 "tools.__main__", "tools.bench", "tools.train"]  # fmt: skip
 
 
@@ -110,3 +110,27 @@ def test_every_command_answers_help_and_succeeds(module, capsys):
     assert code in (0, None)
     out = capsys.readouterr().out
     assert "usage" in out.lower() or "python -m eval run" in out
+
+
+@pytest.mark.parametrize(("module", "model_flag"), [("agent.__main__", "--model"), ("eval.simulate", "--model"), ("eval.paper", "--model"),
+                                                    ("eval.manager", "--model"), ("eval.scripted", "--model"), ("rl.decisions", "--model"),
+                                                    ("rl.train", "--model")])  # fmt: skip
+def test_every_entry_point_takes_the_model_spec(module, model_flag, capsys):
+    """One model spec reaches every command: each lists ``--model`` in its help."""
+    import importlib
+
+    with pytest.raises(SystemExit) as done:
+        code = importlib.import_module(module).main(["--help"])
+        raise SystemExit(code)
+    assert done.value.code in (0, None)
+    assert model_flag in capsys.readouterr().out
+
+
+def test_an_endpoint_with_the_default_trained_manager_is_one_clear_error(capsys):
+    """`agent chat --model openai:...` without `--manager prompt`: exit 2 and the alternatives, before any connection."""
+    from agent.__main__ import main
+
+    assert main(["chat", "--model", "openai:some-model@http://127.0.0.1:9/v1"]) == 2
+    said = capsys.readouterr()
+    text = " ".join((said.out + said.err).split())  # the console wraps long lines
+    assert text.startswith("error:") and "--manager prompt" in text and "Traceback" not in text

@@ -545,7 +545,7 @@ def test_a_trained_manager_blends_the_recommenders_by_its_matching_distribution(
 def test_the_trained_manager_reads_a_recommendation_as_it_was_trained_to(experts, real_root):
     """The reply adds its reason for the user; the next turn's decision reads the reply as the sentence the
     head was trained on ("You might like X."), so what the reply adds does not move the next decision."""
-    from agent.nodes import DECISION_VIEW, decision_dialogue
+    from agent.dialogue import DECISION_VIEW, decision_dialogue
 
     extra = fixed_recommender("fixed_rec", ["The Godfather (1972)"])
     tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]

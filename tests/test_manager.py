@@ -3,6 +3,7 @@ it (or the rule, with a warning), and the shipped one decides as a user expects.
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -11,10 +12,13 @@ import torch
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agent.context import Context
+from agent.llm import weights_sha256
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerError, ManagerHead, load_manager, save_manager, state_features
+from eval.scripted import SCRIPTS
 from rl.manager import DecisionTensors, ManagerConfig, actions_of, decision_tensors, train_manager
-from tests.conftest import fake_llm
-from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
+from tests.conftest import REPO, fake_llm
+from tools.subtasks import ELICITATION, EXPLANATION, RECOMMENDATION
 
 
 def synthetic(n: int, seed: int) -> DecisionTensors:
@@ -370,20 +374,66 @@ def test_state_features_tell_a_rejection_with_a_reason_from_a_plain_one_and_coun
     assert len(plain) == len(STATE_FEATURES)
 
 
-def test_without_a_trained_manager_the_rule_decides_with_a_warning(real_root, monkeypatch):
+def test_without_a_trained_manager_the_rule_decides_with_a_warning(real_root, embedded, monkeypatch):
     import agent.manager
     from agent.graph import build_crs_graph
     from tools import default_experts
 
-    monkeypatch.setattr(agent.manager, "manager_dir", lambda dataset: None)
-    llm = fake_llm("What do you like?")
-    g = build_crs_graph(model=llm, tools=default_experts("redial", str(real_root), learned=False), checkpointer=InMemorySaver(),
+    monkeypatch.setattr(agent.manager, "manager_dir", lambda *args: None)  # the embedded model has no head for the dataset
+    g = build_crs_graph(model=embedded, tools=default_experts("redial", str(real_root), learned=False), checkpointer=InMemorySaver(),
                         data_root=str(real_root))  # fmt: skip
     with pytest.warns(UserWarning, match="no trained manager for redial"):
-        out = g.invoke({"messages": [HumanMessage("hi there")]}, {"configurable": {"thread_id": "r"}})
+        out = g.invoke({"messages": [HumanMessage("hi there")]}, {"configurable": {"thread_id": "r"}}, context=Context(generate=False))
     assert out["trajectory"][0]["method"] == "rule"
     assert out["subtask"]["name"] == ELICITATION
-    assert len(llm.prompts) == 1 and "decides which one sub-task" not in llm.prompts[0]  # the LLM only wrote the response
+
+
+@pytest.mark.parametrize("model", ["openai:gpt-4o-mini@http://127.0.0.1:9/v1", "hf-endpoint:http://127.0.0.1:9", "fake"])
+def test_a_model_without_hidden_states_is_refused_by_the_trained_manager_when_the_graph_is_built(model):
+    """No silent switch to the rule: the error names the prompted manager, and the same graph builds with it."""
+    from agent.graph import build_crs_graph
+
+    spec = fake_llm("Hello") if model == "fake" else model
+    with pytest.raises(ManagerError, match="--manager prompt"):
+        build_crs_graph(model=spec, manager="trained")
+    build_crs_graph(model=spec, manager="prompt")
+    build_crs_graph(model=spec, ablations="wo_m")  # w/o M takes no decisions: nothing to refuse
+
+
+def test_heads_are_found_per_model_and_another_models_head_is_refused_with_its_command(tmp_path, monkeypatch):
+    from agent.llm import EMBEDDED_NAME
+    from agent.manager import check_head, manager_dir
+
+    monkeypatch.setenv("LLMCRS_MANAGER_DIR", str(tmp_path))
+    for folder, model in ((tmp_path / "redial", EMBEDDED_NAME), (tmp_path / "redial" / "other-llm", "/models/other-llm")):
+        folder.mkdir(parents=True)
+        (folder / "manager.json").write_text(f'{{"model": "{model}", "dataset": "redial"}}')
+    assert manager_dir("redial", "/elsewhere/other-llm") == tmp_path / "redial" / "other-llm"  # keyed by the folder's name
+    assert manager_dir("redial", EMBEDDED_NAME) == tmp_path / "redial"
+    assert manager_dir("redial", "/models/third-llm") == tmp_path / "redial"  # found, and then refused:
+    meta = {"model": EMBEDDED_NAME, "model_sha256": "a" * 64, "dataset": "redial"}
+    check_head(meta, tmp_path, EMBEDDED_NAME, "a" * 64)
+    check_head({"model": "/x/other-llm", "dataset": "redial"}, tmp_path, "/y/other-llm", "b" * 64)  # no sha recorded: by name
+    with pytest.raises(ManagerError) as name:
+        check_head(meta, tmp_path, "/models/third-llm", "a" * 64)
+    assert "python -m rl.decisions --dataset redial --model /models/third-llm" in str(name.value)
+    assert "rl.train --config rl/configs/manager_redial.yaml --model /models/third-llm" in str(name.value)
+    with pytest.raises(ManagerError, match="weights aaaaaaaaaaaa.*weights bbbbbbbbbbbb"):
+        check_head(meta, tmp_path, EMBEDDED_NAME, "b" * 64)  # same name, other weights
+
+
+def test_weights_sha256_reads_a_file_or_a_folders_weight_files(tmp_path):
+    import hashlib
+
+    from agent.llm import weights_sha256
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "config.json").write_text("{}")
+    one = hashlib.sha256(b"weights").hexdigest()
+    assert weights_sha256(tmp_path) == weights_sha256(tmp_path / "model.safetensors") == one
+    (tmp_path / "model-2.safetensors").write_bytes(b"more")
+    assert weights_sha256(tmp_path) not in ("", one)
+    assert weights_sha256("HuggingFaceTB/SmolLM2-135M-Instruct") == ""  # a hub id: no local files
 
 
 # ---- the shipped trained manager, on the embedded model and the real data ------------------------------
@@ -398,63 +448,6 @@ def shipped_graph(real_root, embedded):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained experts on a fresh machine are named in warnings
         return build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
-
-
-SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
-    [("I loved Get Out (2017), something like it?", RECOMMENDATION), ("why that one?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
-    [("Hi! Can you help me find a movie?", ELICITATION), ("I really like The Shining (1980) and It (2017)", RECOMMENDATION),
-     ("What makes it a good pick for me?", EXPLANATION)],
-    [("Who directed Titanic (1997)?", DETAIL_SEARCH), ("I enjoyed Titanic (1997) and The Notebook (2004), any similar romance?", RECOMMENDATION),
-     ("why do you think I'd like it", EXPLANATION)],
-    [("hello", ELICITATION), ("Any comedy like Superbad (2007)?", RECOMMENDATION), ("Who is in it?", DETAIL_SEARCH)],
-    # written after the manager was trained (a retrained head that scored 14 of these 19 was not shipped)
-    [("Hey, I want to watch something tonight", ELICITATION), ("I'm a big fan of Alien (1979) and Aliens (1986)", RECOMMENDATION),
-     ("why would I like that?", EXPLANATION), ("who stars in it?", DETAIL_SEARCH)],
-    [("Can you recommend a movie similar to The Matrix (1999)?", RECOMMENDATION), ("How come you picked that one?", EXPLANATION),
-     ("What year did it come out?", DETAIL_SEARCH)],
-    [("Good evening!", ELICITATION), ("I liked Toy Story (1995), something for the kids?", RECOMMENDATION), ("Who made it?", DETAIL_SEARCH)],
-    [("What is Inception (2010) about?", DETAIL_SEARCH), ("Cool, I loved Inception (2010), got anything like it?", RECOMMENDATION),
-     ("Why that?", EXPLANATION)],
-    [("I'm bored", ELICITATION), ("Something like Mean Girls (2004) please", RECOMMENDATION), ("explain why you chose it", EXPLANATION)],
-    [("Who directed Jaws (1975)?", DETAIL_SEARCH), ("I love Jaws (1975) and Jurassic Park (1993). Recommend me one?", RECOMMENDATION),
-     ("Who is the director of that one?", DETAIL_SEARCH)],
-    # written in a later round, before any head was run on them (the shipped ReDial head: 19 of 20)
-    [("Hi there", ELICITATION), ("I adore The Princess Bride (1987) and Shrek (2001)", RECOMMENDATION),
-     ("What about it fits my taste?", EXPLANATION), ("Who plays the lead?", DETAIL_SEARCH)],
-    [("Looking for a thriller, I liked Se7en (1995)", RECOMMENDATION), ("why did you suggest that?", EXPLANATION),
-     ("when was it released?", DETAIL_SEARCH)],
-    [("Can you tell me who directed Pulp Fiction (1994)?", DETAIL_SEARCH),
-     ("Great, I love Pulp Fiction (1994), suggest something like it", RECOMMENDATION), ("what makes that similar?", EXPLANATION)],
-    [("Hello, I need a movie for date night", ELICITATION), ("We both liked La La Land (2016)", RECOMMENDATION),
-     ("Who composed the music?", DETAIL_SEARCH)],
-    [("hey what's up", ELICITATION), ("I really enjoyed The Dark Knight (2008) and Batman Begins (2005)", RECOMMENDATION),
-     ("why that one though?", EXPLANATION)],
-    [("Who starred in Forrest Gump (1994)?", DETAIL_SEARCH), ("I loved Forrest Gump (1994), any movie like that?", RECOMMENDATION),
-     ("Why would I enjoy it?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
-    # written in stop 38 before any head ran on them (the shipped ReDial head: 34 of 38, 35 once an explanation was no longer
-    # repeated for "What genre is it?"; a retrained head: 33)
-    [("Good morning", ELICITATION), ("My favourite films are Up (2009) and Coco (2017)", RECOMMENDATION),
-     ("What's the reason you chose it?", EXPLANATION), ("Who are the main actors?", DETAIL_SEARCH)],
-    [("Could you suggest a horror film like The Conjuring (2013)?", RECOMMENDATION), ("why is that a good fit?", EXPLANATION),
-     ("who directed that film?", DETAIL_SEARCH)],
-    [("Howdy!", ELICITATION), ("Movies like Interstellar (2014) are my thing", RECOMMENDATION), ("Tell me why you think so", EXPLANATION)],
-    [("Who is in The Godfather (1972)?", DETAIL_SEARCH), ("I love The Godfather (1972). What else would I like?", RECOMMENDATION),
-     ("What year is that from?", DETAIL_SEARCH)],
-    [("I need help picking a film", ELICITATION), ("Recently watched A Quiet Place (2018) and loved it", RECOMMENDATION),
-     ("Why did you pick it for me?", EXPLANATION), ("What genre is it?", DETAIL_SEARCH)],
-    [("yo", ELICITATION), ("give me something like Die Hard (1988)", RECOMMENDATION), ("who's the star?", DETAIL_SEARCH),
-     ("why that movie?", EXPLANATION)],
-    [("Hi, I'm looking for a film to watch", ELICITATION), ("I enjoyed Gladiator (2000) and Braveheart (1995)", RECOMMENDATION),
-     ("How does it match what I like?", EXPLANATION), ("Who directed it?", DETAIL_SEARCH)],
-    [("Suggest a movie similar to Finding Nemo (2003)", RECOMMENDATION), ("Why do you recommend it?", EXPLANATION),
-     ("Who voices the main character?", DETAIL_SEARCH)],
-    [("Hey!", ELICITATION), ("Big fan of Harry Potter and the Sorcerer's Stone (2001)", RECOMMENDATION), ("what's it about?", DETAIL_SEARCH),
-     ("why would my kids like it?", EXPLANATION)],
-    [("Who directed The Silence of the Lambs (1991)?", DETAIL_SEARCH),
-     ("I liked The Silence of the Lambs (1991), recommend a similar thriller", RECOMMENDATION), ("Why this one?", EXPLANATION)],
-    [("Evening! Any ideas for tonight?", ELICITATION), ("I like Bridesmaids (2011) and The Hangover (2009)", RECOMMENDATION),
-     ("Who stars in that?", DETAIL_SEARCH)],
-]  # fmt: skip
 
 
 @pytest.mark.e2e
@@ -500,3 +493,68 @@ def test_concurrent_runs_decide_as_each_does_alone_with_one_llm_pass_a_turn(ship
         together = list(pool.map(lambda x: run(x, "together"), enumerate(texts)))
     assert together == alone
     assert len(passes) == len(texts)  # one LLM pass a turn: matching read the features detection computed
+
+
+@pytest.mark.e2e
+def test_a_head_trained_for_a_second_local_model_is_used_and_another_models_head_is_refused(real_root, embedded, tmp_path, monkeypatch):
+    """The keying shown with the embedded model's converted folder under two other names: `rl.decisions
+    --model` and `rl.train --model` write a head for one, the graph decides with it, and the other (no
+    head of its own) is refused with the command that trains one, not switched to the rule."""
+    import os
+    import subprocess
+    import sys
+
+    from agent.graph import build_crs_graph
+    from agent.llm import embedded_model_dir
+    from crsdata.paths import home_dir
+
+    source = embedded_model_dir()
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("catalog.sqlite", "experts", "index", "models"):  # what this machine built already (read only)
+        if (home_dir() / name).exists():
+            (home / name).symlink_to(home_dir() / name)
+    models = {}
+    for name in ("other-llm", "third-llm"):
+        models[name] = tmp_path / name
+        models[name].mkdir()
+        for f in source.iterdir():
+            (models[name] / f.name).symlink_to(f)
+    env = {**os.environ, "LLMCRS_HOME": str(home), "LLMCRS_DATA_DIR": str(real_root)}
+    env.pop("LLMCRS_MANAGER_DIR", None)
+    other = str(models["other-llm"])
+    for cmd in (
+        ["rl.decisions", "--dataset", "redial", "--model", other, "--splits", "train,valid", "--max_train", "64", "--max_valid", "32"],
+        [
+            "rl.train",
+            "--config",
+            "rl/configs/manager_redial.yaml",
+            "--model",
+            other,
+            "--sim_rounds",
+            "0",
+            "--sft_epochs",
+            "5",
+            "--rl_epochs",
+            "3",
+        ],
+    ):
+        done = subprocess.run([sys.executable, "-m", *cmd], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+    head = home / "managers" / "redial" / "other-llm"
+    meta = json.loads((head / "manager.json").read_text())
+    assert meta["model"] == other and meta["model_sha256"] == weights_sha256(source / "model.safetensors")
+    assert "rl.decisions --dataset redial --model " + other in meta["command"]
+    assert (home / "decisions" / "redial" / "other-llm" / "train.features.pt").is_file()
+
+    monkeypatch.setenv("LLMCRS_HOME", str(home))
+    monkeypatch.delenv("LLMCRS_MANAGER_DIR", raising=False)
+    g = build_crs_graph(model=other, manager="trained", data_root=str(real_root), checkpointer=InMemorySaver())
+    out = g.invoke({"messages": [HumanMessage("I loved Get Out (2017), something like it?")]}, {"configurable": {"thread_id": "k"}},
+                   context=Context(generate=False))  # fmt: skip
+    assert out["trajectory"][0]["method"] == "head" and g.resources.trained.meta["model"] == other  # type: ignore[attr-defined]
+    third = build_crs_graph(model=str(models["third-llm"]), manager="trained", data_root=str(real_root), checkpointer=InMemorySaver())
+    with pytest.raises(ManagerError) as refused:
+        third.invoke({"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "t"}}, context=Context(generate=False))
+    assert f"python -m rl.decisions --dataset redial --model {models['third-llm']}" in str(refused.value)
+    assert "--manager prompt" in str(refused.value)

@@ -108,6 +108,38 @@ def test_eval_run_and_simulate_evaluate_the_served_model(served, real_root, tmp_
     assert len(episodes) == 5 and served.completions() > before
 
 
+def test_the_langgraph_server_serves_the_endpoint_model(served, real_root, tmp_path):
+    """`python -m agent serve --model openai:<m>@<url> --manager prompt`: the LangGraph server's graph talks to
+    the endpoint (the same spec as every other command); the default manager on an endpoint is refused."""
+    from langgraph_sdk import get_sync_client
+
+    from agent.server import running_server
+    from crsdata.paths import SetupError
+    from tests.conftest import server_env
+
+    env = server_env(real_root, tmp_path)
+    with running_server(tmp_path / "server.log", "--model", served.spec, "--manager", "prompt", env=env) as server:
+        client = get_sync_client(url=server.url)
+        thread = client.threads.create()["thread_id"]
+        before = served.completions()
+        for text in ["I loved The Shining (1980). Anything like it?", "Who directed it?"]:
+            out = client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": text}]})
+            assert out["response"] and not out.get("error")
+            assert next(r for r in out["trajectory"] if r["stage"] == "detection")["method"] == "parsed"
+        assert served.completions() - before >= 4
+    refused = running_server(tmp_path / "refused.log", "--model", served.spec, env=env, timeout=120)
+    with pytest.raises(SetupError, match="--manager prompt"), refused:  # the graph module refuses to build: the server exits with why
+        pass
+
+
+def test_the_prompted_manager_through_the_endpoint_plays_the_scripted_conversations(served, real_root, tmp_path):
+    from eval.scripted import main as scripted_main
+
+    assert scripted_main(["--model", served.spec, "--manager", "prompt", "--conversations", "3", "--results_dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "scripted" / "redial" / "prompt.json").read_text())
+    assert result["turns"] == 9 and not any("Connection" in t["error"] for t in result["per_turn"])
+
+
 def test_a_server_that_stops_mid_conversation_costs_no_turn(served, real_root):
     """The server dies after the first turn: the second is answered from the experts with the failure
     recorded, the thread keeps every message, and once the server is back the conversation goes on."""

@@ -97,7 +97,7 @@ def kill_server_mid_turn(env: dict[str, str], tmp_path, resume: bool) -> None:
 
     from langgraph_sdk import get_sync_client
 
-    from agent.__main__ import running_server
+    from agent.server import running_server
 
     opening, question = "I loved The Shining (1980), something like it?", "why that one?"
     with running_server(tmp_path / "first.log", env=env) as served:
@@ -138,3 +138,40 @@ def kill_server_mid_turn(env: dict[str, str], tmp_path, resume: bool) -> None:
             assert len(said) == 3  # the question is kept, visibly unanswered
             answered = client.runs.wait(thread, "llmcrs", input=None)  # the client can finish it
             assert answered["subtask"]["name"] == "explanation" and answered["messages"][-1]["type"] == "ai"
+
+
+def test_concurrent_runs_through_the_server_at_4_jobs_decide_as_each_does_alone(real_root, tmp_path):
+    """16 conversations with distinct first turns, through the LangGraph server at 4 concurrent runs per
+    worker: each gets exactly the sub-task, expert and items it gets when run alone on the same server.
+    The turn's LLM features travel in the run's state, so no run reads another's
+    (``$LLMCRS_CONCURRENCY_ROUNDS`` repeats the concurrent part; the closing figures used 10)."""
+    import asyncio
+    import os
+
+    from langgraph_sdk import get_client
+
+    from agent.server import running_server
+    from eval.scripted import SCRIPTS
+    from tests.conftest import server_env
+    from tools.subtasks import ELICITATION, RECOMMENDATION
+
+    texts = [t for script in SCRIPTS[:8] for t, _ in script[:2]]
+    assert len(set(texts)) == 16
+    rounds = int(os.environ.get("LLMCRS_CONCURRENCY_ROUNDS", "1"))
+
+    async def one(client, text: str) -> tuple[str, str | None, list[str]]:
+        thread = (await client.threads.create())["thread_id"]
+        out = await client.runs.wait(thread, "llmcrs", input={"messages": [{"role": "user", "content": text}]})
+        return out["subtask"]["name"], out.get("expert"), list((out.get("expert_output") or {}).get("items", []))[:10]
+
+    async def drive(url: str) -> tuple[list, list[list]]:
+        client = get_client(url=url)
+        alone = [await one(client, t) for t in texts]
+        together = [await asyncio.gather(*(one(client, t) for t in texts)) for _ in range(rounds)]
+        return alone, together
+
+    with running_server(tmp_path / "server.log", "--jobs", "4", env=server_env(real_root, tmp_path)) as served:
+        alone, together = asyncio.run(drive(served.url))
+    assert {a[0] for a in alone} >= {RECOMMENDATION, ELICITATION}  # the inputs exercise both paths
+    for r, results in enumerate(together):
+        assert list(results) == alone, f"round {r}: {[t for t, a, b in zip(texts, alone, results, strict=True) if a != b]}"

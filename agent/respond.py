@@ -1,0 +1,194 @@
+"""Stage 4's parts: the summary (sub-task, expert, output) and prompt #3, the grounded recommendation sentence
+and its prefix forcing on local models, the check that drops what nothing supports, the template fallback,
+and closing the turn (the reply, with the view the trained manager reads of it, and the bounded window)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+
+import prompts
+from agent.boundary import trim
+from agent.context import Context
+from agent.dialogue import DECISION_VIEW, dialogue_text
+from agent.grounding import anchored, check, without_filler, without_unsupported
+from agent.llm import LocalHFChatModel
+from agent.state import LLMCall, State
+from agent.text import clean_response, offer, without_invented_titles
+from crsdata.metrics import TITLE_WITH_YEAR
+from tools.invoke import description_line
+from tools.subtasks import RECOMMENDATION
+
+if TYPE_CHECKING:
+    from agent.resources import Resources
+
+EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
+
+
+def summary_of(state: State, res: Resources) -> str:
+    """The structured summary: sub-task name, expert model, sub-task output."""
+    call, out = state["subtask"], state.get("expert_output") or {}
+    assert call is not None
+    why = f"\nReason: {out['reason']}" if out.get("reason") else ""
+    why += f"\nAbout: {out['about']}" if out.get("about") else ""
+    why += f"\nNote: {out['relaxed']}" if out.get("relaxed") else ""
+    return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}{why}"
+
+
+def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
+    """Prompt #3; under w/o SG the raw expert output replaces the summary."""
+    call, out, expert = state["subtask"], state.get("expert_output") or {}, state.get("expert")
+    assert call is not None
+    if res.ablations.summary:
+        tool = res.tool(expert) if expert else None
+        desc = f"{expert}: {description_line(tool).split('. ')[0]}" if tool else str(expert)
+        values = {
+            "Dialogue Context": dialogue_text,
+            "Sub-Task Name": call["name"],
+            "ID, Description": desc,
+            "Output": str(out.get("text", "")),
+        }
+    else:
+        values = {
+            "Dialogue Context": dialogue_text,
+            "Sub-Task Name": "",
+            "ID, Description": "",
+            "Output": json.dumps(out, default=str)[:1500],
+        }
+    return prompts.render("response", values)
+
+
+def generate(res: Resources, prompt: str, ctx: Context, prefix: str) -> str:
+    """The LLM's text after ``prefix`` (one sentence after a forced prefix), cleaned of a cut-off sentence."""
+    kwargs: dict[str, Any] = {}
+    if isinstance(res.model, LocalHFChatModel):
+        # after a forced prefix the model adds one sentence: stop at its end or at a new line
+        kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix, "stop": ["\n", ". ", "! ", "? "] if prefix else ["\n\n"]}
+    text = str(res.model.invoke([HumanMessage(prompt)], **kwargs).content)
+    if prefix and text.startswith(prefix):
+        text = text[len(prefix) :]
+    return clean_response(text, prefix)
+
+
+def response_prefix(state: State, res: Resources, ctx: Context) -> str:
+    """On a local model with ``ctx.prefix_forcing``, the response starts with what the expert found
+    (a prefix-forced format: the recommended item, else the expert's text) and the LLM adds one
+    sentence. A 135M model does not stay faithful to the summary otherwise; larger models are
+    given no prefix."""
+    if not (ctx.prefix_forcing and isinstance(res.model, LocalHFChatModel)):
+        return ""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items"):
+        return f"{recommendation_sentence(out)} "
+    return f"{out.get('text', '')} ".lstrip()
+
+
+def template_response(state: State) -> str:
+    """The deterministic response from the expert output alone (the fallback)."""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items"):
+        return recommendation_sentence(out)
+    return str(out.get("text") or "Sorry, I could not work that out.")
+
+
+def recommendation_sentence(out: dict[str, Any]) -> str:
+    """The recommendation's sentence: "You might like X.", with the wish X meets when the user asked for
+    one ("..., a 1990s drama movie, as you asked."), after what was relaxed when no item met every wish;
+    else with its grounded reason, else with what the catalog says of it. Every part comes from the
+    execution stage's output (catalog facts and KG paths), so the sentence claims nothing unsupported.
+
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a 1990s crime movie"})
+    'You might like Heat (1995), a 1990s crime movie, as you asked.'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "reason": "Al Pacino stars in both The Godfather (1972) and Heat (1995)."})
+    'You might like Heat (1995). Al Pacino stars in both The Godfather (1972) and Heat (1995).'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "about": "a crime movie directed by Michael Mann"})
+    'You might like Heat (1995), a crime movie directed by Michael Mann.'
+    >>> recommendation_sentence({"items": ["Heat (1995)"]})
+    'You might like Heat (1995).'
+    >>> recommendation_sentence({"items": ["Heat (1995)"], "wish": "a crime movie", "relaxed": "I have no 1990s crime movie left."})
+    'I have no 1990s crime movie left. The closest is Heat (1995), a crime movie.'
+    """
+    top, wish = str(out["items"][0]), out.get("wish")
+    if out.get("relaxed"):
+        return f"{out['relaxed']} The closest is {top}" + (f", {wish}." if wish else ".")
+    if wish:
+        return offer(top, f", {wish}, as you asked")
+    if out.get("reason"):
+        return f"{offer(top)} {out['reason']}"
+    return offer(top, f", {out['about']}" if out.get("about") else "")
+
+
+def write_reply(state: State, ctx: Context, res: Resources) -> tuple[str, str, LLMCall]:
+    """The LLM's answer from the dialogue and the summary (prompt #3), after the grounded prefix on a local
+    model, without what the summary does not support; the template when that leaves nothing or loses the
+    recommended item, or when the LLM fails. Returns the answer, the summary and the stage's record."""
+    _, text = dialogue_text(state, ctx)
+    prompt = response_prompt(state, res, text)
+    prefix = response_prefix(state, res, ctx)
+    rec = LLMCall(stage="response", method="generated", prompt=prompt, prefix=prefix, fallback=False)
+    try:
+        answer = generate(res, prompt, ctx, prefix)
+        rec["completion"] = answer[len(prefix) :] if prefix else answer
+    except Exception as exc:  # a dead LLM endpoint: answer from the expert output
+        answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
+    head = prefix.strip()
+    summary = summary_of(state, res)
+    supported = f"{summary}\n{head}\n{text}"  # what the experts found, and what the user said
+    out = state.get("expert_output") or {}
+    top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
+    facts = [*res.env.facts_of(top), str(out.get("reason") or "")] if top else []
+    said = grounded(answer[len(head) :] if head else answer, supported, facts, bool(head), res, rec)
+    answer = f"{head} {said}".strip() if head else said
+    if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):
+        rec["fallback"] = True
+        rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
+        answer = template_response(state)
+    if out.get("notice"):  # an expert failed and another answered: the user is told
+        answer = f"{answer} {out['notice']}"
+    rec["grounding"] = check(answer, supported, top, facts, res.item_titles).as_row()
+    return answer, summary, rec
+
+
+def grounded(said: str, supported: str, facts: list[str], after_prefix: bool, res: Resources, rec: LLMCall) -> str:
+    """What the LLM said, without the sentences that claim what the ``supported`` text does not (an
+    invented "Title (Year)", "You can find it on Netflix!"; the first is recorded in ``rec``), the filler
+    ("You're right!"), and, after a forced grounded prefix, the sentences about nothing checkable."""
+    kept, invented = without_invented_titles(said, res.item_titles) if TITLE_WITH_YEAR.search(said) else (said, [])
+    if invented:  # the LLM named a "Title (Year)" that is no item: its sentence goes, the rest stays
+        said, rec["error"] = kept, f"dropped a sentence naming {invented[0]!r}, which is no item of the catalog"
+    kept, claims = without_unsupported(said, supported)
+    if claims:
+        said, rec["error"] = kept, f"dropped {len(claims)} sentence(s) the summary does not support: {claims[0]!r}"
+    said = without_filler(said)
+    return anchored(said, facts) if after_prefix else said
+
+
+def decision_view(state: State, answer: str) -> str:
+    """What the trained manager reads of this turn's reply: a recommendation as the sentence the head was
+    trained on (the item, the wish it meets or what was relaxed, without the reason and the catalog facts
+    the reply adds), any other reply as said. The grounded additions inform the user, not the next
+    decision: "why that one?" after "You might like It (2017). It (2017) and The Shining (1980) are both
+    horror movies." is still an explanation."""
+    out = state.get("expert_output") or {}
+    call = state.get("subtask")
+    if call and call["name"] == RECOMMENDATION and out.get("items") and answer.startswith(recommendation_sentence(out)):
+        return recommendation_sentence({k: v for k, v in out.items() if k not in ("reason", "about")})
+    return answer
+
+
+def close_turn(state: State, answer: str) -> dict[str, Any]:
+    """Append the answer, mark the turn answered, and keep the messages window bounded."""
+    view = decision_view(state, answer)
+    reply = AIMessage(answer, id=str(uuid.uuid4()), response_metadata={DECISION_VIEW: view} if view != answer else {})
+    window = trim([*state.get("messages", []), reply], state.get("earlier") or "")
+    return {
+        "messages": [reply, *window.get("messages", [])],
+        "answered": reply.id,
+        "decision_features": None,  # the turn is over: its LLM features are not kept in the checkpoints after it
+        **({"earlier": window["earlier"]} if window else {}),
+    }
