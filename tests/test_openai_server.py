@@ -132,6 +132,16 @@ def test_the_langgraph_server_serves_the_endpoint_model(served, real_root, tmp_p
         pass
 
 
+def test_the_demo_command_talks_to_the_endpoint(served, real_root, capsys):
+    from agent.__main__ import main as agent_main
+
+    before = served.completions()
+    assert agent_main(["demo", "--model", served.spec, "--manager", "prompt", "--turns", "1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "4 response" in out and "Connection" not in out
+    assert served.completions() - before >= 2  # detection and the response
+
+
 def test_the_prompted_manager_through_the_endpoint_plays_the_scripted_conversations(served, real_root, tmp_path):
     from eval.scripted import main as scripted_main
 
