@@ -1,7 +1,7 @@
 """``python -m eval scripted``: the scripted conversations (a user's turns with the sub-task each asks for),
 played through ``build_crs_graph()`` with a checkpointer, on any model and manager: how often the manager
-detects the right sub-task. Written after the trained manager was (the last nine after a retrained head
-that scored 14 of the first 19 was not shipped), so they are held out from its training.
+detects the right sub-task. The conversations after the comment in :data:`SCRIPTS` were written after the
+shipped manager was trained, so they are held out from it.
 
     python -m eval scripted                                          # the shipped trained manager
     python -m eval scripted --model openai:<m>@http://127.0.0.1:8000/v1 --manager prompt   # any served LLM
@@ -25,7 +25,7 @@ SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
     [("Who directed Titanic (1997)?", DETAIL_SEARCH), ("I enjoyed Titanic (1997) and The Notebook (2004), any similar romance?", RECOMMENDATION),
      ("why do you think I'd like it", EXPLANATION)],
     [("hello", ELICITATION), ("Any comedy like Superbad (2007)?", RECOMMENDATION), ("Who is in it?", DETAIL_SEARCH)],
-    # written after the manager was trained (a retrained head that scored 14 of the turns above was not shipped)
+    # written after the manager was trained (a retrained head that scored 14 of these 19 was not shipped)
     [("Hey, I want to watch something tonight", ELICITATION), ("I'm a big fan of Alien (1979) and Aliens (1986)", RECOMMENDATION),
      ("why would I like that?", EXPLANATION), ("who stars in it?", DETAIL_SEARCH)],
     [("Can you recommend a movie similar to The Matrix (1999)?", RECOMMENDATION), ("How come you picked that one?", EXPLANATION),

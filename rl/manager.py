@@ -24,7 +24,7 @@ from agent.manager import MATCH_FIX, SUBTASK_NAMES, ManagerHead, blend_weights
 from crsdata.metrics import compare_paired, group_folds
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
-from rl.reward import bleu_reward, hit_reward, weighted_reward
+from rl.reward import RewardFunc, bleu_reward, hit_reward, weighted_reward
 from tools.fusion import fuse_rankings
 from tools.subtasks import ELICITATION, RECOMMENDATION
 
@@ -123,9 +123,15 @@ def actions_of(experts: list[str]) -> list[tuple[int, int]]:
 
 
 def decision_tensors(
-    rows: list[dict[str, Any]], feats: dict[str, Any], experts: list[str], lam: float = 0.5, k: int = 10
+    rows: list[dict[str, Any]],
+    feats: dict[str, Any],
+    experts: list[str],
+    lam: float = 0.5,
+    k: int = 10,
+    rewards: tuple[list[RewardFunc], list[float]] | None = None,
 ) -> DecisionTensors:
-    """Align decision rows with their cached features and tabulate every action's reward."""
+    """Align decision rows with their cached features and tabulate every action's reward (``rewards``: the
+    functions and weights, :meth:`rl.config.RLPFBaseConfig.rewards`; default the paper's, lam*HIT + (1-lam)*BLEU)."""
     index = {i: n for n, i in enumerate(feats["ids"])}
     missing = [r["id"] for r in rows if r["id"] not in index]
     if missing:
@@ -142,8 +148,8 @@ def decision_tensors(
             ranked.append(r["rankings"].get(experts[e], []) if e >= 0 else [])
             targets.append(r["targets"])
             refs.append(r["reference"])
-    flat = weighted_reward([hit_reward, bleu_reward], [lam, 1 - lam], [None] * len(completions), completions,
-                           ranked=ranked, targets=targets, references=refs, k=k)  # fmt: skip
+    funcs, weights = rewards or ([hit_reward, bleu_reward], [lam, 1 - lam])
+    flat = weighted_reward(funcs, weights, [None] * len(completions), completions, ranked=ranked, targets=targets, references=refs, k=k)
     width = max([len(dict.fromkeys(r["targets"])) for r in rows] + [1])
     hits = {}
     for kk in (10, 50):

@@ -8,6 +8,7 @@ reference did is not rewarded). BLEU is CRSLab's BLEU-1 of the response against 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,3 +85,47 @@ def crs_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Se
         raise ValueError(f"lambda must be in [0, 1], got {lam}")
     return weighted_reward([hit_reward, bleu_reward], [lam, 1 - lam], prompts, completions, ranked=ranked, targets=targets,
                            references=references, k=k)  # fmt: skip
+
+
+#: Reward functions by name, for configs (``reward_funcs: hit,bleu``); any other is a dotted path.
+REWARD_FUNCS: dict[str, RewardFunc] = {"hit": hit_reward, "bleu": bleu_reward}
+
+
+def resolve_rewards(reward_funcs: str, reward_weights: str | None = None, lam: float = 0.5) -> tuple[list[RewardFunc], list[float]]:
+    """The reward functions and weights a config names, as TRL's scripts resolve ``reward_funcs``: a name of
+    :data:`REWARD_FUNCS` or a dotted path (``package.module.function``) to ``f(prompts, completions, **kwargs)
+    -> list[float]``. Without weights, ``hit,bleu`` is weighted ``lam, 1 - lam`` (the paper's reward) and
+    anything else 1.0 each (TRL's default).
+
+    >>> funcs, weights = resolve_rewards("hit,bleu", None, 0.7)
+    >>> [f.__name__ for f in funcs], weights
+    (['hit_reward', 'bleu_reward'], [0.7, 0.30000000000000004])
+    >>> resolve_rewards("rl.reward.bleu_reward", "2")[1]
+    [2.0]
+
+    Raises:
+        ValueError: An unknown name, a path that is no function, or as many weights as functions not given.
+    """
+    names = [n.strip() for n in reward_funcs.split(",") if n.strip()]
+    funcs = []
+    for name in names:
+        if name in REWARD_FUNCS:
+            funcs.append(REWARD_FUNCS[name])
+            continue
+        module, _, attr = name.replace(":", ".").rpartition(".")
+        try:
+            func = getattr(importlib.import_module(module), attr) if module else None
+        except ImportError as exc:
+            raise ValueError(f"reward function {name!r}: {exc}") from exc
+        if not callable(func):
+            raise ValueError(f"unknown reward function {name!r}: a name of {', '.join(REWARD_FUNCS)} or a dotted path to a function")
+        funcs.append(func)
+    if reward_weights:
+        weights = [float(w) for w in reward_weights.split(",") if w.strip()]
+    elif names == ["hit", "bleu"] and not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    else:
+        weights = [lam, 1 - lam] if names == ["hit", "bleu"] else [1.0] * len(funcs)
+    if len(weights) != len(funcs) or not funcs:
+        raise ValueError(f"{len(funcs)} reward functions ({reward_funcs!r}) but {len(weights)} weights ({reward_weights!r})")
+    return funcs, weights

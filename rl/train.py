@@ -82,11 +82,14 @@ def train_head(script: ScriptArguments, cfg: Any, argv: list[str]) -> int:
     start = time.perf_counter()
     experts = recommenders_of(script.dataset, "train")
     feats = {split: load_features(script.dataset, split, script.model_name_or_path) for split in splits}
-    data = {split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k) for split in splits}
+    rewards = cfg.rewards()  # the config's reward functions and weights
+    data = {
+        split: decision_tensors(load_split(script.dataset, split), feats[split], experts, cfg.lam, cfg.hit_k, rewards) for split in splits
+    }
     also = [name.strip() for name in cfg.sft_also.split(",") if name.strip()]
     if script.dataset in also:
         raise SystemExit(f"sft_also names other datasets; {script.dataset} is the one being trained")
-    borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train", script.model_name_or_path), experts, cfg.lam, cfg.hit_k)
+    borrowed = [decision_tensors(load_split(name, "train"), load_features(name, "train", script.model_name_or_path), experts, cfg.lam, cfg.hit_k, rewards)
                 for name in also]  # fmt: skip
     head = ManagerHead(data["train"].llm.shape[1], data["train"].state.shape[1], experts, cfg.hidden, cfg.dropout)
     trained = train_manager(head, cfg, data["train"], data["valid"], rl_data=data[cfg.rl_split], sft_also=borrowed)

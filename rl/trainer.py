@@ -28,7 +28,7 @@ from agent.llm import LocalHFChatModel
 from crsdata.schema import RecSample
 from rl.baseline import MovingAverageBaseline
 from rl.config import RLPFBaseConfig
-from rl.reward import crs_reward
+from rl.reward import weighted_reward
 from rl.rollout import executed_ranking, rollout, trajectory_logprob
 
 
@@ -76,8 +76,9 @@ class RLPFTrainer(_BaseTrainer):
         """Roll out on one sample and compute its reward."""
         state = rollout(self.graph, sample, self.ctx)
         args: RLPFConfig = self.args  # type: ignore[assignment]
-        reward = crs_reward([None], [state.get("response") or ""], ranked=[executed_ranking(state)], targets=[sample.targets],
-                            references=[sample.response], lam=args.lam, k=args.hit_k)[0]  # fmt: skip
+        funcs, weights = args.rewards()  # the config's reward functions and weights (default lam*HIT + (1-lam)*BLEU)
+        reward = weighted_reward(funcs, weights, [None], [state.get("response") or ""], ranked=[executed_ranking(state)],
+                                 targets=[sample.targets], references=[sample.response], k=args.hit_k)[0]  # fmt: skip
         return reward, state
 
     def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:

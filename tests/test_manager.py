@@ -289,6 +289,44 @@ def test_rewards_are_tabulated_per_action():
         decision_tensors(rows, {"ids": [], "llm": torch.zeros(0, 4), "state": torch.zeros(0, 2)}, ["a", "b"])
 
 
+def longer_is_better(prompts, completions, **kwargs) -> list[float]:
+    """A reward function outside the package, named by its dotted path in a config (TRL-style)."""
+    return [len(c) / 100 for c in completions]
+
+
+def test_the_reward_is_the_configs_functions_and_weights():
+    """`reward_funcs` / `reward_weights` of a trainer's config (by name or dotted path) decide the cached
+    reward table, as TRL's `reward_funcs` do; the default is the paper's lam*HIT + (1-lam)*BLEU."""
+    rows = [
+        {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
+         "rankings": {"a": ["Heat (1995)"], "b": ["Up (2009)"]},
+         "responses": {ELICITATION: "What do you like?", "recommendation:a": "You might like Heat (1995).", "recommendation:b": "You might like Up (2009)."}},
+    ]  # fmt: skip
+    feats = {"ids": ["x/1"], "llm": torch.zeros(1, 4), "state": torch.zeros(1, 2)}
+    rec_a, rec_b, eli = (
+        (SUBTASK_NAMES.index(RECOMMENDATION), 0),
+        (SUBTASK_NAMES.index(RECOMMENDATION), 1),
+        (SUBTASK_NAMES.index(ELICITATION), -1),
+    )
+
+    def table(cfg: ManagerConfig) -> dict:
+        data = decision_tensors(rows, feats, ["a", "b"], cfg.lam, cfg.hit_k, cfg.rewards())
+        return dict(zip(data.actions, data.rewards[0].tolist(), strict=True))
+
+    paper = table(ManagerConfig(output_dir="/tmp/x", lam=0.5))
+    assert paper[rec_a] == pytest.approx(1.0) and 0 < paper[rec_b] < 0.5
+    hits_only = table(ManagerConfig(output_dir="/tmp/x", reward_funcs="hit", reward_weights="1"))
+    assert (hits_only[rec_a], hits_only[rec_b], hits_only[eli]) == (1.0, 0.0, 0.0)
+    custom = table(ManagerConfig(output_dir="/tmp/x", reward_funcs="hit,tests.test_manager.longer_is_better", reward_weights="0,1"))
+    assert custom[eli] == pytest.approx(len("What do you like?") / 100) and custom[rec_b] == pytest.approx(
+        len("You might like Up (2009).") / 100
+    )
+    with pytest.raises(ValueError, match="unknown reward function"):
+        ManagerConfig(output_dir="/tmp/x", reward_funcs="no_such_reward").rewards()
+    with pytest.raises(ValueError, match="2 reward functions"):
+        ManagerConfig(output_dir="/tmp/x", reward_funcs="hit,bleu", reward_weights="1").rewards()
+
+
 def test_saved_manager_loads_and_a_corrupt_one_names_the_fix(tmp_path):
     head = ManagerHead(8, 2, ["a"], hidden=8).eval()
     save_manager(head, tmp_path, {"dataset": "redial", "model": "m"})
