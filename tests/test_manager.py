@@ -273,13 +273,18 @@ def test_learned_matching_is_kept_only_where_it_beats_the_best_expert_on_turns_i
             assert int((before == 1).sum()) > 0 and int((after == 1).sum()) == 0
 
 
-def test_rewards_are_tabulated_per_action():
+def one_decision() -> tuple[list[dict], dict]:
+    """One recommendation turn: expert a ranks the target first, b does not; and its (empty) features."""
     rows = [
         {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
          "rankings": {"a": ["Heat (1995)"], "b": ["Up (2009)"]},
          "responses": {ELICITATION: "What do you like?", "recommendation:a": "You might like Heat (1995).", "recommendation:b": "You might like Up (2009)."}},
     ]  # fmt: skip
-    feats = {"ids": ["x/1"], "llm": torch.zeros(1, 4), "state": torch.zeros(1, 2)}
+    return rows, {"ids": ["x/1"], "llm": torch.zeros(1, 4), "state": torch.zeros(1, 2)}
+
+
+def test_rewards_are_tabulated_per_action():
+    rows, feats = one_decision()
     data = decision_tensors(rows, feats, ["a", "b"], lam=0.5, k=10)
     rewards = dict(zip(data.actions, data.rewards[0].tolist(), strict=True))
     assert rewards[(SUBTASK_NAMES.index(RECOMMENDATION), 0)] == pytest.approx(1.0)  # HIT and an exact reference
@@ -297,12 +302,7 @@ def longer_is_better(prompts, completions, **kwargs) -> list[float]:
 def test_the_reward_is_the_configs_functions_and_weights():
     """`reward_funcs` / `reward_weights` of a trainer's config (by name or dotted path) decide the cached
     reward table, as TRL's `reward_funcs` do; the default is the paper's lam*HIT + (1-lam)*BLEU."""
-    rows = [
-        {"id": "x/1", "label": RECOMMENDATION, "targets": ["Heat (1995)"], "reference": "You might like Heat (1995).", "is_sample": True,
-         "rankings": {"a": ["Heat (1995)"], "b": ["Up (2009)"]},
-         "responses": {ELICITATION: "What do you like?", "recommendation:a": "You might like Heat (1995).", "recommendation:b": "You might like Up (2009)."}},
-    ]  # fmt: skip
-    feats = {"ids": ["x/1"], "llm": torch.zeros(1, 4), "state": torch.zeros(1, 2)}
+    rows, feats = one_decision()
     rec_a, rec_b, eli = (
         (SUBTASK_NAMES.index(RECOMMENDATION), 0),
         (SUBTASK_NAMES.index(RECOMMENDATION), 1),
