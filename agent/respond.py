@@ -28,14 +28,27 @@ if TYPE_CHECKING:
 EMPTY_TURN = "I didn't catch a message. Tell me what kind of movie or book you are looking for, or one you loved."
 
 
-def summary_of(state: State, res: Resources) -> str:
-    """The structured summary: sub-task name, expert model, sub-task output."""
-    call, out = state["subtask"], state.get("expert_output") or {}
-    assert call is not None
+def summary_text(subtask: str, expert: str | None, out: dict[str, Any]) -> str:
+    """The structured summary: sub-task name, expert model, sub-task output with its grounded reason, the
+    catalog's facts and what was relaxed (one place: the response stage and its training data use it).
+
+    >>> print(summary_text("recommendation", "kbrd", {"text": "Heat (1995)", "about": "a crime movie directed by Michael Mann"}))
+    Sub-task: recommendation
+    Expert model: kbrd
+    Output: Heat (1995)
+    About: a crime movie directed by Michael Mann
+    """
     why = f"\nReason: {out['reason']}" if out.get("reason") else ""
     why += f"\nAbout: {out['about']}" if out.get("about") else ""
     why += f"\nNote: {out['relaxed']}" if out.get("relaxed") else ""
-    return f"Sub-task: {call['name']}\nExpert model: {state.get('expert')}\nOutput: {out.get('text', '')}{why}"
+    return f"Sub-task: {subtask}\nExpert model: {expert}\nOutput: {out.get('text', '')}{why}"
+
+
+def summary_of(state: State, res: Resources) -> str:
+    """The turn's summary (:func:`summary_text`)."""
+    call = state["subtask"]
+    assert call is not None
+    return summary_text(call["name"], state.get("expert"), state.get("expert_output") or {})
 
 
 def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:

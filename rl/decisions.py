@@ -79,7 +79,8 @@ def action_responses(env: Any, tools: dict[str, Any], dialogue: list[tuple[Role,
     from agent.heuristics import resolve_args
     from tools.base import subtask_of
     from tools.dialogue import format_dialogue
-    from tools.subtasks import ARG_KEYS, DETAIL_SEARCH, ELICITATION, EXPLANATION
+    from tools.invoke import invoke_expert
+    from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION
 
     out: dict[str, str] = {}
     text = format_dialogue(dialogue)
@@ -87,10 +88,7 @@ def action_responses(env: Any, tools: dict[str, Any], dialogue: list[tuple[Role,
         tool = next((t for t in tools.values() if subtask_of(t) == name), None)
         if tool is None:
             continue
-        args = resolve_args(name, dialogue, [], env, text)
-        kwargs = {ARG_KEYS[a]: v for a, v in args.items() if ARG_KEYS[a] in tool.args}
-        res = tool.invoke(kwargs)
-        out[name] = str(res.get("text", "")) if isinstance(res, dict) else str(res)
+        out[name] = str(invoke_expert(tool, resolve_args(name, dialogue, [], env, text), TOP_K, []).get("text", ""))
     for expert, ranked in rankings.items():
         out[f"recommendation:{expert}"] = offer(ranked[0]) if ranked else ""
     return out

@@ -93,7 +93,7 @@ def test_the_demo_names_the_experts_a_recommendation_blends():
 
 
 ENTRY_POINTS = ["agent.__main__", "crsdata.__main__", "eval.__main__", "eval.bench_llm", "eval.bench_server", "eval.bench_thread",
-                "eval.paper", "eval.simulate", "eval.wishes", "eval.manager", "eval.scripted", "rl.decisions", "rl.sft", "rl.train",
+                "eval.paper", "eval.simulate", "eval.wishes", "eval.manager", "eval.scripted", "rl.decisions", "rl.responses", "rl.sft", "rl.train",
                 "tools.__main__", "tools.bench", "tools.train"]  # fmt: skip
 
 
