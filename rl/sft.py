@@ -1,11 +1,18 @@
-"""``python -m rl.sft --config rl/configs/sft_tiny.yaml``: a short supervised warm-start of the
-manager LLM on the detection stage, with TRL's ``SFTTrainer``, before RLPF.
+"""``python -m rl.sft --config rl/configs/sft_tiny.yaml``: supervised fine-tuning of the local LLM with
+TRL's ``SFTTrainer``, on one of two stages (``task``):
 
-Examples come from the training split: the detection prompt (Table 2 #1, with the graph's own
-demonstrations) of a recommender turn's context, and as completion the sub-task in schema form,
-labelled from the reference turn by :func:`agent.heuristics.label_turn` (which sees the reference
-response; the model only sees the context). The completion is exactly what constrained decoding
-scores (``{"name": "<sub-task>"}``). Prints the detection accuracy on validation contexts before and after.
+* ``detection``: a short warm-start of the manager LLM before RLPF. Examples come from the training
+  split: the detection prompt (Table 2 #1, with the graph's own demonstrations) of a recommender turn's
+  context, and as completion the sub-task in schema form, labelled from the reference turn by
+  :func:`agent.heuristics.label_turn` (which sees the reference response; the model only sees the
+  context). The completion is exactly what constrained decoding scores (``{"name": "<sub-task>"}``).
+  Prints the detection accuracy on validation contexts before and after.
+* ``response``: the response stage (prompt #3 with the teacher-forced summary, the reference reply as
+  completion; :mod:`rl.responses` builds the rows). Prints the validation loss before and after.
+
+The model is TRL's ``ModelConfig`` (``model_name_or_path``, default the embedded model); ``use_peft: true``
+trains a LoRA adapter (``lora_r``, ``lora_target_modules``, ...) instead of every weight, and the adapter
+is what is saved (``rl/configs/response_lora.yaml``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 class SFTScriptArguments:
     """What to warm-start on."""
 
-    model_name_or_path: str = field(default="embedded")
+    task: str = field(default="detection", metadata={"help": "detection (the manager's sub-task) or response (the reply from the summary)"})
     dataset: str = field(default="redial")
     data_root: str | None = field(default=None)
     train_examples: int = field(default=240)
@@ -77,43 +84,80 @@ def detection_accuracy(model: Any, tokenizer: Any, examples: list[dict[str, Any]
     return right / max(1, len(examples))
 
 
-def main(argv: list[str] | None = None) -> int:
+def response_examples(dataset: str, split: str, n: int, data_root: str | None, seed: int) -> list[dict[str, Any]]:
+    """(prompt, completion) of a split's response rows (:mod:`rl.responses`, built when missing), seeded sample of ``n``."""
+    from rl.responses import build, responses_path
+
+    path = responses_path(dataset, split)
+    if not path.is_file():
+        path = build(dataset, split, data_root)[0]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    random.Random(seed).shuffle(rows)
+    return [{"prompt": r["prompt"], "completion": r["target"], "label": r["subtask"]} for r in rows[:n]]
+
+
+def as_conversations(examples: list[dict[str, Any]]) -> Any:
+    """TRL's prompt-completion conversational format."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer, TrlParser
+
+    return Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": e["prompt"]}], "completion": [{"role": "assistant", "content": e["completion"]}]}
+            for e in examples
+        ]
+    )
+
+
+def train_sft(
+    model: Any, tok: Any, cfg: Any, model_cfg: Any, train: list[dict[str, Any]], valid: list[dict[str, Any]]
+) -> tuple[Any, dict[str, float]]:
+    """SFT on ``train`` (a LoRA adapter when ``model_cfg.use_peft``); the trainer, and the validation loss before and after."""
+    from trl import SFTTrainer, get_peft_config
+
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=as_conversations(train), eval_dataset=as_conversations(valid),
+                         processing_class=tok, peft_config=get_peft_config(model_cfg))  # fmt: skip
+    before = float(trainer.evaluate()["eval_loss"])
+    trainer.train()
+    after = float(trainer.evaluate()["eval_loss"])
+    return trainer, {"valid_loss_before": before, "valid_loss_after": after}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trl import ModelConfig, SFTConfig, TrlParser
 
     from rl.train import load_policy
 
-    script, cfg = TrlParser((SFTScriptArguments, SFTConfig)).parse_args_and_config(args=argv)  # type: ignore[arg-type]
+    script, cfg, model_cfg = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig)).parse_args_and_config(args=argv)  # type: ignore[arg-type]
+    if script.task not in ("detection", "response"):
+        raise SystemExit(f"unknown task {script.task!r}: detection or response")
     start = time.perf_counter()
-    train = detection_examples(script.dataset, "train", script.train_examples, script.n_demos, script.data_root, cfg.seed)
-    valid = detection_examples(script.dataset, "valid", script.valid_examples, script.n_demos, script.data_root, cfg.seed)
-    model, tok = load_policy(script.model_name_or_path)
-    before = detection_accuracy(model, tok, valid)
-    print(f"detection accuracy on {len(valid)} validation turns before: {before:.3f}", flush=True)
-    data = Dataset.from_list(
-        [
-            {"prompt": [{"role": "user", "content": e["prompt"]}], "completion": [{"role": "assistant", "content": e["completion"]}]}
-            for e in train
-        ]
-    )
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok)
-    trainer.train()
-    after = detection_accuracy(trainer.model, tok, valid)
-    print(f"detection accuracy on {len(valid)} validation turns after:  {after:.3f}", flush=True)
-    out = Path(cfg.output_dir)
-    trainer.save_model(str(out))
-    labels = {lab: sum(e["label"] == lab for e in train) for lab in {e["label"] for e in train}}
-    summary = {
-        "accuracy_before": before,
-        "accuracy_after": after,
-        "train_labels": labels,
-        "steps": trainer.state.global_step,
-        "seconds": time.perf_counter() - start,
-    }
-    (out / "sft_summary.json").write_text(json.dumps(summary, indent=1))
+    if script.task == "response":
+        train = response_examples(script.dataset, "train", script.train_examples, script.data_root, cfg.seed)
+        valid = response_examples(script.dataset, "valid", script.valid_examples, script.data_root, cfg.seed)
+    else:
+        train = detection_examples(script.dataset, "train", script.train_examples, script.n_demos, script.data_root, cfg.seed)
+        valid = detection_examples(script.dataset, "valid", script.valid_examples, script.n_demos, script.data_root, cfg.seed)
+    model, tok = load_policy(model_cfg.model_name_or_path or "embedded")
+    figures: dict[str, float] = {}
+    if script.task == "detection":
+        figures["accuracy_before"] = detection_accuracy(model, tok, valid)
+        print(f"detection accuracy on {len(valid)} validation turns before: {figures['accuracy_before']:.3f}", flush=True)
+    trainer, losses = train_sft(model, tok, cfg, model_cfg, train, valid)
+    figures.update(losses)
+    if script.task == "detection":
+        figures["accuracy_after"] = detection_accuracy(trainer.model, tok, valid)
+        print(f"detection accuracy on {len(valid)} validation turns after:  {figures['accuracy_after']:.3f}", flush=True)
     print(
-        f"saved {out} ({summary['seconds']:.0f}s); RLPF from it: python -m rl.train --config rl/configs/tiny.yaml --model_name_or_path {out}"
+        f"validation loss on {len(valid)} {script.task} turns: {losses['valid_loss_before']:.4f} -> {losses['valid_loss_after']:.4f}",
+        flush=True,
     )
+    out = Path(cfg.output_dir)
+    trainer.save_model(str(out))  # with use_peft: the adapter only
+    labels = {lab: sum(e["label"] == lab for e in train) for lab in {e["label"] for e in train}}
+    summary = {**figures, "task": script.task, "peft": bool(model_cfg.use_peft), "train_labels": labels,
+               "steps": trainer.state.global_step, "seconds": time.perf_counter() - start}  # fmt: skip
+    (out / "sft_summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"saved {out} ({summary['seconds']:.0f}s)")
     return 0
 
 

@@ -154,3 +154,32 @@ def test_branch_pairs_and_several_rollouts_are_refused_together_before_anything_
 
     with pytest.raises(SystemExit, match="sim_branch.*sim_rollouts|sim_rollouts.*sim_branch"):
         main(["--config", "rl/configs/manager_opendialkg.yaml", "--sim_rollouts", "4"])
+
+
+@pytest.mark.integration
+def test_response_sft_trains_a_lora_adapter_that_lowers_the_loss_and_leaves_the_base_weights(tiny_model_dir, tmp_path):
+    """SFT of the response stage with a LoRA adapter (TRL's SFTTrainer, peft via TRL's ModelConfig) on a small
+    fixed set: the validation loss falls, the adapter's weights move and the base model's do not. With a
+    learning rate of 0 (an adapter that is not updated) the loss would not move."""
+    from trl import ModelConfig, SFTConfig
+
+    from agent.llm import load_hf
+    from rl.sft import train_sft
+
+    rows = [{"prompt": f"Expert output: Heat (1995)\nAbout: a crime movie {i}", "completion": "You might like Heat (1995), a crime movie.", "label": "r"}
+            for i in range(8)]  # fmt: skip
+    model, tok = load_hf(tiny_model_dir)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = SFTConfig(output_dir=str(tmp_path), max_steps=30, per_device_train_batch_size=4, learning_rate=5e-3, use_cpu=True, bf16=False,
+                    report_to="none", save_strategy="no", logging_steps=4, max_length=128, completion_only_loss=True, seed=0)  # fmt: skip
+    model_cfg = ModelConfig(use_peft=True, lora_r=8, lora_alpha=16, lora_dropout=0.0, lora_target_modules="all-linear")
+    trainer, losses = train_sft(model, tok, cfg, model_cfg, rows, rows)
+    assert losses["valid_loss_after"] < losses["valid_loss_before"] - 0.3
+    lora = {n: p for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    assert lora and any(float(p.abs().sum()) > 0 for p in lora.values())  # lora_B starts at zero: it moved
+    for name, p in trainer.model.named_parameters():
+        if "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base[key]), name  # the base model is untouched: one model in memory, the adapter beside it
+    trainer.save_model(str(tmp_path / "adapter"))
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file() and not (tmp_path / "adapter" / "model.safetensors").exists()
