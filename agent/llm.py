@@ -61,7 +61,7 @@ def embedded_model_dir() -> Path:
     ``$LLMCRS_HOME/models``; later calls only check the cache (about 2 s to load).
     """
     gguf = embedded_gguf_path()
-    target = home_dir() / "models" / f"smollm2-135m-instruct-{sha256_of(gguf)[:12]}"
+    target = home_dir() / "models" / f"smollm2-135m-instruct-{weights_sha256(gguf)[:12]}"  # hashed once per process
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -145,17 +145,19 @@ def is_local(spec: str | BaseChatModel | None) -> bool:
     )
 
 
-def model_identity(spec: str | BaseChatModel | None) -> tuple[str, str] | None:
-    """``(name, weights sha256)`` of a local model, without loading it; ``None`` for a remote one (see
-    :func:`is_local`)."""
+def local_path(spec: str) -> str:
+    """The folder or hub id of a local model spec (``hf:<x>`` or ``<x>``)."""
+    return spec.split(":", 1)[1] if spec.startswith("hf:") else spec
+
+
+def model_name_of(spec: str | BaseChatModel | None) -> str | None:
+    """The name a local model loads under (what its trained heads are keyed to), without loading or
+    hashing it; ``None`` for a remote one (see :func:`is_local`)."""
     if isinstance(spec, LocalHFChatModel):
-        return spec.model_name, spec.weights_sha256
+        return spec.model_name
     if not is_local(spec) or isinstance(spec, BaseChatModel):
         return None
-    if spec is None or spec == "embedded":
-        return EMBEDDED_NAME, weights_sha256(embedded_gguf_path())
-    path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
-    return path, weights_sha256(path)
+    return EMBEDDED_NAME if spec is None or spec == "embedded" else local_path(spec)
 
 
 # ---- the chat model ----------------------------------------------------------------------------
@@ -179,7 +181,7 @@ class LocalHFChatModel(BaseChatModel):
     hf_model: Any
     hf_tokenizer: Any
     model_name: str = "local"
-    weights_sha256: str = ""  # of the weight files it was loaded from ("" for a hub id): what a trained head is keyed to
+    weights_path: str = ""  # the weight file or folder it was loaded from ("" for a hub id)
     max_new_tokens: int = 64
     prefix_cache_size: int = 4
     max_prompt_tokens: int | None = None
@@ -189,6 +191,12 @@ class LocalHFChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "local-hf"
+
+    @property
+    def weights_sha256(self) -> str:
+        """The sha256 of its weights (:func:`weights_sha256`), what a trained head is keyed to: computed when
+        first asked (a trained manager), not at load, and remembered per file size and modification time."""
+        return weights_sha256(self.weights_path) if self.weights_path else ""
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -432,7 +440,7 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
     if spec is None or spec == "embedded":
         model, tok = _cached_local(str(embedded_model_dir()))
         return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=EMBEDDED_NAME, max_new_tokens=max_new_tokens,
-                                weights_sha256=weights_sha256(embedded_gguf_path()))  # fmt: skip
+                                weights_path=str(embedded_gguf_path()))  # fmt: skip
     if spec.startswith("hf-endpoint:"):
         from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
 
@@ -454,11 +462,9 @@ def load_chat_model(spec: str | BaseChatModel | None = None, max_new_tokens: int
             model=name, base_url=base or None, api_key=SecretStr(api_key) if api_key else None, max_completion_tokens=max_new_tokens,
             timeout=float(os.environ.get("LLMCRS_LLM_TIMEOUT", 60)), max_retries=1, extra_body={"max_tokens": max_new_tokens} if base else None,
         )  # fmt: skip
-    path = spec.split(":", 1)[1] if spec.startswith("hf:") else spec
+    path = local_path(spec)
     model, tok = _cached_local(path)
-    return LocalHFChatModel(
-        hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens, weights_sha256=weights_sha256(path)
-    )
+    return LocalHFChatModel(hf_model=model, hf_tokenizer=tok, model_name=path, max_new_tokens=max_new_tokens, weights_path=path)
 
 
 def _cache_argument(model: Any) -> str:

@@ -38,10 +38,15 @@ def summary_text(subtask: str, expert: str | None, out: dict[str, Any]) -> str:
     Output: Heat (1995)
     About: a crime movie directed by Michael Mann
     """
+    return f"Sub-task: {subtask}\nExpert model: {expert}\nOutput: {summary_output(out)}"
+
+
+def summary_output(out: dict[str, Any]) -> str:
+    """The summary's output: the expert's text, then its reason, the catalog's facts and what was relaxed, a line each."""
     why = f"\nReason: {out['reason']}" if out.get("reason") else ""
     why += f"\nAbout: {out['about']}" if out.get("about") else ""
     why += f"\nNote: {out['relaxed']}" if out.get("relaxed") else ""
-    return f"Sub-task: {subtask}\nExpert model: {expert}\nOutput: {out.get('text', '')}{why}"
+    return f"{out.get('text', '')}{why}"
 
 
 def summary_of(state: State, res: Resources) -> str:

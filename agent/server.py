@@ -42,7 +42,6 @@ def serve(
     Raises:
         SetupError: The LangGraph server is not installed.
     """
-
     cli = shutil.which("langgraph", path=str(Path(sys.executable).parent)) or shutil.which("langgraph")
     if cli is None:
         raise SetupError("the LangGraph server is not installed; run `pip install -e '.[studio]'` (or `make setup`)")
@@ -50,7 +49,6 @@ def serve(
     from agent.webapp import MAX_REQUEST_BYTES  # $LLMCRS_MAX_REQUEST_BYTES or the default
 
     limit = max_request_bytes or MAX_REQUEST_BYTES
-    # the server's graph (agent/graph.py `graph`) is built from these: the same spec as every other command
     env = {**os.environ, "LLMCRS_MAX_REQUEST_BYTES": str(limit), "LLMCRS_DATASET": dataset, "LLMCRS_MANAGER": manager}
     env.update({"LLMCRS_MODEL": model} if model else {})
     env.update({"LLMCRS_DATA_DIR": str(data_root)} if data_root else {})

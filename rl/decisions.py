@@ -295,15 +295,13 @@ def model_name(spec: str) -> str:
     Raises:
         SetupError: The spec is an endpoint (no hidden states).
     """
-    from agent.llm import EMBEDDED_NAME, model_identity
+    from agent.llm import model_name_of
     from agent.manager import require_hidden_states
 
-    if spec in ("embedded", EMBEDDED_NAME):
-        return EMBEDDED_NAME
     require_hidden_states(spec)
-    identity = model_identity(spec)
-    assert identity is not None  # a local spec
-    return identity[0]
+    name = model_name_of(spec)
+    assert name is not None  # a local spec
+    return name
 
 
 def cache_features(dataset: str, split: str, rows: list[dict[str, Any]], model: str = "embedded", force: bool = False) -> Path:

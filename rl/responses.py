@@ -53,7 +53,7 @@ def turn_row(env: Any, tools: dict[str, Any], dialogue: list[tuple[str, str]], r
     import prompts
     from agent.context import Context
     from agent.heuristics import label_turn, resolve_args
-    from agent.respond import summary_text
+    from agent.respond import summary_output, summary_text
     from tools.base import subtask_of
     from tools.dialogue import format_dialogue
     from tools.explanation import catalog_phrase, strongest_reason
@@ -88,7 +88,7 @@ def turn_row(env: Any, tools: dict[str, Any], dialogue: list[tuple[str, str]], r
     desc = f"{expert}: {description_line(tool).split('. ')[0]}" if tool is not None else expert
     summary = summary_text(name, expert, out)
     window = format_dialogue(dialogue[-Context().max_context_turns :])  # type: ignore[arg-type]
-    output = summary.split("\nOutput: ", 1)[1]  # the expert output with its reason and facts lines
+    output = summary_output(out)  # the expert output with its reason and facts lines
     prompt = prompts.render("response", {"Dialogue Context": window, "Sub-Task Name": name, "ID, Description": desc, "Output": output})
     return {"subtask": name, "expert": expert, "summary": summary, "prompt": prompt, "target": reference.strip(),
             "items": list(out.get("items", []))[:10], "facts": [f for f in facts if f], "skip": skip}  # fmt: skip
