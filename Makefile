@@ -42,12 +42,13 @@ web: setup
 	(sleep 8; $(PY) -m webbrowser -t http://127.0.0.1:2024/llmcrs/chat) &
 	$(PY) -m agent serve
 
-## The whole test suite (what CI runs).
+## The whole test suite (what CI runs), with its 15 slowest tests.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
+## Unit tests on tiny fixtures: no corpora, no trained experts, no embedded model (about 3 minutes).
 test-fast: setup
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m "not e2e and not data"
 
 lint: setup
 	$(PY) -m ruff check .

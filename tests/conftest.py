@@ -22,6 +22,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+#: Fixtures that read the real corpora or the embedded model: a test using any of them, even through
+#: another fixture, is marked ``data`` (``make test-fast`` runs the rest, on tiny fixtures only).
+DATA_FIXTURES = frozenset({"real_root", "embedded"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001
+    """Mark every test whose fixture closure reaches :data:`DATA_FIXTURES` as ``data``."""
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.data)
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip with a reason; in CI (``CI=true``) a missing model or data set is a failure, not a skip."""
     if os.environ.get("CI") == "true":
