@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.messages import HumanMessage
 from rich.console import Console
 from rich.markup import escape
 
@@ -55,36 +55,36 @@ def run_turn(graph: Any, text: str | None, config: dict[str, Any], ctx: Context,
     """Send one user message (``None``: finish the thread's interrupted turn), print the stages and stream
     the response; return the response.
 
-    The response streams sentence by sentence: a sentence is printed once it ends, and the final response
-    (cleaned of a trailing cut sentence, or the template after a fallback) completes or replaces it, so
-    the terminal shows what the thread keeps.
+    The response streams as the graph checks it (``custom`` events ``{"reply": the checked text so far}``:
+    the grounded prefix at once, then each sentence the grounding check keeps), so no sentence is shown
+    that the check later drops; the final response completes it, or replaces it after a fallback, so the
+    terminal shows what the thread keeps.
     """
-    response, streamed, shown = "", "", 0
+    response, shown = "", ""
+
+    def show(reply: str, tag: str = "") -> None:
+        nonlocal shown
+        if reply.startswith(shown) and not tag:
+            console.print(("" if shown else "[cyan]4 response[/] ") + escape(reply[len(shown) :]), end="")
+        else:  # not what was shown: the template after a fallback
+            console.print(f"\n  [yellow]{tag or '(revised)'}[/] " + escape(reply), end="")
+        shown = reply
+
     turn = None if text is None else {"messages": [HumanMessage(text)]}
-    for mode, payload in graph.stream(turn, config, context=ctx, stream_mode=["updates", "messages"]):
+    for mode, payload in graph.stream(turn, config, context=ctx, stream_mode=["updates", "custom"]):
         if mode == "updates":
             for node, update in payload.items():
                 if node == "respond":
                     response = update.get("response") or ""
                     fallback = (update.get("trajectory") or [{}])[-1].get("fallback")
-                    if not shown:
-                        console.print("[cyan]4 response[/] " + escape(response), end="")
-                    elif response.startswith(streamed[:shown]) and not fallback:
-                        console.print(escape(response[shown:]), end="")
-                    else:
-                        console.print("\n  [yellow](fallback)[/] " + escape(response), end="")
+                    if response != shown:
+                        show(response, "(fallback)" if fallback and shown else "")
                     continue
                 line = _stage_line(node, update or {})
                 if line:
                     console.print(line)
-        elif stream and mode == "messages":
-            chunk, meta = payload
-            if meta.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and chunk.content:
-                streamed += str(chunk.content)
-                end = max(streamed.rfind(p) for p in ".!?") + 1
-                if end > shown:
-                    console.print(("" if shown else "[cyan]4 response[/] ") + escape(streamed[shown:end]), end="")
-                    shown = end
+        elif stream and mode == "custom" and isinstance(payload, dict) and payload.get("reply"):
+            show(str(payload["reply"]))
     console.print()
     return response
 

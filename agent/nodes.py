@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from langchain_core.messages import RemoveMessage
+from langgraph.config import get_stream_writer
 
 from agent.boundary import REJECTED, rejected
 from agent.context import Context
@@ -165,6 +166,6 @@ def generate_response(state: State, ctx: Context, res: Resources) -> dict[str, A
         rec = LLMCall(stage="response", method="skipped", completion=answer, fallback=False)
         summary = summary_of(state, res)
     else:
-        answer, summary, rec = write_reply(state, ctx, res)
+        answer, summary, rec = write_reply(state, ctx, res, get_stream_writer())
     rec["seconds"] = time.perf_counter() - start
     return {**close_turn(state, answer), "response": answer, "summary": summary, "trajectory": [*traj, rec]}

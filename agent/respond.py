@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.constants import TAG_NOSTREAM
 
 import prompts
 from agent.boundary import trim
@@ -17,7 +20,7 @@ from agent.dialogue import DECISION_VIEW, dialogue_text
 from agent.grounding import anchored, check, without_filler, without_unsupported
 from agent.llm import LocalHFChatModel
 from agent.state import LLMCall, State
-from agent.text import clean_response, offer, without_invented_titles
+from agent.text import clean_response, offer, sentences, without_invented_titles
 from crsdata.metrics import TITLE_WITH_YEAR
 from tools.invoke import description_line
 from tools.subtasks import RECOMMENDATION
@@ -79,13 +82,27 @@ def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
     return prompts.render("response", values)
 
 
-def generate(res: Resources, prompt: str, ctx: Context, prefix: str) -> str:
-    """The LLM's text after ``prefix`` (one sentence after a forced prefix), cleaned of a cut-off sentence."""
+#: Where the checked reply goes as it grows (the graph's stream writer: ``stream_mode="custom"`` events
+#: ``{"reply": the checked text so far}``); the LLM's own tokens are never streamed (``nostream``), so a
+#: client never shows a sentence the grounding check then drops.
+Emit = Callable[[dict[str, Any]], None]
+
+
+def generate(res: Resources, prompt: str, ctx: Context, prefix: str, on_text: Callable[[str], None] | None = None) -> str:
+    """The LLM's text after ``prefix`` (one sentence after a forced prefix), cleaned of a cut-off sentence.
+    ``on_text`` gets the text generated so far after every chunk (the model streams then)."""
     kwargs: dict[str, Any] = {}
     if isinstance(res.model, LocalHFChatModel):
         # after a forced prefix the model adds one sentence: stop at its end or at a new line
         kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix, "stop": ["\n", ". ", "! ", "? "] if prefix else ["\n\n"]}
-    text = str(res.model.invoke([HumanMessage(prompt)], **kwargs).content)
+    messages, config = [HumanMessage(prompt)], RunnableConfig(tags=[TAG_NOSTREAM])
+    if on_text is None:
+        text = str(res.model.invoke(messages, config=config, **kwargs).content)
+    else:
+        text = ""
+        for chunk in res.model.stream(messages, config=config, **kwargs):
+            text += str(chunk.content)
+            on_text(text)
     if prefix and text.startswith(prefix):
         text = text[len(prefix) :]
     return clean_response(text, prefix)
@@ -141,25 +158,42 @@ def recommendation_sentence(out: dict[str, Any]) -> str:
     return offer(top, f", {out['about']}" if out.get("about") else "")
 
 
-def write_reply(state: State, ctx: Context, res: Resources) -> tuple[str, str, LLMCall]:
+def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = None) -> tuple[str, str, LLMCall]:
     """The LLM's answer from the dialogue and the summary (prompt #3), after the grounded prefix on a local
     model, without what the summary does not support; the template when that leaves nothing or loses the
-    recommended item, or when the LLM fails. Returns the answer, the summary and the stage's record."""
+    recommended item, or when the LLM fails. Returns the answer, the summary and the stage's record.
+
+    With ``emit``, the reply streams as it is checked: the grounded prefix at once, then each sentence the
+    LLM completes once the check keeps it, then the final answer (:data:`Emit`)."""
     _, text = dialogue_text(state, ctx)
     prompt = response_prompt(state, res, text)
     prefix = response_prefix(state, res, ctx)
     rec = LLMCall(stage="response", method="generated", prompt=prompt, prefix=prefix, fallback=False)
-    try:
-        answer = generate(res, prompt, ctx, prefix)
-        rec["completion"] = answer[len(prefix) :] if prefix else answer
-    except Exception as exc:  # a dead LLM endpoint: answer from the expert output
-        answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
     head = prefix.strip()
     summary = summary_of(state, res)
     supported = f"{summary}\n{head}\n{text}"  # what the experts found, and what the user said
     out = state.get("expert_output") or {}
     top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
     facts = [*res.env.facts_of(top), str(out.get("reason") or "")] if top else []
+    shown = [""]
+
+    def show(reply: str) -> None:
+        if emit is not None and reply and reply != shown[0]:
+            shown[0] = reply
+            emit({"reply": reply})
+
+    def on_text(so_far: str) -> None:  # the complete sentences so far, checked as the final answer is
+        body = so_far[len(prefix) :] if prefix and so_far.startswith(prefix) else ("" if prefix else so_far)
+        done = sentences(body)[:-1]  # the last may be cut yet
+        kept = grounded(" ".join(done), supported, facts, bool(head), res, LLMCall(stage="response")) if done else ""
+        show(f"{head} {kept}".strip())
+
+    show(head)
+    try:
+        answer = generate(res, prompt, ctx, prefix, on_text if emit is not None else None)
+        rec["completion"] = answer[len(prefix) :] if prefix else answer
+    except Exception as exc:  # a dead LLM endpoint: answer from the expert output
+        answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
     said = grounded(answer[len(head) :] if head else answer, supported, facts, bool(head), res, rec)
     answer = f"{head} {said}".strip() if head else said
     if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):
@@ -169,6 +203,7 @@ def write_reply(state: State, ctx: Context, res: Resources) -> tuple[str, str, L
     if out.get("notice"):  # an expert failed and another answered: the user is told
         answer = f"{answer} {out['notice']}"
     rec["grounding"] = check(answer, supported, top, facts, res.item_titles).as_row()
+    show(answer)
     return answer, summary, rec
 
 

@@ -48,38 +48,38 @@ def test_a_missing_part_is_one_clear_line(case, real_root, tmp_path):
 
 
 class ScriptedGraph:
-    """Replays a stream: response chunks (the model writes past its last sentence), then the final response."""
+    """Replays a stream: the checked reply as it grows (``custom`` events), then the final response."""
 
-    def __init__(self, chunks: list[str], final: str, fallback: bool = False) -> None:
-        self.chunks, self.final, self.fallback = chunks, final, fallback
+    def __init__(self, replies: list[str], final: str, fallback: bool = False) -> None:
+        self.replies, self.final, self.fallback = replies, final, fallback
 
     def stream(self, *args, **kwargs):
-        from langchain_core.messages import AIMessageChunk
-
-        for c in self.chunks:
-            yield "messages", (AIMessageChunk(c), {"langgraph_node": "respond"})
+        assert "custom" in kwargs["stream_mode"] and "messages" not in kwargs["stream_mode"]  # the LLM's raw tokens are not read
+        for r in self.replies:
+            yield "custom", {"reply": r}
         yield "updates", {"respond": {"response": self.final, "trajectory": [{"fallback": self.fallback}]}}
 
 
 @pytest.mark.parametrize(
-    ("chunks", "final", "fallback", "shown"),
+    ("replies", "final", "fallback", "shown"),
     [
-        (["You might like Heat", " (1995).", " You're right! It"], "You might like Heat (1995). You're right!", False,
-         "4 response You might like Heat (1995). You're right!"),
-        (["Totally unrelated words."], "You might like Heat (1995).", True, "(fallback) You might like Heat (1995)."),
+        (["You might like Heat (1995).", "You might like Heat (1995). It is tense."], "You might like Heat (1995). It is tense. Sorry, KBRD failed.",
+         False, "4 response You might like Heat (1995). It is tense. Sorry, KBRD failed."),
+        (["Heat (1995) is tense."], "You might like Heat (1995).", True, "(fallback) You might like Heat (1995)."),
+        ([], "You might like Heat (1995).", True, "4 response You might like Heat (1995)."),
     ],
 )  # fmt: skip
-def test_the_terminal_shows_the_response_the_thread_keeps(monkeypatch, chunks, final, fallback, shown):
+def test_the_terminal_shows_the_response_the_thread_keeps(monkeypatch, replies, final, fallback, shown):
     from rich.console import Console
 
     import agent.__main__ as cli
     from agent.context import Context
 
     monkeypatch.setattr(cli, "console", Console(record=True, width=300))
-    assert cli.run_turn(ScriptedGraph(chunks, final, fallback), "hi", {}, Context()) == final
+    assert cli.run_turn(ScriptedGraph(replies, final, fallback), "hi", {}, Context()) == final
     out = cli.console.export_text()
-    assert shown in out and (fallback or out.strip().endswith(final))
-    assert "It\n" not in out  # the cut sentence the model wrote past its stop is never shown
+    assert shown in out and out.strip().endswith(final)
+    assert out.count(final) == 1  # what was shown is completed, or replaced once
 
 
 def test_the_demo_names_the_experts_a_recommendation_blends():

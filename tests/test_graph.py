@@ -407,6 +407,28 @@ def test_a_sentence_claiming_what_no_expert_said_is_dropped_and_counted(experts,
     assert out["response"].startswith("You might like Heat (1995)") and out["trajectory"][-1]["fallback"]
 
 
+def test_the_reply_streams_only_what_the_grounding_check_keeps(experts, real_root):
+    """The LLM's own tokens never reach a client (``nostream``): the reply streams as ``custom`` events
+    of the checked text, so "You can find it on Netflix!" is never shown, not even before it is dropped."""
+    from langchain_core.messages import AIMessageChunk
+
+    extra = fixed_recommender("fixed_rec", ["Heat (1995)"])
+    tools = [t for t in experts if t.name != "popularity_recommender"] + [extra]
+    said = "Heat (1995) is tense. You can find it on Netflix! It has Al Pacino in it. Bye"
+    g = graph_with(fake_llm('{"name": "recommendation"}', said), tools, real_root)
+    replies, leaked = [], []
+    turn = {"messages": [HumanMessage("something with Al Pacino please")]}
+    for mode, payload in g.stream(turn, {"configurable": {"thread_id": "s"}}, context=CTX, stream_mode=["custom", "messages"]):
+        if mode == "custom":
+            replies.append(payload["reply"])
+        elif payload[1].get("langgraph_node") == "respond" and isinstance(payload[0], AIMessageChunk):
+            leaked.append(payload[0].content)
+    final = g.get_state({"configurable": {"thread_id": "s"}}).values["response"]
+    assert not leaked and replies and replies[-1] == final
+    assert not any("Netflix" in r for r in replies)
+    assert "Heat (1995) is tense." in replies  # a checked sentence is shown as soon as the next one starts
+
+
 def test_an_attribute_asked_long_ago_is_not_asked_again(experts, real_root):
     from itertools import cycle
 

@@ -54,28 +54,28 @@ def test_conversation_and_malformed_input_through_the_sdk(server):
     assert second["subtask"]["name"] == "explanation"  # the second message sees the first
 
 
-def test_run_streams_each_stage_and_the_response_token_by_token(server):
+def test_run_streams_each_stage_and_the_checked_response(server):
+    """The stages stream as updates; the reply streams as ``custom`` events of the checked text (the
+    grounded part first), and the LLM's raw tokens never leave the server."""
     from langgraph_sdk import get_sync_client
 
     client = get_sync_client(url=server)
     thread = client.threads.create()["thread_id"]
-    nodes, chunks, text = [], 0, ""
+    nodes, replies, raw = [], [], 0
     for part in client.runs.stream(thread, "llmcrs", input={"messages": [{"role": "user", "content": "I loved Heat (1995), what else would I like?"}]},
-                                   stream_mode=["updates", "messages-tuple"]):  # fmt: skip
+                                   stream_mode=["updates", "custom", "messages-tuple"]):  # fmt: skip
         if part.event == "updates":
             nodes += list(part.data)
+        elif part.event == "custom":
+            replies.append(part.data["reply"])
         elif part.event == "messages":
             chunk, meta = part.data
-            if meta.get("langgraph_node") == "respond" and chunk.get("type") == "AIMessageChunk" and chunk.get("content"):
-                chunks += 1
-                text += chunk["content"]
-    print(f"streamed events: {len(nodes)} stage updates {nodes}, {chunks} response chunks")
+            raw += meta.get("langgraph_node") == "respond" and chunk.get("type") == "AIMessageChunk"
+    print(f"streamed events: {len(nodes)} stage updates {nodes}, replies {replies}")
     assert [n for n in nodes if n in ("admit", "detect", "execute", "respond")] == ["admit", "detect", "execute", "respond"]
     state = client.threads.get_state(thread)["values"]
-    assert chunks > 1  # real tokens, not one final chunk
-    # the response is the streamed text, cleaned (a trailing cut sentence dropped) unless it fell back to the template
-    final, streamed = " ".join(state["response"].split()), " ".join(text.split())
-    assert streamed.startswith(final) or final.startswith(streamed) or state["trajectory"][-1].get("fallback")
+    assert raw == 0 and replies and replies[-1] == state["response"]
+    assert all(state["response"].startswith(r) for r in replies) or state["trajectory"][-1].get("fallback")  # nothing taken back
 
 
 @pytest.mark.parametrize("resume", [True, False], ids=["resumed", "shown-unanswered"])

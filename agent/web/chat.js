@@ -1,7 +1,8 @@
 // The llmcrs chat page: a thin client of the LangGraph server API on this origin.
 // A turn is one run streamed from POST /threads/{id}/runs/stream: `updates` events show the stages
-// (1 sub-task, 2 expert, 3 expert output, 4 response), `messages` events of the `respond` node stream
-// the answer token by token. Everything the user or the model wrote is inserted as text
+// (1 sub-task, 2 expert, 3 expert output, 4 response), `custom` events ({reply}) stream the answer as
+// the graph checks it (the grounded part at once, then each sentence the grounding check keeps: the
+// LLM's raw tokens are never sent, so nothing shown is taken back). Everything the user or the model wrote is inserted as text
 // (textContent, text nodes, new Option), never as HTML.
 "use strict";
 
@@ -134,7 +135,7 @@
       if (u.expert_output) this.output(u.expert_output);
       if (u.response) {
         this.final(u.response);
-        this.stage(4, "Response", this.chunks ? `streamed in ${this.chunks} chunks` : "done");
+        this.stage(4, "Response", this.chunks ? `streamed in ${this.chunks} checked ${this.chunks > 1 ? "parts" : "part"}` : "done");
       }
     }
 
@@ -149,23 +150,23 @@
       line.append(list);
     }
 
-    /** A `messages` event: a token chunk of the response, or the complete message the node returned. */
-    chunk(message, meta) {
-      if (!message || !meta || meta.langgraph_node !== "respond") return;
-      const text = contentText(message.content);
-      if (message.type === "AIMessageChunk") {
-        if (!text) return;
-        if (!this.chunks) this.stage(4, "Response", "generating…");
-        this.chunks += 1;
-        this.answer.dataset.chunks = String(this.chunks);
-        this.answer.hidden = false;
-        this.streamed.appendData(text);
-      } else {
-        this.final(text);
-      }
+    /** A `custom` event: the checked reply so far. */
+    reply(text) {
+      if (typeof text !== "string" || !text || text === this.streamed.data) return;
+      if (!this.chunks) this.stage(4, "Response", "generating…");
+      this.chunks += 1;
+      this.answer.dataset.chunks = String(this.chunks);
+      this.answer.hidden = false;
+      this.streamed.data = text;
     }
 
-    /** The final response replaces what was streamed (the model may stream past a stop sequence). */
+    /** A `messages` event: the complete message the `respond` node returned (its tokens are not streamed). */
+    chunk(message, meta) {
+      if (!message || !meta || meta.langgraph_node !== "respond" || message.type === "AIMessageChunk") return;
+      this.final(contentText(message.content));
+    }
+
+    /** The final response completes what was streamed, or replaces it after a fallback. */
     final(text) {
       this.answer.hidden = !text;
       if (this.answer.textContent !== text) this.streamed.data = text;
@@ -247,12 +248,13 @@
         body: JSON.stringify({
           assistant_id: GRAPH,
           input: { messages: [{ role: "user", content: text }] },
-          stream_mode: ["updates", "messages-tuple"],
+          stream_mode: ["updates", "custom", "messages-tuple"],
         }),
       });
       if (!response.ok) throw new Error(await failure(response));
       for await (const { event, data } of events(response)) {
         if (event === "updates") for (const [node, update] of Object.entries(data)) turn.update(node, update);
+        else if (event === "custom" && data && typeof data === "object") turn.reply(data.reply);
         else if (event === "messages" && Array.isArray(data)) turn.chunk(data[0], data[1]);
         else if (event === "error") turn.fail(`run failed: ${data.message || data.error || JSON.stringify(data)}`);
       }
