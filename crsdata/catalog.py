@@ -152,7 +152,7 @@ class Catalog:
         wanted = {
             "redial": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
             "opendialkg": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
-            "opendialkg_books": ["dialog_Books.jsonl"],
+            "opendialkg_books": ["dialog_Books.jsonl", "kg.json", "entity2id.json", "relation2id.json"],
             "inspired": ["dev.jsonl", "test.jsonl"],
         }.get(dataset, ["entity2id.json", "movie_ids.json"])
         return [folder / w for w in wanted]
@@ -232,6 +232,8 @@ class Catalog:
             for n, name in enumerate(sorted(item_names(ds, str(base)))):
                 title, year = split_title(name)
                 items.append({"item_id": str(n), "name": name, "title": title, "year": year, "plot": None, "attributes": {}})
+            if ds == "opendialkg_books":  # the books' writer, genres and year are in OpenDialKG's knowledge graph
+                triples = _books_from_kg(base / "opendialkg", items)
             if ds in ("gorecdial", "tgredial"):
                 kg_file = base / ds / ("dbpedia_subkg.txt" if ds == "gorecdial" else "cn-dbpedia.txt")
                 if kg_file.exists():
@@ -392,3 +394,32 @@ def _as_list(value: Any) -> list[str]:
     if isinstance(value, list):
         return [str(v) for v in value if v not in (None, "")]
     return [str(value)]
+
+
+def _books_from_kg(folder: Path, items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Fill the book ``items`` (named as OpenDialKG's entities) with the writer, genres, language and year
+    the knowledge graph gives them; returns the graph's triples about them (``(book, relation, value)``)."""
+    ds = "opendialkg_books"
+    ent2id = read_json(folder / "entity2id.json", ds)
+    id2ent = {int(v): k for k, v in ent2id.items()}
+    id2rel = {int(v): k for k, v in read_json(folder / "relation2id.json", ds).items()}
+    kg = read_json(folder / "kg.json", ds)
+    keys = {"writer": "writer", "genre": "genre", "language": "language"}
+    triples: list[tuple[str, str, str]] = []
+    for item in items:
+        eid = ent2id.get(item["name"])
+        if eid is None:
+            continue
+        attrs: dict[str, list[str]] = {}
+        for rel, tail in kg.get(str(eid), []):
+            r, t = id2rel.get(int(rel)), id2ent.get(int(tail))
+            if not r or not t:
+                continue
+            t = norm_name(t)
+            triples.append((item["name"], r, t))
+            if r == "year" and t.isdigit() and not item["year"]:
+                item["year"] = int(t)
+            elif r in keys and t not in attrs.setdefault(keys[r], []):
+                attrs[keys[r]].append(t)
+        item["attributes"] = {k: v for k, v in attrs.items() if v}
+    return list(dict.fromkeys(triples))

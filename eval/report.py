@@ -27,7 +27,7 @@ from crsdata.metrics import (
 )
 from sim.systems import GRAPH_SYSTEMS
 
-REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50"]
+REC_COLS = [f"{m}@{k}" for m in ("hit", "mrr", "ndcg") for k in KS] + ["dedup_hit@10", "dedup_hit@50", "named_top1", "named_top10"]
 CONV_COLS = [
     *(f"{m}{n}_{d}" for d in ("crslab", "standard") for m in ("bleu", "dist") for n in (1, 2)),
     "dist1_crslab_char", "dist2_crslab_char", "response_fallback_share", "invented_title_share",
@@ -35,6 +35,8 @@ CONV_COLS = [
 ]  # fmt: skip
 STAGES = ("detection", "matching", "execution", "response")
 LOWER_IS_BETTER = (
+    "named_top1",
+    "named_top10",
     "fallback_share",
     "invented_title_share",
     "unsupported_claim_share",
@@ -80,6 +82,7 @@ def system_metrics(rows: list[dict[str, Any]], known: frozenset[str] | None = No
     out = ev.report()
     out.update(conversation_metrics([r["response"] for r in rows], [r["reference"] for r in rows]))
     out["turns"] = float(len(rows))
+    out["named_top1"], out["named_top10"] = map(float, named_recommendations([r for r in rows if r["ranked"]]))
     if known is not None:
         out["invented_title_share"] = sum(bool(invented_titles(r["response"] or "", known)) for r in rows) / max(1, len(rows))
     out.update(grounding_metrics(rows))
@@ -120,6 +123,30 @@ def grounding_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
         else nan,
         "field_dump_share": sum(bool(r["grounding"]["field_dump"]) for r in checked) / len(checked) if checked else nan,
     }
+
+
+def named_recommendations(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """``(turns whose top item, turns whose top ten, is a film the dialogue named)``, under any of its
+    catalog entries: titles compared without their year, so "Titanic" counts for "Titanic (1997)" (a
+    remake of a named title counts too: the count errs high).
+
+    >>> rows = [{"ranked": ["Titanic", "Heat (1995)"], "context_items": ["Titanic (1997)"]}, {"ranked": ["Up (2009)"], "context_items": []}]
+    >>> named_recommendations(rows)
+    (1, 1)
+    """
+    from crsdata.catalog import split_title
+    from tools.linking import norm
+
+    def film(name: str) -> str:
+        return norm(split_title(name)[0])
+
+    top1 = top10 = 0
+    for r in rows:
+        named = {film(i) for i in r.get("context_items") or []}
+        ranked = [film(i) for i in r["ranked"][:10]]
+        top1 += bool(ranked and ranked[0] in named)
+        top10 += any(f in named for f in ranked)
+    return top1, top10
 
 
 def dataset_item_names(dataset: str, root: str | None = None) -> frozenset[str] | None:

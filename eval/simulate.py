@@ -50,7 +50,7 @@ from typing import Any
 from crsdata.catalog import Item
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from sim.dialogues import Episode, choose_dialogues, simulate
-from sim.users import AttributeSimulator, LLMSimulator, UserSimulator
+from sim.users import AttributeSimulator, LLMSimulator, UserSimulator, similar_titles
 
 
 @dataclass
@@ -71,6 +71,12 @@ class SimulateArguments:
     simulator: str = field(default="attribute", metadata={"help": "attribute (deterministic) or llm (a chat model plays the user)"})
     simulator_model: str | None = field(default=None, metadata={"help": "model spec of the llm simulator (default: the embedded model)"})
     feedback: str = field(default="reason", metadata={"help": "a rejection gives a reason (reason) or not (plain, as iEvaLM)"})
+    facts: str = field(
+        default="genre,cast,director,writer,decade",
+        metadata={
+            "help": "what the attribute user states, in order; genre,decade,title: no names, only genres, decades and films like the target"
+        },
+    )
 
 
 def _ci(values: list[float]) -> str:
@@ -91,8 +97,13 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     env = expert_env(args.dataset, args.data_root)
     talker = load_chat_model(args.simulator_model) if args.simulator == "llm" else None
 
+    facts = tuple(f.strip() for f in args.facts.split(",") if f.strip())
+
     def user_for(item: Item) -> UserSimulator:
-        return LLMSimulator(item, talker, env.category) if talker is not None else AttributeSimulator(item, args.feedback, args.k)
+        if talker is not None:
+            return LLMSimulator(item, talker, env.category)
+        similar = similar_titles(env, item) if "title" in facts else None
+        return AttributeSimulator(item, args.feedback, args.k, facts=facts, similar=similar)
 
     chosen, dropped = choose_dialogues(env, args.dataset, args.split, args.dialogues, args.seed, args.data_root)
     cfg = RunConfig(
@@ -108,6 +119,8 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
     out = (
         Path(args.results_dir) / "simulate" / args.dataset / ("llm" if talker is not None else "plain" if args.feedback == "plain" else "")
     )
+    if talker is None and args.facts != SimulateArguments.facts:
+        out = out / args.facts.replace(",", "-")
     out.mkdir(parents=True, exist_ok=True)
     shared: dict[str, Any] = {}
     episodes: dict[str, list[Episode]] = {}
@@ -127,7 +140,8 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
 def _simulator_line(args: SimulateArguments) -> str:
     if args.simulator == "llm":
         return f"LLM simulator ({args.simulator_model or 'the embedded model'}, prompts/simulator.txt, seed {args.seed})"
-    return f"Attribute simulator (seed {args.seed}, rejections {'with a reason' if args.feedback == 'reason' else 'without a reason'})"
+    return (f"Attribute simulator (seed {args.seed}, rejections {'with a reason' if args.feedback == 'reason' else 'without a reason'}, "
+            f"stating {args.facts.replace(',', ', ')})")  # fmt: skip
 
 
 def write_tables(

@@ -51,6 +51,7 @@ class WishesArguments:
     systems: list[str] = field(default_factory=lambda: ["full", "wo_m"], metadata={"help": "comma list; expert:all adds every recommender"})
     per_kind: int = field(default=100, metadata={"help": "requests (or conversations) per kind"})
     seed: int = 0
+    phrasings: str = field(default="standard", metadata={"help": "standard, or heldout (written after the parser, never tuned on)"})
     model: str | None = field(default=None, metadata={"help": "model spec of the graph systems (default: embedded)"})
     manager: str = field(default="trained", metadata={"help": "trained, prompt or rule"})
     data_root: str | None = None
@@ -129,8 +130,54 @@ def _decade_said(rng: random.Random, decade: int) -> str:
     return rng.choice(forms)
 
 
-def generate(env: ExpertEnv, per_kind: int, seed: int = 0) -> list[Request]:
-    """Requests of every kind from ``env``'s catalog (:func:`generate` is deterministic in ``seed``)."""
+#: How users say each kind of request (``{g}`` genre, ``{c}`` category, ``{d}`` decade as said, ``{p}``
+#: person, ``{x}`` a liked item). ``standard`` is what the preference state was built against; ``heldout``
+#: was written afterwards and never tuned on: its figures say how the parser generalises.
+PHRASINGS: dict[str, dict[str, list[str]]] = {
+    "standard": {
+        "genre": ["I'm in the mood for a {g} {c}.", "Any good {g} {c}s?", "Can you recommend a {g} {c}?", "I want to see a {g} {c} tonight."],
+        "decade": ["I'm in the mood for something from {d}.", "Any {c}s from {d}?", "Recommend me something from {d}, please."],
+        "genre + decade": ["Any {g} {c}s from {d}?", "I'd like a {g} {c} from {d}.", "Something {g} from {d} please."],
+        "recent": ["Something recent, please.", "Any good new {c}s from the last few years?", "What's a recent {c} worth seeing?",
+                   "I want something modern."],
+        "classic": ["Not sure what I want. Maybe a classic?", "I'd love an old classic {c}.", "Something older, a real classic."],
+        "actor": ["Something with {p} in it would be great.", "Any {c}s starring {p}?", "I really like {p}. What should I watch?"],
+        "director": ["I like films directed by {p}.", "Anything directed by {p}?", "Do you know any {c}s by {p}?"],
+        "writer": ["Any {c}s written by {p}?", "I like {p}'s writing. Anything by them?"],
+        "liked item + genre": ["I loved {x}. Something like it but a {g}?", "I liked {x}, but I'd prefer a {g} {c} now.",
+                               "{x} was great. Any {g} {c}s like it?"],
+        "liked item + disliked genre": ["I loved {x}, but no {g} please.", "I liked {x}. Something like it but not {g}.",
+                                        "{x} was good. I don't want {g} this time though."],
+        "turn 1": ["I loved {x}.", "My favorite {c} is {x}."],
+        "turn 2": ["I'd prefer a {g} this time.", "Hmm, how about a {g} {c}?", "Actually I want a {g}."],
+        "turn 3": ["Something from {d}?", "Maybe one from {d}."],
+        "turn 4": ["Actually, something newer.", "Hmm, something more recent please."],
+    },
+    "heldout": {
+        "genre": ["Got a good {g} {c} for me?", "I'm really into {g} {c}s.", "Could I get a {g} recommendation?", "{g} {c}s are my favourite."],
+        "decade": ["Show me {c}s made in {d}.", "I'd enjoy something from {d}.", "{c}s from {d} are my thing."],
+        "genre + decade": ["I'd enjoy a {g} from {d}.", "Looking for a {g} {c}, ideally from {d}.", "I like {g} {c}s from {d}."],
+        "recent": ["Anything that came out lately?", "I'd like a {c} from the last couple of years.", "Show me something new."],
+        "classic": ["Give me something vintage.", "I'm in the mood for an old {c}.", "Any good oldies?"],
+        "actor": ["I'm a big fan of {p}.", "Any {c} featuring {p}?", "What has {p} starred in that I'd like?"],
+        "director": ["Any {c} directed by {p}?", "Something from director {p}?", "Show me {c}s by {p}."],
+        "writer": ["Anything written by {p}?", "Got any {c}s by the writer {p}?"],
+        "liked item + genre": ["{x} is one of my favourites, but I'm after a {g} now.", "I enjoyed {x}. Could you suggest a {g}?"],
+        "liked item + disliked genre": ["I enjoyed {x}. Please, nothing {g}.", "{x} was fine, but I'm not into {g}."],
+        "turn 1": ["I really enjoyed {x}.", "{x} is great."],
+        "turn 2": ["Let's switch to a {g}.", "Could we try a {g} instead?"],
+        "turn 3": ["From {d}, if possible.", "Ideally something from {d}."],
+        "turn 4": ["Can it be more recent?", "Something a bit newer?"],
+    },
+}  # fmt: skip
+
+
+def generate(env: ExpertEnv, per_kind: int, seed: int = 0, phrasings: str = "standard") -> list[Request]:
+    """Requests of every kind from ``env``'s catalog, said as :data:`PHRASINGS` ``[phrasings]`` says
+    (deterministic in ``seed``)."""
+    if phrasings not in PHRASINGS:
+        raise ValueError(f"unknown phrasings {phrasings!r}; choose from {', '.join(PHRASINGS)}")
+    forms = PHRASINGS[phrasings]
     rng = random.Random(seed)
     cat = env.category
     genres = [g for g in _values(env, "genre") if len(g) > 2][:20]
@@ -142,19 +189,19 @@ def generate(env: ExpertEnv, per_kind: int, seed: int = 0) -> list[Request]:
     newest = env.newest_year
     out: list[Request] = []
 
+    def say(kind: str, **values: str) -> str:
+        text = rng.choice(forms[kind]).format(c=cat, **values)
+        return text[:1].upper() + text[1:]
+
     def add(kind: str, turns: list[str], checks: list[Check | None], labels: list[str]) -> None:
         out.append(Request(kind, turns, checks, labels))
 
     for _ in range(per_kind):
         g = rng.choice(genres)
-        said = rng.choice([f"I'm in the mood for a {g.lower()} {cat}.", f"Any good {g.lower()} {cat}s?", f"Can you recommend a {g.lower()} {cat}?",
-                           f"I want to see a {g.lower()} {cat} tonight."])  # fmt: skip
-        add("genre", [said], [has(env, "genre", g)], [g])
+        add("genre", [say("genre", g=g.lower())], [has(env, "genre", g)], [g])
     for _ in range(per_kind):
         d = rng.choice(decades)
-        said = rng.choice([f"I'm in the mood for something from {_decade_said(rng, d)}.", f"Any {cat}s from {_decade_said(rng, d)}?",
-                           f"Recommend me something from {_decade_said(rng, d)}, please."])  # fmt: skip
-        add("decade", [said], [years(env, d, d + 9)], [f"{d}s"])
+        add("decade", [say("decade", d=_decade_said(rng, d))], [years(env, d, d + 9)], [f"{d}s"])
     pairs = [
         (g, d)
         for g in genres
@@ -163,56 +210,40 @@ def generate(env: ExpertEnv, per_kind: int, seed: int = 0) -> list[Request]:
     ]
     for _ in range(per_kind):
         g, d = rng.choice(pairs)
-        said = rng.choice([f"Any {g.lower()} {cat}s from {_decade_said(rng, d)}?", f"I'd like a {g.lower()} {cat} from {_decade_said(rng, d)}.",
-                           f"Something {g.lower()} from {_decade_said(rng, d)} please."])  # fmt: skip
-        add("genre + decade", [said], [both(has(env, "genre", g), years(env, d, d + 9))], [f"{g}, {d}s"])
+        add("genre + decade", [say("genre + decade", g=g.lower(), d=_decade_said(rng, d))], [both(has(env, "genre", g), years(env, d, d + 9))],
+            [f"{g}, {d}s"])  # fmt: skip
     for _ in range(per_kind):
         if rng.random() < 0.5:
-            said = rng.choice(["Something recent, please.", f"Any good new {cat}s from the last few years?", f"What's a recent {cat} worth seeing?",
-                               "I want something modern."])  # fmt: skip
-            add("recency", [said], [years(env, newest - RECENT_SPAN + 1, None)], ["recent"])
+            add("recency", [say("recent")], [years(env, newest - RECENT_SPAN + 1, None)], ["recent"])
         else:
-            said = rng.choice(
-                ["Not sure what I want. Maybe a classic?", f"I'd love an old classic {cat}.", "Something older, a real classic."]
-            )
-            add("recency", [said], [years(env, None, CLASSIC_BEFORE - 1)], ["classic"])
-    for kind, people, forms in (
-        ("actor", actors, ["Something with {} in it would be great.", "Any {c}s starring {}?", "I really like {}. What should I watch?"]),
-        ("director", directors, ["I like films directed by {}.", "Anything directed by {}?", "Do you know any {c}s by {}?"]),
-        (
-            "writer",
-            writers if cat == "book" or env.dataset.startswith("opendialkg") else [],
-            ["Any {c}s written by {}?", "I like {}'s writing. Anything by them?"],
-        ),
+            add("recency", [say("classic")], [years(env, None, CLASSIC_BEFORE - 1)], ["classic"])
+    for kind, people in (
+        ("actor", actors),
+        ("director", directors),
+        ("writer", writers if cat == "book" or env.dataset.startswith("opendialkg") else []),
     ):
-        if not people:
-            continue
         key = {"actor": "cast", "director": "director", "writer": "writer"}[kind]
+        if not people or not any(attrs.get(key) for attrs in env.item_attributes.values()):  # books have no cast or director
+            continue
         for _ in range(per_kind):
             p = rng.choice(people)
-            add(kind, [rng.choice(forms).format(p, c=cat)], [has(env, key, p)], [p])
+            add(kind, [say(kind, p=p)], [has(env, key, p)], [p])
     for _ in range(per_kind):
         liked = rng.choice(popular)
         g = rng.choice([x for x in genres if x not in env.genres_of(liked)] or genres)
-        said = rng.choice([f"I loved {liked}. Something like it but a {g.lower()}?", f"I liked {liked}, but I'd prefer a {g.lower()} {cat} now.",
-                           f"{liked} was great. Any {g.lower()} {cat}s like it?"])  # fmt: skip
-        add("liked item + genre", [said], [has(env, "genre", g)], [f"{liked}; {g}"])
+        add("liked item + genre", [say("liked item + genre", x=liked, g=g.lower())], [has(env, "genre", g)], [f"{liked}; {g}"])
     for _ in range(per_kind):
         liked = rng.choice(popular)
         g = rng.choice(sorted(env.genres_of(liked)))
-        said = rng.choice([f"I loved {liked}, but no {g.lower()} please.", f"I liked {liked}. Something like it but not {g.lower()}.",
-                           f"{liked} was good. I don't want {g.lower()} this time though."])  # fmt: skip
-        add("liked item + disliked genre", [said], [without_genre(env, g)], [f"{liked}; not {g}"])
+        add("liked item + disliked genre", [say("liked item + disliked genre", x=liked, g=g.lower())], [without_genre(env, g)],
+            [f"{liked}; not {g}"])  # fmt: skip
     for _ in range(per_kind):
         liked = rng.choice(popular)
         g, d = rng.choice(pairs)
         later = [i for i in env.items_by_genre.get(g, ()) if (y := env.year_of.get(i)) and y > d + 9]
         if len(later) < MIN_ITEMS:
             continue
-        turns = [rng.choice([f"I loved {liked}.", f"My favorite {cat} is {liked}."]),
-                 rng.choice([f"I'd prefer a {g.lower()} this time.", f"Hmm, how about a {g.lower()} {cat}?", f"Actually I want a {g.lower()}."]),
-                 rng.choice([f"Something from {_decade_said(rng, d)}?", f"Maybe one from {_decade_said(rng, d)}."]),
-                 rng.choice(["Actually, something newer.", "Hmm, something more recent please."])]  # fmt: skip
+        turns = [say("turn 1", x=liked), say("turn 2", g=g.lower()), say("turn 3", d=_decade_said(rng, d)), say("turn 4")]
         checks: list[Check | None] = [
             None,
             has(env, "genre", g),
@@ -283,7 +314,7 @@ def evaluate(args: WishesArguments, progress: bool = True) -> dict[str, Any]:
         else:
             names.append(name)
     cfg = RunConfig(dataset=args.dataset, systems=names, model=args.model, manager=args.manager, data_root=args.data_root, metrics="rec")
-    requests = generate(env, args.per_kind, args.seed)
+    requests = generate(env, args.per_kind, args.seed, args.phrasings)
     shared: dict[str, Any] = {}
     per_system: dict[str, dict[str, list[tuple[float, float]]]] = {}
     transcripts: dict[str, list[dict[str, Any]]] = {}
@@ -299,9 +330,10 @@ def evaluate(args: WishesArguments, progress: bool = True) -> dict[str, Any]:
                 )
         per_system[name] = rows
     table = report(per_system)
-    folder = args.results_dir / "wishes" / args.dataset
+    folder = args.results_dir / "wishes" / args.dataset / ("" if args.phrasings == "standard" else args.phrasings)
     folder.mkdir(parents=True, exist_ok=True)
-    result = {"dataset": args.dataset, "per_kind": args.per_kind, "seed": args.seed, "systems": names, "table": table}
+    result = {"dataset": args.dataset, "per_kind": args.per_kind, "seed": args.seed, "phrasings": args.phrasings, "systems": names,
+              "table": table}  # fmt: skip
     (folder / "wishes.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     (folder / "transcripts.json").write_text(json.dumps(transcripts, indent=1), encoding="utf-8")
     (folder / "tables.md").write_text(markdown(result), encoding="utf-8")
@@ -336,7 +368,8 @@ def report(per_system: dict[str, dict[str, list[tuple[float, float]]]]) -> list[
 
 def markdown(result: dict[str, Any]) -> str:
     """The result as a Markdown table."""
-    lines = [f"# Requests met on {result['dataset']} ({result['per_kind']} generated requests a kind, seed {result['seed']})", "",
+    lines = [f"# Requests met on {result['dataset']} ({result['per_kind']} generated requests a kind, seed {result['seed']}, "
+             f"{result.get('phrasings', 'standard')} phrasings)", "",
              f"| kind | system | n | top-1 [95% CI] | top-10 share | {result['systems'][0]} above it (Holm p) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for r in result["table"]:
         lo, hi = r["top1_ci"]
@@ -351,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(WishesArguments, prog="python -m eval wishes").parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     result = evaluate(args)
     print(markdown(result))
-    print(f"results: {args.results_dir / 'wishes' / args.dataset}")
+    print(f"results: {args.results_dir / 'wishes' / args.dataset / ('' if args.phrasings == 'standard' else args.phrasings)}")
     return 0
 
 

@@ -35,6 +35,11 @@ FACTS = (("genre", "I'm in the mood for a {} movie.", 2), ("cast", "Something wi
 #: Words of a question that ask about an attribute (the earliest found in the question wins).
 ASKS = {"genre": r"genres?|kind of", "cast": r"actors?|actress(?:es)?|cast|stars?", "director": r"directors?|directed",
         "writer": r"writers?|authors?|written", "decade": r"decades?|era|particular time|how old|\d{4}s"}  # fmt: skip
+#: A user who states no names (``facts="genre,decade,title"``) also names films like the target it
+#: enjoyed (:func:`similar_titles`), the way a person describes a taste without knowing who made what.
+TITLE_FACT = ("title", "I really enjoyed {}.", 2)
+#: Every attribute a user may state, in the order it volunteers them.
+ALL_FACTS = (*(key for key, *_ in FACTS), "title")
 REJECTION = "I don't like them."
 #: What a curious user asks about a recommended item, and the sub-task that answers it. Worded unlike the
 #: scripted conversations of the tests, which check the manager on phrasings it never trained on.
@@ -80,6 +85,22 @@ def asked_attribute(question: str) -> str | None:
     return min(found)[1] if found else None
 
 
+def similar_titles(env: Any, target: Item, n: int = 2) -> list[str]:
+    """The ``n`` most mentioned catalog items most like ``target`` (most shared genres, then the same
+    decade), never an entry of its film nor a title that contains its own: the titles a names-free user
+    says it enjoyed."""
+    genres, decade = set(target.get("genre")), (target.year // 10 if target.year else None)
+    key = env.film_key.get(target.name, target.name)
+
+    def likeness(name: str) -> tuple[int, int]:
+        year = env.year_of.get(name)
+        return len(genres & env.genres_of(name)), int(decade is not None and year is not None and year // 10 == decade)
+
+    pool = [i for i in env.ranked_by_popularity[:2000]
+            if env.film_key.get(i, i) != key and likeness(i)[0] and not mentions(i, target.title)]  # not a sequel: it names the target  # fmt: skip
+    return sorted(pool, key=lambda i: tuple(-x for x in likeness(i)))[:n]
+
+
 def _values(target: Item, key: str) -> list[str]:
     if key == "decade":
         return [f"{target.year // 10 * 10}s"] if target.year else []
@@ -98,26 +119,35 @@ class AttributeSimulator:
         curious: The chance that a wrong recommendation gets a follow-up question first (:data:`FOLLOW_UPS`);
             the user leaves when the next turn does not answer it. 0 (no questions) in evaluation.
         seed: Seeds which recommendations get a question, and which one.
+        facts: The attributes the user states (:data:`ALL_FACTS` but ``title`` by default); ``genre,decade,title``
+            is a user who names no person, only genres, decades and films it enjoyed.
+        similar: The films it says it enjoyed (``title`` facts; :func:`similar_titles`).
     """
 
-    def __init__(self, target: Item, feedback: str = "reason", k: int = 10, curious: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, target: Item, feedback: str = "reason", k: int = 10, curious: float = 0.0, seed: int = 0,
+                 facts: tuple[str, ...] = ALL_FACTS[:-1], similar: list[str] | None = None) -> None:  # fmt: skip
         if feedback not in ("reason", "plain"):
             raise ValueError(f"unknown feedback {feedback!r}; use 'reason' or 'plain'")
+        if unknown := set(facts) - set(ALL_FACTS):
+            raise ValueError(f"unknown facts {sorted(unknown)}; choose from {', '.join(ALL_FACTS)}")
         self.target, self.feedback, self.k, self.masked, self.left = target, feedback, k, 0, False
         self.curious, self.rng = curious, random.Random(seed)
         self.expects: tuple[str, str] | None = None  # the sub-task that answers the user's question, and the rejection it holds back
         names = {target.name, target.title}
-        self.known = {key: [template.format(v) for v in _values(target, key)[:n]
-                            if not any(mentions(v, t) or mentions(t, v) for t in names)] for key, template, n in FACTS}  # fmt: skip
+        self.order = [key for key in ALL_FACTS if key in facts]
+        values = {key: _values(target, key) for key in self.order if key != "title"} | {"title": list(similar or [])}
+        templates = {key: (template, n) for key, template, n in (*FACTS, TITLE_FACT)}
+        self.known = {key: [templates[key][0].format(v) for v in values[key][: templates[key][1]]
+                            if not any(mentions(v, t) or mentions(t, v) for t in names)] for key in self.order}  # fmt: skip
         self.said = {key: list(v) for key, v in self.known.items()}  # what it has not said yet
 
     @property
     def facts(self) -> list[str]:
         """What the user can still say, in the order it volunteers it."""
-        return [f for key, *_ in FACTS for f in self.said[key]]
+        return [f for key in self.order for f in self.said[key]]
 
     def _next_fact(self) -> str:
-        for key, *_ in FACTS:
+        for key in self.order:
             if self.said[key]:
                 return self.said[key].pop(0)
         return "Anything else along those lines?"
@@ -143,7 +173,7 @@ class AttributeSimulator:
         if "?" not in prediction.response:
             return NUDGE
         key = asked_attribute(prediction.response)
-        if key is not None:
+        if key is not None and key in self.said:
             self.said[key] = []
             return " ".join(self.known[key]) or f"I don't mind the {key}, really."
         return self._next_fact()

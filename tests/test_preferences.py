@@ -199,3 +199,69 @@ def test_eval_wishes_runs_a_recommender_through_every_kind(real_root, tmp_path):
 def test_titles_and_initials_do_not_bend_what_the_user_asked(redial_env, said, key, value):
     prefs = fold(redial_env, empty(), "user", said)
     assert prefs[key] == value and not prefs["disliked_genres"] and not prefs["disliked_people"]
+
+
+@pytest.mark.parametrize(
+    ("said", "genres", "years", "people", "roles"),
+    [
+        # a taste stated, not asked: a wish when it names no item
+        ("I like horror movies from the 80s.", ["horror"], [1980, 1989], [], {}),
+        ("I'm into 90s comedies.", ["comedy"], [1990, 1999], [], {}),
+        ("I'd enjoy a thriller made in the 2000s.", ["thriller"], [2000, 2009], [], {}),
+        ("Mostly I watch dramas from the 1970s.", ["drama"], [1970, 1979], [], {}),
+        ("a horror film from 1980s", ["horror"], [1980, 1989], [], {}),
+        ("What about a comedy from the last decade?", ["comedy"], [NOW - 9, None], [], {}),
+        ("I want something not too old", [], [NOW - 4, None], [], {}),
+        ("A good romcom?", ["romance"], None, [], {}),
+        # an audience wish names the family genre
+        ("Something for the family?", ["family"], None, [], {}),
+        ("A movie I can watch with my kids.", ["family"], None, [], {}),
+        # a person's part
+        ("Any movies by Wes Craven?", [], None, ["Wes Craven"], {"Wes Craven": "director"}),
+        ("Anything starring Tom Hanks?", [], None, ["Tom Hanks"], {"Tom Hanks": "cast"}),
+        ("Something written by Aaron Sorkin?", [], None, ["Aaron Sorkin"], {"Aaron Sorkin": "writer"}),
+        ("I really like Tom Hanks.", [], None, ["Tom Hanks"], {}),
+        # mentions stay mentions
+        ("I loved Get Out (2017), a great horror movie.", [], None, [], {}),
+        ("That one was released in 2018.", [], None, [], {}),
+    ],
+)
+def test_stated_tastes_audiences_and_parts_are_wishes(redial_env, said, genres, years, people, roles):
+    prefs = fold(redial_env, empty(), "user", said)
+    assert (prefs["genres"], prefs["years"], prefs["people"], prefs["roles"]) == (genres, years, people, roles)
+
+
+def test_a_person_asked_as_director_meets_the_wish_only_with_films_they_directed(redial_env):
+    prefs = fold(redial_env, empty(), "user", "Any movies directed by Clint Eastwood?")
+    ranked = stated_first(redial_env, "", lambda n: redial_env.ranked_by_popularity[:n], 10, prefs)
+    assert ranked and all("Clint Eastwood" in redial_env.item_attributes[i]["director"] for i in ranked)
+    acted = fold(redial_env, empty(), "user", "Any movies starring Clint Eastwood?")
+    ranked = stated_first(redial_env, "", lambda n: redial_env.ranked_by_popularity[:n], 10, acted)
+    assert all("Clint Eastwood" in redial_env.item_attributes[i]["cast"] for i in ranked)
+
+
+def test_eval_wishes_says_each_kind_in_held_out_phrasings_too(redial_env):
+    from eval.wishes import PHRASINGS, generate
+
+    standard, heldout = generate(redial_env, 8, 0), generate(redial_env, 8, 0, "heldout")
+    assert {r.kind for r in standard} == {r.kind for r in heldout}
+    written = {t for r in standard for t in r.turns}
+    assert not written & {t for r in heldout for t in r.turns}  # none said the same way
+    assert set(PHRASINGS["standard"]) == set(PHRASINGS["heldout"])
+    with pytest.raises(ValueError, match="unknown phrasings"):
+        generate(redial_env, 1, 0, "slang")
+
+
+def test_a_taste_stated_beside_liked_items_ranks_nothing_but_a_request_beside_them_filters(redial_env):
+    """ "I like family movies. My favorites are The Goonies (1985)": the films say more than the genre, which
+    filters nothing (it cost corpus HIT); "I loved Coco (2017). Something for the family?" asks, and filters."""
+    stated = fold(redial_env, empty(), "user", "I like all kinds of movies, especially family movies. My favorite is The Goonies (1985).")
+    assert stated["genres"] == [] and "family" in stated["liked_genres"]
+    asked = fold(redial_env, empty(), "user", "I loved Coco (2017). Something for the family?")
+    assert asked["genres"] == ["family"]
+
+
+def test_a_person_asked_instead_replaces_the_one_asked_before(redial_env):
+    prefs = fold(redial_env, empty(), "user", "Any movies by Wes Craven?")
+    assert fold(redial_env, prefs, "user", "Something with Tom Hanks instead.")["people"] == ["Tom Hanks"]
+    assert fold(redial_env, prefs, "user", "Anything with Tom Hanks?")["people"] == ["Wes Craven", "Tom Hanks"]

@@ -180,3 +180,22 @@ def test_a_curious_user_asks_about_a_wrong_item_and_leaves_when_the_question_is_
 
     ep = simulate(_Stubborn(), sample, AttributeSimulator(item, feedback="plain", curious=1.0), turns=5, k=10)
     assert len(ep.turns) == 2 and ep.turns[-1]["user"] == LEAVES and ep.success_turn is None
+
+
+def test_a_names_free_user_states_genres_decades_and_films_like_the_target_never_a_person(redial_env):
+    """``facts=("genre", "decade", "title")``: a user who knows no names says genres, the decade and films
+    it enjoyed that are like the target (most shared genres, same decade), never the target's film nor a
+    person, even when asked about the cast."""
+    from sim.users import similar_titles
+
+    for _, item in _targets(redial_env, 30):
+        similar = similar_titles(redial_env, item)
+        user = AttributeSimulator(item, facts=("genre", "decade", "title"), similar=similar)
+        assert similar and all(redial_env.film_key.get(s, s) != redial_env.film_key.get(item.name, item.name) for s in similar)
+        assert all(redial_env.genres_of(s) & set(item.get("genre")) for s in similar)
+        said = " ".join(user.facts)
+        people = [p for key in ("cast", "director", "writer") for p in item.get(key)]
+        assert not any(mentions(said, p) for p in people)
+        assert item.get("genre")[0] in said and f"I really enjoyed {similar[0]}." in said
+        ask = Prediction(ranked=[], response="Any actors you enjoy, for example A, B or C?", subtask=ELICITATION)
+        assert not any(mentions(user.reply(ask), p) for p in people)

@@ -113,6 +113,13 @@ class ExpertEnv:
         return {name: frozenset(a["director"] | a["cast"] | a["writer"]) for name, a in self.item_attributes.items()}
 
     @cached_property
+    def writers(self) -> dict[str, str]:
+        """Normalised name -> writer (names of two words or more), for wishes that ask for a writer."""
+        from tools.linking import norm
+
+        return {norm(w): w for a in self.item_attributes.values() for w in a.get("writer", ()) if len(norm(w).split()) >= 2}
+
+    @cached_property
     def items_by_person(self) -> dict[str, frozenset[str]]:
         """Person -> the items they directed, wrote or play in."""
         return _inverted(self.people_of)

@@ -21,7 +21,11 @@ WORD = re.compile(r"[A-Za-z0-9']+")
 YEAR_IN_PARENS = re.compile(r"\((\d{4})\)")
 #: Words before a "(year)" tried as the start of a full "Title (Year)" name, the longest first.
 FULL_NAME_WORDS = 16
-NEGATION = re.compile(r"\b(not|never|no|don't|dont|doesn't|didn't|hate|hated|dislike|disliked|can't stand|isn't|aren't|wasn't)\b", re.I)
+NEGATION = re.compile(
+    r"\b(not|never|no|don't|dont|doesn't|doesnt|didn't|didnt|hate|hated|dislike|disliked|can't stand|cant stand|isn't|isnt|aren't|wasn't|"
+    r"won't|wont|can't do|cant do|nothing|without|avoid|skip|except)\b",
+    re.I,
+)
 #: A sentence; "Mr. Deeds (2002)", "Love Potion No. 9 (1992)" or "Samuel L. Jackson" is not cut at the
 #: abbreviation's or the initial's period.
 SENTENCE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|No|Vol)\.|\b[A-Z]\.(?= [A-Z])|[^.!?\n])+[.!?]?")
@@ -32,6 +36,8 @@ GENRE_SYNONYMS = {
     "comedies": "comedy",
     "romantic": "romance",
     "rom com": "romance",
+    "romcom": "romance",
+    "romcoms": "romance",
     "animated": "animation",
     "cartoon": "animation",
     "cartoons": "animation",
@@ -126,6 +132,8 @@ class EntityLinker:
             if norm(canon) in self.genres and norm(syn) not in self.genres:
                 self.genres[norm(syn)] = self.genres[norm(canon)]
         people = {*catalog.attribute_values(dataset, "director"), *catalog.attribute_values(dataset, "cast")}
+        if not people:  # a catalog without directors or cast (books): its writers are the people it knows
+            people = set(catalog.attribute_values(dataset, "writer"))
         self.people = {norm(p): p for p in people if len(norm(p).split()) >= 2}
         # link() is pure and the experts of one turn link the same dialogue many times (the reranker's
         # bases, their preference filters): the last LINK_MEMO texts are kept. Written here because

@@ -6,9 +6,11 @@ constraint, and none ranks every 1990s film, so the wish is lost unless one plac
 module is that place:
 
 * :func:`fold` reads one utterance into the :class:`Preferences` stated so far (the catalog's genres
-  and people through the entity linker; years, decades and recency words by rule). A later statement overrides an earlier one of its kind:
-  after "something from the 90s", "actually, something newer" replaces the decade; a genre asked
-  for in a new turn replaces the one asked before ("I'd prefer a comedy this time").
+  and people through the entity linker, a person's part from the words before the name, writers when
+  asked for; years, decades, recency words and audiences ("for the family") by rule). A later statement
+  overrides an earlier one of its kind: after "something from the 90s", "actually, something newer"
+  replaces the decade; a genre asked for in a new turn replaces the one asked before ("I'd prefer a
+  comedy this time").
 * :func:`stated_first` ranks by them: what is disliked, named, seen or rejected is out (never
   relaxed); the hard constraints (the people asked for, the genres asked for, the year range) filter;
   when fewer than ``top_k`` items meet them all, they are relaxed in :data:`RELAX_ORDER` (the year
@@ -21,8 +23,8 @@ module is that place:
 * :func:`wish_phrase` says which stated wish an item meets ("a 1990s drama, as you asked").
 
 A genre is a hard constraint only when the user asks for it (:data:`ASKING`: "any horror?", "I'd
-prefer a comedy", "I'm in the mood for a drama"); a genre merely mentioned ("I loved that horror
-film") re-ranks nothing, as before (a liked genre as a ranking key lowered HIT on the corpora). The
+prefer a comedy", "I'm in the mood for a drama"), or states a taste naming no item ("I'm into 90s
+comedies", :func:`_wants`); a genre merely mentioned ("I loved that horror film") re-ranks nothing, as before (a liked genre as a ranking key lowered HIT on the corpora). The
 people the user likes come first, as before (OpenDialKG KBRD .2338 -> .3154 on HIT@10).
 """
 
@@ -55,6 +57,7 @@ class Preferences(TypedDict, total=False):
         lean: Genres wished for softly ("like X but lighter" -> comedy): they re-rank.
         disliked_genres: Genres the user does not want (never relaxed).
         people: People liked or asked for (an item with any of them first, more of them before fewer).
+        roles: The part a person was asked for ("directed by" -> ``director``; ``cast``, ``writer``).
         disliked_people: People the user does not want (never relaxed).
         years: The year range asked for, ``[first, last]`` inclusive (``None`` for an open end).
         years_said: How the range was asked ("the 1990s", "recent", "before 2000"), for the reply.
@@ -71,6 +74,7 @@ class Preferences(TypedDict, total=False):
     lean: list[str]
     disliked_genres: list[str]
     people: list[str]
+    roles: dict[str, str]
     disliked_people: list[str]
     years: list[int | None] | None
     years_said: str
@@ -92,10 +96,41 @@ RELAX_ORDER = ("years", "genres", "people")
 ASKING = re.compile(
     r"\?|\b(any|anything|something|some|looking for|look for|in the mood|mood for|recommend|suggest|suggestions?|prefer|"
     r"rather|instead|this time|want|wanna|need|give me|show me|how about|what about|maybe|perhaps|feel like|would like|"
-    r"i'd like|id like|like to see|like to watch|like to read|i'd love|would love|love to see|please|can you|could you|"
+    r"i'd like|id like|like to see|like to watch|like to read|i'd love|would love|love to see|please|can you|could you|i'm after|im after|"
+    r"i am after|"
     r"do you have|got any|know any|only|just|a good)\b",
     re.I,
 )
+#: A sentence that states a taste for a kind of item ("I like horror movies from the 80s", "I'm into 90s
+#: comedies", "a thriller would be great"): a wish when it names no item (:func:`_wants`); "I loved that
+#: horror film, Get Out" names one and stays a mention. Present tense only: "I liked horror films" is a memory.
+STATES = re.compile(
+    r"\b(i (?:really |also |mostly |usually |just |do |kinda |kind of )?(?:like|love|enjoy|adore|dig|prefer|watch|fancy)|"
+    r"i'?m (?:really |mostly |a big |a huge |big )?(?:into|fan of|after)|i am (?:really )?into|(?:big |huge )?fans? of|"
+    r"favou?rites?|my (?:thing|jam|type|cup of tea)|i'?d enjoy|i would enjoy|would be (?:great|nice|good|perfect|fun|awesome|ideal)|"
+    r"sounds? (?:good|great)|go for|big on|works? for me|i'?m up for|up for)\b",
+    re.I,
+)
+#: An audience wish that names no genre ("something for the family?", "a movie I can watch with my kids"):
+#: the catalog's family genre (and its kin, :data:`KINDRED`).
+FAMILY = re.compile(
+    r"\b(for (?:the |my |our )?(?:whole )?family|family[- ](?:friendly|movie|film|night|book)s?|whole family|"
+    r"with (?:my|the|our) (?:kids|children|family|little ones|son|daughter)|for (?:my |the |our )?(?:kids|children|little ones)|"
+    r"kid[- ]friendly|child[- ]friendly|children'?s (?:movie|film|book)s?|all ages)\b",
+    re.I,
+)
+#: The words before a person's name that say their part ("directed by", "starring", "written by"); "by"
+#: alone is a film's director and a book's writer (:func:`_roles`).
+ROLE_CUES = (
+    (re.compile(r"\b(written by|writer|screenwriter|screenplay by|scripted by|author|novels? by|books? by|penned by)\s*$", re.I), "writer"),
+    (re.compile(r"\b(directed by|director|directors|filmmaker|helmed by|films? by|movies? by)\s*$", re.I), "director"),
+    (re.compile(r"\b(starring|stars?|with|featuring|actor|actress|played by|acted by|has|in which)\s*$", re.I), "cast"),
+    (re.compile(r"\bby\s*$", re.I), "by"),
+)
+#: A person asked for with one of these replaces the people asked before ("Something with Tom Hanks instead").
+INSTEAD = re.compile(r"\b(instead|rather|this time|actually|now|switch|change)\b", re.I)
+#: Words that ask for a writer: only then are writers looked for (the linker knows directors and cast).
+WRITER_CUE = re.compile(r"\b(written|writer|screenwriter|screenplay|scripted|author|novels?|penned|writing|wrote)\b", re.I)
 #: "like X", "similar to X": the user wants something like the item that follows.
 ANCHOR = re.compile(r"\b(like|similar to|such as|in the vein of|along the lines of|reminds? me of|same as|as good as)\s*$", re.I)
 #: A reply that turns down what the assistant just offered.
@@ -119,13 +154,20 @@ _BEFORE = re.compile(rf"\b(?:before|earlier than|older than|prior to|pre-?|up to
 _AFTER = re.compile(rf"\b(?:after|later than|newer than|post-?)\s*{_YEAR}\b", re.I)
 _SINCE = re.compile(rf"\b(?:since|from)\s+{_YEAR}\s+(?:on|onwards?|or later|and later|or after)\b|\b(?:since)\s+{_YEAR}\b", re.I)
 _IN_YEAR = re.compile(rf"\b(?:from|in|of|released in|came out in|made in)\s+{_YEAR}\b(?!\s*\))", re.I)
-_NEWER = re.compile(r"\b(newer|more recent|more modern|less old|not so old|later one)\b", re.I)
+_NEWER = re.compile(r"\b(newer|more recent|more modern|less old|not (?:so|too|that|very) old|later ones?)\b", re.I)
+_THIS_DECADE = re.compile(r"\b(this decade|the last (?:ten|10) years|the (?:last|past) decade)\b", re.I)
 _OLDER = re.compile(r"\b(older|less recent|earlier one)\b", re.I)
-_RECENT = re.compile(r"\b(recent|recently|newest|latest|modern|new releases?|brand new|current|last few years|these days|nowadays)\b", re.I)
+_RECENT = re.compile(
+    r"\b(recent|recently|newest|latest|modern|new releases?|brand new|current|last few years|last couple of years|these days|nowadays|lately|"
+    r"(?:something|anything|stuff|ones?) new|new (?:movies?|films?|books?|ones?|stuff))\b",
+    re.I,
+)
 _CLASSIC = re.compile(r"\b(classics?|oldies?|vintage|golden age|black and white|old (?:movie|film|book|one|stuff|school)s?)\b", re.I)
 #: How many years back "recent" reaches from the catalog's newest year; a "classic" is before CLASSIC_BEFORE.
 RECENT_YEARS = 5
 CLASSIC_BEFORE = 1980
+#: "Older movies" with nothing to be older than: before this year ("a classic" reaches back further).
+OLDER_BEFORE = 2000
 
 
 def _decade(m: re.Match[str]) -> tuple[int, int, str]:
@@ -187,7 +229,11 @@ def year_range(text: str, newest: int, reference: tuple[int | None, int | None] 
     if _OLDER.search(text):
         if lo_ref is not None:
             return None, lo_ref - 1, "older"
-        return None, CLASSIC_BEFORE - 1, "older"
+        if _CLASSIC.search(text):  # "something older, a real classic"
+            return None, CLASSIC_BEFORE - 1, "a classic"
+        return None, OLDER_BEFORE - 1, "older"
+    if m := _THIS_DECADE.search(text):
+        return newest - 9, None, "from the last ten years"
     if _RECENT.search(text):
         return newest - RECENT_YEARS + 1, None, "recent"
     if _CLASSIC.search(text):
@@ -201,26 +247,61 @@ _DESCRIBES = re.compile(
 )
 
 
-def asked_years(text: str, newest: int, reference: tuple[int | None, int | None] | None) -> tuple[int | None, int | None, str] | None:
-    """The year range a user utterance *asks* for: :func:`year_range` of its last sentence that asks
-    (:data:`ASKING`) and does not merely call an item a classic. "I enjoy 80s slasher movies", "It was
-    released in 2018" and "that is a classic!" ask for nothing; "Any from the 80s?" does.
+def asked_years(
+    text: str,
+    newest: int,
+    reference: tuple[int | None, int | None] | None,
+    names_item: Callable[[str], bool] | None = None,
+) -> tuple[int | None, int | None, str] | None:
+    """The year range a user utterance *asks* for: :func:`year_range` of its last sentence that wants
+    something (:func:`_wants`) and does not merely call an item a classic. "It was released in 2018" and
+    "that is a classic!" ask for nothing; "Any from the 80s?" and "I enjoy 80s slasher movies." do.
+
+    Args:
+        text: The utterance.
+        newest: The catalog's newest year.
+        reference: What "newer" and "older" compare with (:func:`year_range`).
+        names_item: Whether a sentence names a catalog item (a taste stated beside a title is a mention);
+            ``None``: no sentence does.
 
     >>> asked_years("It was released in 2018. Any good ones from the 80s?", 2019, None)
     (1980, 1989, 'the 1980s')
     >>> asked_years("I enjoy 80s slasher movies.", 2019, None), asked_years("Hi yes, that is a classic! Any others?", 2019, None)
-    (None, None)
+    ((1980, 1989, 'the 1980s'), None)
     """
     found = None
     for sentence in _sentences(text):
-        if ASKING.search(sentence) and not _DESCRIBES.search(sentence):
+        if _wants(sentence, names_item) and not _DESCRIBES.search(sentence):
             found = year_range(sentence, newest, reference) or found
     return found
 
 
+_PAST = re.compile(r"\b(was|were|saw|seen|watched|had|did|went|got|thought|found)\b|\b\w{3,}ed\b", re.I)
+
+
+def _wants(sentence: str, names_item: Callable[[str], bool] | None = None) -> bool:
+    """Whether a user sentence wants something now: it asks (:data:`ASKING`), or it states a taste
+    (:data:`STATES`) or is a short fragment ("a horror film from the 1980s"), naming no item and in
+    the present tense.
+
+    >>> [_wants(s) for s in ("Any comedies?", "I'm into 90s comedies.", "a horror film from 1980s", "I loved that horror film.")]
+    [True, True, True, False]
+    """
+    if ASKING.search(sentence):
+        return True
+    if names_item is not None and names_item(sentence):
+        return False
+    fragment = len(WORDS.findall(sentence)) <= 6 and not _SUBJECT.search(sentence)  # "a horror film from 1980s", not "That's war."
+    return bool(STATES.search(sentence) or fragment) and not _PAST.search(sentence)
+
+
+WORDS = re.compile(r"[\w']+")
+_SUBJECT = re.compile(r"\b(i|i'm|im|you|we|he|she|it|it's|they|that|that's|thats|this|those|these|there)\b", re.I)
+
+
 def empty() -> Preferences:
     """A conversation's preferences before anything is said."""
-    return Preferences(**{f: [] for f in LIST_FIELDS}, years=None, years_said="", offered=[])  # type: ignore[typeddict-item]
+    return Preferences(**{f: [] for f in LIST_FIELDS}, roles={}, years=None, years_said="", offered=[])  # type: ignore[typeddict-item]
 
 
 def _add(values: list[str], new: Iterable[str]) -> list[str]:
@@ -238,17 +319,27 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     A user utterance is parsed into the state; an assistant utterance records what it offered
     (the items it names), so that "seen it" or "no, something else" next rejects them.
     """
-    out: Preferences = {**empty(), **{k: (list(v) if isinstance(v, list) else v) for k, v in prefs.items()}}  # type: ignore[typeddict-item]
+    copied = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in prefs.items()}
+    out: Preferences = {**empty(), **copied}  # type: ignore[typeddict-item]
     if role != "user":
         named = env.linker.link(text).items
         out["seen"] = _add(out["seen"], named)
         out["offered"] = named
         return out
     m = env.linker.link(text)
+
+    def names_item(sentence: str) -> bool:  # an utterance naming items: only what it asks for filters
+        return bool(m.items) or bool(env.linker.link(sentence).items)
+
     disliked = set(m.disliked)
     items = [i for i in m.items if i not in disliked]
     genres = [g for g in m.genres if g not in disliked]
-    people = [p for p in m.people if p not in disliked]
+    family = env.linker.genres.get("family") or env.linker.genres.get("animation")
+    audience = bool(family) and any(FAMILY.search(x) and (ASKING.search(x) or not names_item(FAMILY.sub(" ", x))) for x in _sentences(text))
+    if audience:
+        genres = _add(genres, [family])  # type: ignore[list-item]
+    writers = _writers(env, text) if WRITER_CUE.search(text) else []
+    people = [p for p in _add(m.people, writers) if p not in disliked]
     out["seen"] = _add(out["seen"], m.items)
     if out["offered"] and REJECTS.search(text):
         out["rejected"] = _add(out["rejected"], out["offered"])
@@ -256,7 +347,7 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     out["liked_items"] = _add(_drop(out["liked_items"], disliked), items)
     out["disliked_items"] = _add(_drop(out["disliked_items"], items), [i for i in m.items if i in disliked])
     out["anchors"] = _add(out["anchors"], _anchors(text, items))
-    asked = [g for g in genres if _asked(text, g)]
+    asked = [g for g in genres if (audience and g == family) or _asked(text, g, names_item)]
     if asked:  # a genre asked for now replaces the genres asked before
         out["genres"] = asked
     elif items:  # liked films named after a genre was asked say more than it did: it no longer filters
@@ -268,9 +359,11 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     for pattern, genre in TONE.items():
         if re.search(pattern, text, re.I) and (canon := env.linker.genres.get(genre)):
             out["lean"] = _add(out["lean"], [canon])
-    out["people"] = _add(_drop(out["people"], disliked), people)
+    kept = [] if people and INSTEAD.search(text) else _drop(out["people"], disliked)  # "something with B instead": not A
+    out["people"] = _add(kept, people)
+    out["roles"] = {p: r for p, r in {**(out.get("roles") or {}), **_roles(env, text, people)}.items() if p in out["people"]}
     out["disliked_people"] = _add(_drop(out["disliked_people"], people), [p for p in m.people if p in disliked])
-    said = asked_years(text, env.newest_year, _reference(env, out))
+    said = asked_years(text, env.newest_year, _reference(env, out), names_item)
     if said is not None:
         out["years"], out["years_said"] = [said[0], said[1]], said[2]
     for name in LIST_FIELDS:  # a long conversation's state stays bounded: the latest statements are kept
@@ -278,12 +371,11 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     return out
 
 
-def _asked(text: str, genre_value: str) -> bool:
-    """Whether the sentence naming ``genre_value`` asks for it (any cue of :data:`ASKING` in it), or the
-    whole utterance is short ("Comedy.", "dramas please")."""
+def _asked(text: str, genre_value: str, names_item: Callable[[str], bool] | None = None) -> bool:
+    """Whether a sentence naming ``genre_value`` wants it (:func:`_wants`): "Any comedies?", "Comedy.",
+    "I'm into 90s comedies"; not "I loved Get Out, a great horror movie"."""
     return any(
-        any(w in sentence.lower() for w in _genre_words(genre_value)) and (ASKING.search(sentence) or len(sentence.split()) <= 3)
-        for sentence in _sentences(text)
+        any(w in sentence.lower() for w in _genre_words(genre_value)) and _wants(sentence, names_item) for sentence in _sentences(text)
     )
 
 
@@ -314,6 +406,31 @@ def _anchors(text: str, items: list[str]) -> list[str]:
         if at > 0 and ANCHOR.search(low[:at]):
             out.append(item)
     return out
+
+
+def _roles(env: ExpertEnv, text: str, people: list[str]) -> dict[str, str]:
+    """The part the user asked each person for, from the words before their name (:data:`ROLE_CUES`):
+    "directed by A" -> director, "starring B" -> cast, "written by C" -> writer, "by D" -> a film's
+    director or a book's writer. A person named without a cue gets no part (any part meets the wish)."""
+    low = text.lower()
+    out = {}
+    for person in people:
+        at = low.find(person.lower())
+        if at <= 0:
+            continue
+        before = low[max(0, at - 40) : at]
+        for cue, role in ROLE_CUES:
+            if cue.search(before):
+                out[person] = role if role != "by" else ("writer" if env.category == "book" else "director")
+                break
+    return out
+
+
+def _writers(env: ExpertEnv, text: str) -> list[str]:
+    """The catalog's writers named in ``text`` (the linker knows directors and cast only)."""
+    words = norm(text).split()
+    index = env.writers
+    return list(dict.fromkeys(index[k] for n in (4, 3, 2) for i in range(len(words) - n + 1) if (k := " ".join(words[i : i + n])) in index))
 
 
 def _reference(env: ExpertEnv, prefs: Preferences) -> tuple[int | None, int | None] | None:
@@ -359,7 +476,8 @@ def constraints(env: ExpertEnv, prefs: Preferences) -> list[tuple[str, AbstractS
     out: list[tuple[str, AbstractSet[str]]] = []
     people = prefs.get("people") or []
     if people:
-        out.append(("people", frozenset().union(*(env.items_by_person.get(p, frozenset()) for p in people))))
+        roles = prefs.get("roles") or {}
+        out.append(("people", frozenset().union(*(_items_of(env, p, roles.get(p)) for p in people))))
     genres = [k for g in prefs.get("genres") or [] for k in kindred(env, g)]
     if genres:  # "comedy, action or drama": any of the genres asked for together
         out.append(("genres", frozenset().union(*(env.items_by_genre.get(g, frozenset()) for g in genres))))
@@ -369,9 +487,19 @@ def constraints(env: ExpertEnv, prefs: Preferences) -> list[tuple[str, AbstractS
     return out
 
 
+def _items_of(env: ExpertEnv, person: str, role: str | None) -> frozenset[str]:
+    """The items of ``person``, in ``role`` when one was asked ("directed by"), else in any."""
+    items = env.items_by_person.get(person, frozenset())
+    if role is None:
+        return items
+    in_role = frozenset(i for i in items if person in env.item_attributes.get(i, {}).get(role, ()))
+    return in_role or items  # a part the catalog never gives them: any of their items
+
+
 #: Genres a catalog labels so narrowly that their kin also meet the wish: ReDial labels Coco, Frozen and
-#: Moana "animation", not "family", so "a movie for my kids" would miss every one of them.
-KINDRED = {"family": ("animation",)}
+#: Moana "animation", not "family", so "a movie for my kids" would miss every one of them (books: children's
+#: literature).
+KINDRED = {"family": ("animation", "children's literature")}
 
 
 def kindred(env: ExpertEnv, genre: str) -> list[str]:
@@ -501,7 +629,8 @@ def wish_phrase(env: ExpertEnv, prefs: Preferences, item: str | None = None) -> 
     suffix = "" if adjective or not said else (f" {said}" if said.startswith("from ") else f" released {said}")
     if not (genres or people or said):
         return ""
-    words = " ".join(w for w in (adjective, " or ".join(g.lower() for g in genres), env.category) if w)
+    joined = (" and " if item is not None else " or ").join(g.lower() for g in genres)  # the item has each; a wish is any
+    words = " ".join(w for w in (adjective, joined, env.category) if w)
     phrase = f"{words}{suffix}{_people_phrase(env, people, item)}"
     return f"{'an' if phrase[:1].lower() in 'aeiou' else 'a'} {phrase}"
 
@@ -513,6 +642,9 @@ def _people_phrase(env: ExpertEnv, people: list[str], item: str | None) -> str:
     >>> env = NS(category="movie", item_attributes={"Heat (1995)": {"director": {"Michael Mann"}, "cast": {"Al Pacino"}}})
     >>> _people_phrase(env, ["Michael Mann", "Al Pacino"], "Heat (1995)"), _people_phrase(env, ["Al Pacino"], None)
     (' directed by Michael Mann with Al Pacino', ' with Al Pacino')
+    >>> env.item_attributes["Heat (1995)"]["writer"] = {"Michael Mann"}
+    >>> _people_phrase(env, ["Michael Mann"], "Heat (1995)")
+    ' written and directed by Michael Mann'
     """
     if not people:
         return ""
@@ -520,8 +652,10 @@ def _people_phrase(env: ExpertEnv, people: list[str], item: str | None) -> str:
         return f" with {' and '.join(people)}"
     attrs = env.item_attributes.get(item, {})
     verb = {"director": "directed by", "writer": "by" if env.category == "book" else "written by"}
-    parts = [f" {verb[role]} {' and '.join(p for p in people if p in attrs.get(role, ()))}"
-             for role in ("director", "writer") if any(p in attrs.get(role, ()) for p in people)]  # fmt: skip
+    both = [p for p in people if p in attrs.get("director", ()) and p in attrs.get("writer", ())]
+    parts = [f" written and directed by {' and '.join(both)}"] if both else []
+    parts += [f" {verb[role]} {' and '.join(p for p in people if p in attrs.get(role, ()) and p not in both)}"
+              for role in ("director", "writer") if any(p in attrs.get(role, ()) and p not in both for p in people)]  # fmt: skip
     parted = {p for role in ("director", "writer") for p in people if p in attrs.get(role, ())}
     rest = [p for p in people if p not in parted]
     return "".join(parts) + (f" with {' and '.join(rest)}" if rest else "")
