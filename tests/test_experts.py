@@ -361,7 +361,10 @@ def test_bench_reports_offer_and_test_pvalue(real_root, experts_home, tmp_path):
     assert bench.main(args) == 0
     res = json.loads(out.read_text())
     # sasrec untrained, no KBRD; the retriever's index queried by its transformer beside it when it queries statically
-    assert set(res) - {"inspired/retriever+transformer-query"} == {"inspired/popularity", "inspired/popularity+prefs", "inspired/retriever"}
+    assert set(res) - {"inspired/retriever+transformer-query"} == {
+        "inspired/preference_parsing", "inspired/popularity", "inspired/popularity+prefs", "inspired/retriever"}  # fmt: skip
+    parsing = res["inspired/preference_parsing"]  # one user turn read into the preference state, timed on every test turn read
+    assert parsing["turns"] > 0 and 0 < parsing["median_ms"] <= parsing["p95_ms"]
     assert res["inspired/popularity"]["offered"] == "floor" and res["inspired/popularity"]["test_hit@10_pvalue_vs_floor"] is None
     variant = res.get("inspired/retriever+transformer-query")  # present when the tool queries with its static encoder
     assert variant is None or (variant["offered"] == "variant" and variant["train_seconds"] is None)
