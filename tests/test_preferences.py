@@ -265,3 +265,19 @@ def test_a_person_asked_instead_replaces_the_one_asked_before(redial_env):
     prefs = fold(redial_env, empty(), "user", "Any movies by Wes Craven?")
     assert fold(redial_env, prefs, "user", "Something with Tom Hanks instead.")["people"] == ["Tom Hanks"]
     assert fold(redial_env, prefs, "user", "Anything with Tom Hanks?")["people"] == ["Wes Craven", "Tom Hanks"]
+
+
+def test_a_genre_asked_while_turning_down_an_offer_refines_the_one_before(redial_env):
+    """A user who wants a horror thriller says "a horror movie", turns the offer down, then says "a thriller":
+    horror thrillers come first; "I'd prefer a comedy this time" is a change of mind and keeps nothing."""
+    prefs = fold(redial_env, empty(), "user", "I'm in the mood for a horror movie.")
+    prefs = fold(redial_env, prefs, "assistant", "You might like It (2017).")
+    prefs = fold(redial_env, prefs, "user", "Not It (2017), I don't think that one is for me. I'm in the mood for a thriller movie.")
+    assert prefs["genres"] == ["thriller"] and prefs["lean"] == ["horror"]
+    ranked = stated_first(redial_env, "", lambda n: redial_env.ranked_by_popularity[:n], 5, prefs)
+    assert all({"horror", "thriller"} <= redial_env.genres_of(i) for i in ranked)
+    offered = fold(redial_env, prefs, "assistant", "You might like Psycho (1960).")
+    liked = fold(redial_env, offered, "user", "Not those. I really enjoyed Jaws (1975).")
+    assert liked["genres"] == ["thriller"]  # a liked film named while turning down an offer does not end the wish
+    changed = fold(redial_env, prefs, "user", "Actually, I'd prefer a comedy this time.")
+    assert changed["genres"] == ["comedy"] and changed["lean"] == []

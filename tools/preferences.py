@@ -10,7 +10,8 @@ module is that place:
   asked for; years, decades, recency words and audiences ("for the family") by rule). A later statement
   overrides an earlier one of its kind: after "something from the 90s", "actually, something newer"
   replaces the decade; a genre asked for in a new turn replaces the one asked before ("I'd prefer a
-  comedy this time").
+  comedy this time"), but one asked while turning down an offer refines it (after "a horror movie",
+  "not those; a thriller": horror thrillers first).
 * :func:`stated_first` ranks by them: what is disliked, named, seen or rejected is out (never
   relaxed); the hard constraints (the people asked for, the genres asked for, the year range) filter;
   when fewer than ``top_k`` items meet them all, they are relaxed in :data:`RELAX_ORDER` (the year
@@ -341,16 +342,21 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
     writers = _writers(env, text) if WRITER_CUE.search(text) else []
     people = [p for p in _add(m.people, writers) if p not in disliked]
     out["seen"] = _add(out["seen"], m.items)
-    if out["offered"] and REJECTS.search(text):
+    rejecting = bool(out["offered"]) and bool(REJECTS.search(text))  # the user turns down what was just offered
+    if rejecting:
         out["rejected"] = _add(out["rejected"], out["offered"])
     out["offered"] = []
     out["liked_items"] = _add(_drop(out["liked_items"], disliked), items)
     out["disliked_items"] = _add(_drop(out["disliked_items"], items), [i for i in m.items if i in disliked])
     out["anchors"] = _add(out["anchors"], _anchors(text, items))
     asked = [g for g in genres if (audience and g == family) or _asked(text, g, names_item)]
-    if asked:  # a genre asked for now replaces the genres asked before
+    if asked and INSTEAD.search(text):  # "I'd prefer a comedy this time": a change of mind, nothing before counts
+        out["genres"], out["lean"] = asked, []
+    elif asked:  # a genre asked for now replaces the genres asked before; turning down an offer, the user refines:
+        if rejecting:  # "not those; a thriller" after "a horror movie": horror thrillers first
+            out["lean"] = _add(out["lean"], [g for g in out["genres"] if g not in asked])
         out["genres"] = asked
-    elif items:  # liked films named after a genre was asked say more than it did: it no longer filters
+    elif items and not rejecting:  # liked films named after a genre was asked say more than it did: it no longer filters
         out["liked_genres"] = _add(out["liked_genres"], out["genres"])
         out["genres"] = []
     out["genres"] = _drop(out["genres"], disliked)
