@@ -16,7 +16,7 @@ from crsdata.loaders import load_samples
 from crsdata.metrics import RecEvaluator, conversation_metrics
 from crsdata.schema import RecSample, Turn
 from eval.harness import RunConfig, done_ids, result_path, results_folder, run_system, select_samples
-from eval.report import build_report, hit_rows, write_report
+from eval.report import build_report, hit_rows, named_recommendations, write_report
 from sim.systems import ExpertSystem, GraphSystem
 from tests.conftest import RecordingFake
 from tools import default_experts
@@ -106,7 +106,9 @@ def test_report_matches_direct_computation_and_resumes(real_root, tmp_path):
 
     md = write_report(path.parent).read_text()
     header = next(line for line in md.splitlines() if line.startswith("| system | n_rows | hit@1"))
-    assert header.count("|") == 15  # system + rows + 11 metrics + the tests column
+    assert header.count("|") == 17  # system + rows + 11 metrics + the named-film counts + the tests column
+    named = dict(zip(header.split("|"), next(line for line in md.splitlines() if line.startswith("| expert:")).split("|"), strict=True))
+    assert float(named[" named_top1 "].strip().strip("*")) == named_recommendations([r for r in stored if r["ranked"]])[0]
     hit10 = next(line for line in md.splitlines() if line.startswith("| expert:")).split("|")[4]
     assert re.search(r"\[\d\.\d{3}, \d\.\d{3}\]", hit10), hit10  # HIT@10 with its 95% interval
     assert (path.parent / "recommendation.csv").read_text().splitlines()[0].startswith("system,hit@1,hit@10,hit@50")
