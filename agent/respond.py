@@ -163,8 +163,8 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
     model, without what the summary does not support; the template when that leaves nothing or loses the
     recommended item, or when the LLM fails. Returns the answer, the summary and the stage's record.
 
-    With ``emit``, the reply streams as it is checked: the grounded prefix at once, then each sentence the
-    LLM completes once the check keeps it, then the final answer (:data:`Emit`)."""
+    With ``emit``, the reply streams as it is checked: the grounded prefix at once, then (a local model)
+    each sentence the LLM completes once the check keeps it, then the final answer (:data:`Emit`)."""
     _, text = dialogue_text(state, ctx)
     prompt = response_prompt(state, res, text)
     prefix = response_prefix(state, res, ctx)
@@ -190,7 +190,9 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
 
     show(head)
     try:
-        answer = generate(res, prompt, ctx, prefix, on_text if emit is not None else None)
+        # a local model streams its tokens to the check; an endpoint is called once (not every server streams)
+        streamed = emit is not None and isinstance(res.model, LocalHFChatModel)
+        answer = generate(res, prompt, ctx, prefix, on_text if streamed else None)
         rec["completion"] = answer[len(prefix) :] if prefix else answer
     except Exception as exc:  # a dead LLM endpoint: answer from the expert output
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
