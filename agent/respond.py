@@ -175,7 +175,7 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
     out = state.get("expert_output") or {}
     top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
     facts = [*res.env.facts_of(top), str(out.get("reason") or "")] if top else []
-    shown = [""]
+    shown, checked = [""], [0]  # the reply last emitted; how many complete sentences were checked
 
     def show(reply: str) -> None:
         if emit is not None and reply and reply != shown[0]:
@@ -185,8 +185,10 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
     def on_text(so_far: str) -> None:  # the complete sentences so far, checked as the final answer is
         body = so_far[len(prefix) :] if prefix and so_far.startswith(prefix) else ("" if prefix else so_far)
         done = sentences(body)[:-1]  # the last may be cut yet
-        kept = grounded(" ".join(done), supported, facts, bool(head), res, LLMCall(stage="response")) if done else ""
-        show(f"{head} {kept}".strip())
+        if len(done) <= checked[0]:  # no sentence completed since the last chunk: nothing new to check
+            return
+        checked[0] = len(done)
+        show(f"{head} {grounded(' '.join(done), supported, facts, bool(head), res, LLMCall(stage='response'))}".strip())
 
     show(head)
     try:
