@@ -329,8 +329,8 @@ def fold(env: ExpertEnv, prefs: Preferences, role: Role, text: str) -> Preferenc
         return out
     m = env.linker.link(text)
 
-    def names_item(sentence: str) -> bool:  # an utterance naming items: only what it asks for filters
-        return bool(m.items) or bool(env.linker.link(sentence).items)
+    def names_item(sentence: str) -> bool:  # noqa: ARG001 - an utterance naming items: only what it asks for filters
+        return bool(m.items)  # the linker links sentence by sentence: a sentence names no item the utterance does not
 
     disliked = set(m.disliked)
     items = [i for i in m.items if i not in disliked]
