@@ -136,11 +136,14 @@ def check(reply: str, supported: str, item: str | None = None, facts: Iterable[s
     (('Find it on Netflix!',), True, True, False)
     >>> check("Heat (1995) director: Michael Mann", "Heat (1995) director: Michael Mann").field_dump
     True
+    >>> check("Have you seen Heat (1995)?", "Heat (1995)", "Heat (1995)", ["1995"]).true_attribute  # its title's year
+    False
     """
     said = sentences(reply)
     low = reply.lower()
     names = bool(item) and (item or "").split(" (")[0].lower() in low
-    true = names and any(f and f.lower() in low for f in facts)
+    rest = low.replace((item or "").lower(), " ") if item else low  # the title's own year is no attribute
+    true = names and any(f and f.lower() in rest for f in facts)
     return Grounding(
         claims=tuple(s for s in said if unsupported(s, supported)),
         invented=tuple(invented_titles(reply, known)) if known is not None else (),

@@ -14,7 +14,9 @@ import importlib.util
 import inspect
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,28 @@ def _to_chat(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
 
+#: A local model's reply adapter (a peft LoRA model over its very modules, injected in place: one model
+#: in memory), by the model. Its layers are off except while a tuned reply is generated, under
+#: :data:`_ADAPTER_LOCK`, which every forward pass of a model with an adapter takes: a decision never
+#: reads the adapter, so the trained heads, fit to the base model's hidden states, stay valid.
+_ADAPTERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_ADAPTER_LOCK = threading.RLock()
+
+
+def attach_reply_adapter(hf_model: Any, path: str | os.PathLike[str]) -> None:
+    """Load the LoRA adapter at ``path`` into ``hf_model`` (in place, off until a tuned reply asks for it);
+    a model that has an adapter already keeps it."""
+    if hf_model in _ADAPTERS:
+        return
+    from peft import PeftModel
+
+    with _ADAPTER_LOCK:
+        peft = PeftModel.from_pretrained(hf_model, str(path), adapter_name="reply")
+        peft.eval()
+        peft.base_model.disable_adapter_layers()  # type: ignore[operator]
+        _ADAPTERS[hf_model] = peft
+
+
 class LocalHFChatModel(BaseChatModel):
     """A LangChain chat model over an in-process transformers causal LM.
 
@@ -197,6 +221,27 @@ class LocalHFChatModel(BaseChatModel):
         """The sha256 of its weights (:func:`weights_sha256`), what a trained head is keyed to: computed when
         first asked (a trained manager), not at load, and remembered per file size and modification time."""
         return weights_sha256(self.weights_path) if self.weights_path else ""
+
+    @property
+    def has_reply_adapter(self) -> bool:
+        """Whether a reply adapter is attached (:func:`attach_reply_adapter`)."""
+        return self.hf_model in _ADAPTERS
+
+    @contextmanager
+    def _weights(self, tuned: bool = False) -> Iterator[None]:
+        """The base model's weights, or with ``tuned`` its reply adapter's too, for one call."""
+        peft = _ADAPTERS.get(self.hf_model)
+        if peft is None:
+            yield
+            return
+        with _ADAPTER_LOCK:
+            if tuned:
+                peft.base_model.enable_adapter_layers()
+            try:
+                yield
+            finally:
+                if tuned:
+                    peft.base_model.disable_adapter_layers()
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -251,13 +296,14 @@ class LocalHFChatModel(BaseChatModel):
         from transformers import TextIteratorStreamer
 
         prefix = str(kwargs.pop("response_prefix", "") or "")  # a forced start of the answer
+        tuned = bool(kwargs.pop("tuned", False))  # with the reply adapter (a tuned reply)
         ids = torch.tensor([self._prompt_ids(self.render(messages) + prefix)])
         streamer = TextIteratorStreamer(self.hf_tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
 
         def work() -> None:
             try:
-                with torch.no_grad():
+                with torch.no_grad(), self._weights(tuned):
                     self.hf_model.generate(
                         input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **self._gen_kwargs(stop, **kwargs)
                     )
@@ -293,7 +339,8 @@ class LocalHFChatModel(BaseChatModel):
             raise ValueError("choice_logprobs needs at least one option")
         prompt_ids = self._prompt_ids(self.render(messages) + prefix)
         option_ids = [self._ids(option + suffix) for option in options]
-        first, branches = self._prompt_and_branches(prompt_ids, [ids[:-1] for ids in option_ids])
+        with self._weights():
+            first, branches = self._prompt_and_branches(prompt_ids, [ids[:-1] for ids in option_ids])
         device = first.device
         scores = []
         for ids, logits in zip(option_ids, branches, strict=True):
@@ -396,7 +443,7 @@ class LocalHFChatModel(BaseChatModel):
             width = max(len(x) for x in ids)
             batch = torch.tensor([x + [pad] * (width - len(x)) for x in ids], device=device)
             mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids], device=device)
-            with torch.no_grad():
+            with torch.no_grad(), self._weights():
                 hs = self.hf_model.model(input_ids=batch, attention_mask=mask, output_hidden_states=True).hidden_states
             last, middle = hs[-1], hs[len(hs) // 2]
             m = mask[..., None].float()
@@ -413,7 +460,8 @@ class LocalHFChatModel(BaseChatModel):
             return torch.zeros(())
         device = next(self.hf_model.parameters()).device
         ids = torch.tensor([prompt_ids + comp_ids], device=device)
-        logits = self.hf_model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]
+        with self._weights():
+            logits = self.hf_model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]
         logp = torch.log_softmax(logits, dim=-1)
         return logp.gather(1, torch.tensor(comp_ids, device=device)[:, None]).sum()
 

@@ -12,6 +12,7 @@ from langchain_core.tools import BaseTool
 
 from agent.llm import load_chat_model
 from agent.manager import HiddenStateModel, ManagerHead, TrainedManager, require_hidden_states, trained_manager
+from agent.reply_adapter import use_reply_adapter
 from tools.base import registered_experts, subtask_of
 from tools.env import ExpertEnv, expert_env
 
@@ -88,8 +89,10 @@ class Resources:
 
     @cached_property
     def model(self) -> BaseChatModel:
-        """The manager LLM."""
-        return load_chat_model(self._model_spec)
+        """The manager LLM, with the dataset's reply adapter when one fits it (:mod:`agent.reply_adapter`)."""
+        model = load_chat_model(self._model_spec)
+        use_reply_adapter(model, self.dataset)
+        return model
 
     @cached_property
     def trained(self) -> TrainedManager | None:

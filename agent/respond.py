@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -22,8 +22,10 @@ from agent.llm import LocalHFChatModel
 from agent.state import LLMCall, State
 from agent.text import clean_response, offer, sentences, without_invented_titles
 from crsdata.metrics import TITLE_WITH_YEAR
+from crsdata.schema import Role
+from tools.dialogue import format_dialogue
 from tools.invoke import description_line
-from tools.subtasks import RECOMMENDATION
+from tools.subtasks import ELICITATION, RECOMMENDATION
 
 if TYPE_CHECKING:
     from agent.resources import Resources
@@ -82,17 +84,49 @@ def response_prompt(state: State, res: Resources, dialogue_text: str) -> str:
     return prompts.render("response", values)
 
 
+#: Utterances, and words of each, that the tuned reply prompt shows (the reply adapter was trained on them:
+#: a short prompt keeps its training and its generation within this machine's budget).
+REPLY_TURNS, REPLY_WORDS = 2, 40
+#: New tokens of a tuned reply (its training targets: a median of 17, the longest with a catalog sentence ~60).
+REPLY_TOKENS = 48
+
+
+def reply_prompt(dialogue: Sequence[tuple[Role, str]], subtask: str, out: dict[str, Any]) -> str:
+    """The compact response prompt (``prompts/reply.txt``) the reply adapter reads: the last utterances,
+    the sub-task, and what was found (a recommendation's first two items, else the expert's text, with
+    the summary's reason, facts and notes). One place: the graph and the adapter's training rows use it.
+
+    >>> print(reply_prompt([("user", "a crime movie?")], "recommendation", {"items": ["Heat (1995)"], "about": "a crime movie"}))
+    Dialogue:
+    User: a crime movie?
+    Sub-task: recommendation
+    Found: Heat (1995)
+    About: a crime movie
+    Reply to the user in one or two sentences, using only what was found.
+    """
+    window = [(role, " ".join(text.split()[:REPLY_WORDS])) for role, text in dialogue[-REPLY_TURNS:]]
+    items = [str(x) for x in out.get("items") or []]
+    found = {**out, "text": ", ".join(items[:2])} if subtask == RECOMMENDATION and items else out
+    values = {"Dialogue Context": format_dialogue(window), "Sub-Task Name": subtask, "Output": summary_output(found)}
+    return prompts.render("reply", values).strip()
+
+
 #: Where the checked reply goes as it grows (the graph's stream writer: ``stream_mode="custom"`` events
 #: ``{"reply": the checked text so far}``); the LLM's own tokens are never streamed (``nostream``), so a
 #: client never shows a sentence the grounding check then drops.
 Emit = Callable[[dict[str, Any]], None]
 
 
-def generate(res: Resources, prompt: str, ctx: Context, prefix: str, on_text: Callable[[str], None] | None = None) -> str:
-    """The LLM's text after ``prefix`` (one sentence after a forced prefix), cleaned of a cut-off sentence.
-    ``on_text`` gets the text generated so far after every chunk (the model streams then)."""
+def generate(
+    res: Resources, prompt: str, ctx: Context, prefix: str, on_text: Callable[[str], None] | None = None, tuned: bool = False
+) -> str:
+    """The LLM's text after ``prefix`` (one sentence after a forced prefix), cleaned of a cut-off sentence;
+    with ``tuned``, the reply adapter's whole reply (up to :data:`REPLY_TOKENS`, one line). ``on_text`` gets
+    the text generated so far after every chunk (the model streams then)."""
     kwargs: dict[str, Any] = {}
-    if isinstance(res.model, LocalHFChatModel):
+    if tuned:
+        kwargs = {"max_new_tokens": max(ctx.max_new_tokens, REPLY_TOKENS), "stop": ["\n"], "tuned": True}
+    elif isinstance(res.model, LocalHFChatModel):
         # after a forced prefix the model adds one sentence: stop at its end or at a new line
         kwargs = {"max_new_tokens": ctx.max_new_tokens, "response_prefix": prefix, "stop": ["\n", ". ", "! ", "? "] if prefix else ["\n\n"]}
     messages, config = [HumanMessage(prompt)], RunnableConfig(tags=[TAG_NOSTREAM])
@@ -106,6 +140,17 @@ def generate(res: Resources, prompt: str, ctx: Context, prefix: str, on_text: Ca
     if prefix and text.startswith(prefix):
         text = text[len(prefix) :]
     return clean_response(text, prefix)
+
+
+def uses_reply_adapter(state: State, ctx: Context, res: Resources) -> bool:
+    """Whether the reply adapter writes this turn's reply: ``ctx.tuned_reply``, a local model with the
+    dataset's adapter (:mod:`agent.reply_adapter`), the full summary (not w/o SG), and a sub-task it was
+    trained to voice, a recommendation with items or an elicitation. A detail or an explanation is the
+    expert's checked sentence, said as found."""
+    call, out = state.get("subtask"), state.get("expert_output") or {}
+    if not (ctx.tuned_reply and res.ablations.summary and call and isinstance(res.model, LocalHFChatModel) and res.model.has_reply_adapter):
+        return False
+    return (call["name"] == RECOMMENDATION and bool(out.get("items"))) or call["name"] == ELICITATION
 
 
 def response_prefix(state: State, res: Resources, ctx: Context) -> str:
@@ -165,10 +210,12 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
 
     With ``emit``, the reply streams as it is checked: the grounded prefix at once, then (a local model)
     each sentence the LLM completes once the check keeps it, then the final answer (:data:`Emit`)."""
-    _, text = dialogue_text(state, ctx)
-    prompt = response_prompt(state, res, text)
-    prefix = response_prefix(state, res, ctx)
-    rec = LLMCall(stage="response", method="generated", prompt=prompt, prefix=prefix, fallback=False)
+    dialogue, text = dialogue_text(state, ctx)
+    tuned = uses_reply_adapter(state, ctx, res)
+    name = state["subtask"]["name"] if state["subtask"] else ""
+    prompt = reply_prompt(dialogue, name, state.get("expert_output") or {}) if tuned else response_prompt(state, res, text)
+    prefix = "" if tuned else response_prefix(state, res, ctx)
+    rec = LLMCall(stage="response", method="tuned" if tuned else "generated", prompt=prompt, prefix=prefix, fallback=False)
     head = prefix.strip()
     summary = summary_of(state, res)
     supported = f"{summary}\n{head}\n{text}"  # what the experts found, and what the user said
@@ -194,7 +241,7 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
     try:
         # a local model streams its tokens to the check; an endpoint is called once (not every server streams)
         streamed = emit is not None and isinstance(res.model, LocalHFChatModel)
-        answer = generate(res, prompt, ctx, prefix, on_text if streamed else None)
+        answer = generate(res, prompt, ctx, prefix, on_text if streamed else None, tuned)
         rec["completion"] = answer[len(prefix) :] if prefix else answer
     except Exception as exc:  # a dead LLM endpoint: answer from the expert output
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
@@ -228,12 +275,12 @@ def grounded(said: str, supported: str, facts: list[str], after_prefix: bool, re
 def decision_view(state: State, answer: str) -> str:
     """What the trained manager reads of this turn's reply: a recommendation as the sentence the head was
     trained on (the item, the wish it meets or what was relaxed, without the reason and the catalog facts
-    the reply adds), any other reply as said. The grounded additions inform the user, not the next
-    decision: "why that one?" after "You might like It (2017). It (2017) and The Shining (1980) are both
-    horror movies." is still an explanation."""
+    the reply adds, and whatever the reply adapter wrote), any other reply as said. The reply informs the
+    user, not the next decision: "why that one?" after "You might like It (2017). It (2017) and The Shining
+    (1980) are both horror movies." is still an explanation, as after "Have you seen It (2017)? So creepy!"."""
     out = state.get("expert_output") or {}
     call = state.get("subtask")
-    if call and call["name"] == RECOMMENDATION and out.get("items") and answer.startswith(recommendation_sentence(out)):
+    if call and call["name"] == RECOMMENDATION and out.get("items"):
         return recommendation_sentence({k: v for k, v in out.items() if k not in ("reason", "about")})
     return answer
 

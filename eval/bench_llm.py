@@ -4,7 +4,10 @@ test contexts (figures and ratios, never asserted in tests):
 * the trained manager (``--manager trained``, the default): detection and matching of one turn by
   the decision head, one LLM pass over the compact decision prompt shared by both;
 * the prompted manager (``--manager prompt``): a constrained detection decision on the paper's
-  prompt, with and without the prompt-prefix KV cache.
+  prompt, with and without the prompt-prefix KV cache;
+* the response stage (``--stage reply``): one reply on the test split's response rows (:mod:`rl.responses`),
+  by the reply adapter from the compact prompt and by the base model after the grounded prefix, with the
+  process's peak memory.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ class BenchLLMArguments:
     demos: int = field(default=4, metadata={"help": "demonstrations in the prompted manager's prompt"})
     dataset: str = "redial"
     manager: Literal["trained", "prompt"] = "trained"
+    stage: Literal["decisions", "reply"] = field(
+        default="decisions", metadata={"help": "decisions (the manager) or reply (the response stage)"}
+    )
     model: str | None = field(default=None, metadata={"help": "a local model spec (default: embedded)"})
     data_root: str | None = None
 
@@ -44,6 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     model = load_chat_model(args.model)
     if not isinstance(model, LocalHFChatModel):  # a remote chat model has no weights to time here
         raise SystemExit(f"eval.bench_llm times the local model; the configured one is {type(model).__name__}")
+    if args.stage == "reply":
+        bench_reply(model, args.dataset, args.contexts)
+        return
     if args.manager == "trained":
         bench_trained(model, args.dataset, args.contexts)
         return
@@ -93,6 +102,54 @@ def bench_trained(model: LocalHFChatModel, dataset: str, n: int) -> None:
     print(
         f"trained manager on {len(both)} {dataset} test turns: detection median {statistics.median(det):.3f}s; "
         f"detection + matching median {statistics.median(both):.3f}s, p95 {q:.3f}s"
+    )
+
+
+def bench_reply(model: LocalHFChatModel, dataset: str, n: int) -> None:
+    """Per-turn latency of the response stage's generation on ``n`` test rows (recommendations and
+    elicitations, the turns the adapter voices), with the reply adapter and with the base model after the
+    grounded prefix; and the peak memory of the process."""
+    import json
+    import random
+    import resource
+
+    from agent.context import Context
+    from agent.reply_adapter import use_reply_adapter
+    from agent.respond import REPLY_TOKENS
+    from rl.responses import build, responses_path
+
+    if not use_reply_adapter(model, dataset):
+        raise SystemExit(f"no reply adapter for {dataset} on {model.model_name}: train one with rl/configs/reply_{dataset}.yaml")
+    path = responses_path(dataset, "test")
+    if not path.is_file():
+        path = build(dataset, "test")[0]
+    rows = [
+        r
+        for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+        if r["subtask"] in ("recommendation", "user preference elicitation")
+    ]
+    rows = random.Random(0).sample(rows, min(n + 1, len(rows)))
+    ctx = Context()
+    runs = {
+        "tuned reply": lambda r: model.invoke([HumanMessage(r["reply_prompt"])], max_new_tokens=REPLY_TOKENS, stop=["\n"], tuned=True),
+        "base, after the prefix": lambda r: model.invoke([HumanMessage(r["prompt"])], max_new_tokens=ctx.max_new_tokens,
+                                                          response_prefix=f"You might like {r['items'][0]}. " if r["items"] else "",
+                                                          stop=["\n", ". ", "! ", "? "]),
+    }  # fmt: skip
+    medians = {}
+    for label, run in runs.items():
+        run(rows[0])  # warm-up
+        times = []
+        for r in rows[1:]:
+            start = time.perf_counter()
+            run(r)
+            times.append(time.perf_counter() - start)
+        medians[label] = statistics.median(times)
+        q = sorted(times)[int(0.95 * (len(times) - 1))]
+        print(f"{label:>24}: median {medians[label]:.3f}s  p95 {q:.3f}s  on {len(times)} {dataset} test turns")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # kilobytes on Linux
+    print(
+        f"tuned / base median: {medians['tuned reply'] / medians['base, after the prefix']:.2f}x; peak memory of the process {peak:.2f} GB"
     )
 
 

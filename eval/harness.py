@@ -44,6 +44,9 @@ class RunConfig:
     n_demos: int = field(default=4, metadata={"aliases": ["--demos"], "help": "demonstrations in the prompted manager's prompt"})
     top_k: int = 50
     max_new_tokens: int = 32
+    tuned_reply: bool = field(
+        default=True, metadata={"help": "the reply adapter writes the graph's replies where the dataset ships one (false: as before it)"}
+    )
     data_root: str | None = None
     budget_minutes: float = field(default=60.0, metadata={"help": "wall-time budget of one system"})
     manager: str = field(default="trained", metadata={"help": "trained, prompt or rule: who makes the graph systems' decisions"})
@@ -72,7 +75,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
     from tools import default_experts
     from tools.env import expert_env
 
-    ctx = Context(top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, generate=cfg.metrics != "rec")
+    ctx = Context(top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens, tuned_reply=cfg.tuned_reply, generate=cfg.metrics != "rec")
     if "model" not in shared and (name in GRAPH_SYSTEMS or name == "llm_only"):
         shared["model"] = load_chat_model(cfg.model)
     suffix = f"@{cfg.model_label}" if cfg.model_label else ""

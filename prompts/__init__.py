@@ -1,5 +1,6 @@
 """The three prompts of the paper's Table 2 (plus the w/o-E prompt by which the LLM does a sub-task
-itself, the compact decision prompt the trained manager reads, and the simulated user of
+itself, the compact decision prompt the trained manager reads, the compact response prompt the
+fine-tuned reply adapter was trained on, and the simulated user of
 ``python -m eval simulate --simulator llm``) as package-data templates, rendered strictly.
 
 Slots are written as in the paper: ``{Sub-Task List}``, ``{Sub-Task Schema}``,
@@ -16,7 +17,7 @@ from functools import cache
 from importlib import resources
 
 SLOT = re.compile(r"\{(\[?[A-Z][A-Za-z ,\-]*\]?)\}")
-TEMPLATES = ("detection", "matching", "response", "llm_expert", "decision", "simulator")
+TEMPLATES = ("detection", "matching", "response", "reply", "llm_expert", "decision", "simulator")
 
 
 class PromptError(KeyError):

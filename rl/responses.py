@@ -10,7 +10,8 @@ the last utterances (``Context.max_context_turns``) and the summary, built with 
   on the arguments the graph resolves.
 * An elicitation carries the elicitor's question.
 
-The target is the reference response. The expert output in the prompt carries the summary's reason and
+The target is the reference response. ``reply_prompt`` is the same turn in the compact prompt the reply adapter
+reads (:func:`agent.respond.reply_prompt`). The expert output in the prompt carries the summary's reason and
 facts lines, so that a model fine-tuned on it can state them. Rows are cached under
 ``$LLMCRS_HOME/responses/<dataset>/<split>.jsonl`` (``--force true`` rebuilds), with ``facts``: what a
 reply may claim of the turn's item (the grounding reward reads them). The command prints how many turns are
@@ -53,7 +54,7 @@ def turn_row(env: Any, tools: dict[str, Any], dialogue: list[tuple[str, str]], r
     import prompts
     from agent.context import Context
     from agent.heuristics import label_turn, resolve_args
-    from agent.respond import summary_output, summary_text
+    from agent.respond import reply_prompt, summary_output, summary_text
     from tools.base import subtask_of
     from tools.dialogue import format_dialogue
     from tools.explanation import catalog_phrase, strongest_reason
@@ -90,8 +91,38 @@ def turn_row(env: Any, tools: dict[str, Any], dialogue: list[tuple[str, str]], r
     window = format_dialogue(dialogue[-Context().max_context_turns :])  # type: ignore[arg-type]
     output = summary_output(out)  # the expert output with its reason and facts lines
     prompt = prompts.render("response", {"Dialogue Context": window, "Sub-Task Name": name, "ID, Description": desc, "Output": output})
-    return {"subtask": name, "expert": expert, "summary": summary, "prompt": prompt, "target": reference.strip(),
+    reply = reply_prompt(dialogue, name, out)  # type: ignore[arg-type]
+    return {"subtask": name, "expert": expert, "summary": summary, "prompt": prompt, "reply_prompt": reply, "target": reference.strip(),
             "items": list(out.get("items", []))[:10], "facts": [f for f in facts if f], "skip": skip}  # fmt: skip
+
+
+def sft_target(row: dict[str, Any]) -> str | None:
+    r"""The reply the adapter learns for a row, or ``None`` when the reference claims what the turn's prompt
+    does not support (a title, a name or a year the summary and the window lack, "find it on Netflix"):
+    a model trained on such replies learns to invent. A recommendation's reference that states no fact
+    of its item is followed by what the catalog says of it, so that the adapter learns to say one.
+
+    >>> row = {"subtask": "recommendation", "items": ["Heat (1995)"], "facts": ["crime", "Michael Mann", "1995"],
+    ...        "reply_prompt": "Found: Heat (1995)\nAbout: a crime movie directed by Michael Mann",
+    ...        "summary": "Output: Heat (1995)\nAbout: a crime movie directed by Michael Mann"}
+    >>> sft_target({**row, "target": "Have you seen Heat (1995)?"})
+    'Have you seen Heat (1995)? It is a crime movie directed by Michael Mann.'
+    >>> sft_target({**row, "target": "Heat (1995) is a great crime movie!"})
+    'Heat (1995) is a great crime movie!'
+    >>> sft_target({**row, "target": "Heat (1995) won an Oscar."}) is None
+    True
+    """
+    from agent.grounding import check
+
+    top = row["items"][0] if row["subtask"] == "recommendation" and row["items"] else None
+    found = check(row["target"], row["reply_prompt"], top, row["facts"])
+    if not found.grounded or (top and not found.names_item):
+        return None
+    about = next((line[len("About: ") :] for line in row["summary"].splitlines() if line.startswith("About: ")), "")
+    if top and not found.true_attribute and about:
+        end = "" if row["target"].rstrip()[-1:] in ".!?" else "."
+        return f"{row['target'].rstrip()}{end} It is {about}."
+    return str(row["target"])
 
 
 def build(

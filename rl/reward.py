@@ -43,6 +43,33 @@ def bleu_reward(prompts: Sequence[Any], completions: Sequence[str], *, reference
     return [bleu_crslab([c], [r], 1) for c, r in zip(completions, references, strict=True)]
 
 
+def grounding_reward(prompts: Sequence[str], completions: Sequence[str], *, items: Sequence[Sequence[str]], facts: Sequence[Sequence[str]],
+                     **kwargs: Any) -> list[float]:  # fmt: skip
+    r"""TRL-style reward function: how grounded each reply is in its prompt (the turn's summary and window).
+    -1 for a reply that claims anything the prompt does not support (:func:`agent.grounding.check`: a
+    title, name or year it lacks, a streaming service, an award, a price, "find it here"); else, for a
+    recommendation, .5 for naming its item and .5 more for one true fact of it beyond its title (a genre, a
+    person, the reason); any other reply earns 1 for saying something.
+
+    >>> p = ["Found: Heat (1995)\nAbout: a crime movie directed by Michael Mann"]
+    >>> kw = {"items": [["Heat (1995)"]], "facts": [["crime", "Michael Mann"]]}
+    >>> [grounding_reward(p, [c], **kw)[0] for c in ("Heat (1995) is a tense crime movie.", "Have you seen Heat (1995)?", "Watch Heat (1995) on Netflix!")]
+    [1.0, 0.5, -1.0]
+    """
+    from agent.grounding import check
+
+    out = []
+    for prompt, completion, its, fs in zip(prompts, completions, items, facts, strict=True):
+        found = check(completion, str(prompt), its[0] if its else None, fs)
+        if not found.grounded:
+            out.append(-1.0)
+        elif its:
+            out.append(0.5 * found.names_item + 0.5 * found.true_attribute)
+        else:
+            out.append(float(bool(completion.strip())))
+    return out
+
+
 RewardFunc = Callable[..., list[float]]
 
 
@@ -88,7 +115,7 @@ def crs_reward(prompts: Sequence[Any], completions: Sequence[str], *, ranked: Se
 
 
 #: Reward functions by name, for configs (``reward_funcs: hit,bleu``); any other is a dotted path.
-REWARD_FUNCS: dict[str, RewardFunc] = {"hit": hit_reward, "bleu": bleu_reward}
+REWARD_FUNCS: dict[str, RewardFunc] = {"hit": hit_reward, "bleu": bleu_reward, "grounding": grounding_reward}
 
 
 def resolve_rewards(reward_funcs: str, reward_weights: str | None = None, lam: float = 0.5) -> tuple[list[RewardFunc], list[float]]:

@@ -201,3 +201,74 @@ def test_dead_llm_endpoint_answers_from_the_expert(real_root, monkeypatch, endpo
     assert response["fallback"] and ("Connection" in response["error"] or "Timeout" in response["error"]), response
     assert out["expert_output"]["items"][0].split(" (")[0] in out["response"]
     assert seconds < 30  # one retry within the 1 s timeout, not the SDK's default 10 minutes
+
+
+def test_a_reply_adapter_changes_tuned_replies_only(tiny_model_dir, tmp_path):
+    """The reply adapter is injected into the very model the manager reads (one model in memory), and only a
+    tuned generation reads it: the decisions' scores and hidden states are identical before and after it is
+    attached, and after a tuned reply; with its layers on, the model's outputs do change."""
+    from peft import LoraConfig, get_peft_model
+
+    from agent.llm import attach_reply_adapter, load_hf
+
+    donor, _ = load_hf(tiny_model_dir)  # an adapter whose B is not zero: it changes what the model computes
+    get_peft_model(donor, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).save_pretrained(tmp_path / "adapter")
+    model, tok = load_hf(tiny_model_dir)
+    chat = LocalHFChatModel(hf_model=model, hf_tokenizer=tok, prefix_cache_size=0)
+    ids = torch.tensor([chat._ids("User: a scary movie?")])
+
+    def decisions() -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            return (
+                chat.choice_logprobs(MSGS, OPTIONS),
+                chat.hidden_features(["User: a scary movie?"]),
+                chat.completion_logprob(MSGS, "recommendation"),
+            )
+
+    before, plain = decisions(), model(input_ids=ids).logits.detach()
+    attach_reply_adapter(model, tmp_path / "adapter")
+    assert chat.has_reply_adapter and sum("lora_" in n for n, _ in model.named_parameters()) > 0
+    with torch.no_grad(), chat._weights(tuned=True):
+        tuned = model(input_ids=ids).logits
+    assert not torch.allclose(tuned, plain, atol=1e-3)  # the adapter is live when a tuned reply asks for it
+    for a, b in zip(before, decisions(), strict=True):
+        assert torch.equal(a, b)
+    assert chat.invoke(MSGS, max_new_tokens=6, tuned=True).content != chat.invoke(MSGS, max_new_tokens=6).content
+    for a, b in zip(before, decisions(), strict=True):  # a tuned reply leaves the adapter off again
+        assert torch.equal(a, b)
+
+
+def test_tuned_reply_reads_the_compact_prompt_and_falls_back_to_the_grounded_template(tiny_model_dir, tmp_path, real_root):
+    """With a reply adapter, the response stage writes the reply from the compact reply prompt; the grounding
+    check still applies, and a reply that loses the recommended item gives way to the grounded template.
+    ``Context(tuned_reply=False)`` answers as before the adapter (prefix forcing)."""
+    from peft import LoraConfig, get_peft_model
+
+    from agent.dialogue import decision_dialogue
+    from agent.llm import attach_reply_adapter, load_hf
+    from agent.respond import recommendation_sentence, template_response
+
+    donor, _ = load_hf(tiny_model_dir)
+    get_peft_model(donor, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).save_pretrained(tmp_path / "adapter")
+    model, tok = load_hf(tiny_model_dir)
+    attach_reply_adapter(model, tmp_path / "adapter")
+    chat = LocalHFChatModel(hf_model=model, hf_tokenizer=tok)
+    g = build_crs_graph(
+        model=chat, tools=default_experts("redial", str(real_root)), checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule"
+    )
+    turn = {"messages": [HumanMessage("I want a scary movie like The Shining (1980)")]}
+    out = g.invoke(turn, {"configurable": {"thread_id": "tuned"}}, context=Context(max_new_tokens=8))
+    rec = out["trajectory"][-1]
+    assert out["subtask"]["name"] == "recommendation" and rec["method"] == "tuned"
+    assert rec["prompt"].startswith("Dialogue:\nUser: I want a scary movie") and "Found: " in rec["prompt"] and not rec["prefix"]
+    top = out["expert_output"]["items"][0]
+    assert top.split(" (")[0] in out["response"] and not rec["grounding"]["claims"]
+    if rec["fallback"]:  # a random adapter's reply rarely names the item: the grounded template answers
+        assert out["response"] == template_response(out)
+    said = {k: v for k, v in out["expert_output"].items() if k not in ("reason", "about")}
+    assert decision_dialogue(out)[-1] == (
+        "recommender",
+        recommendation_sentence(said),
+    )  # the next decision reads what the head was trained on
+    plain = g.invoke(turn, {"configurable": {"thread_id": "plain"}}, context=Context(max_new_tokens=8, tuned_reply=False))
+    assert plain["trajectory"][-1]["method"] == "generated" and plain["trajectory"][-1]["prefix"].startswith("You might like")
