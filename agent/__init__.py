@@ -1,7 +1,7 @@
 """LLMCRS: an LLM manages sub-task detection, model matching, execution and response generation."""
 
+from agent.config import Ablations, GraphConfig
 from agent.context import Context
-from agent.resources import Ablations
 from agent.state import State
 
 
@@ -12,4 +12,4 @@ def build_crs_graph(*args, **kwargs):  # type: ignore[no-untyped-def]
     return build(*args, **kwargs)
 
 
-__all__ = ["Ablations", "Context", "State", "build_crs_graph"]
+__all__ = ["Ablations", "Context", "GraphConfig", "State", "build_crs_graph"]

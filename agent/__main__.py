@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from langchain_core.messages import HumanMessage
 from rich.console import Console
 from rich.markup import escape
 
+from agent.config import GraphConfig
 from agent.context import Context
 from crsdata.paths import DataError, SetupError
 
@@ -93,15 +95,9 @@ def _build(args: argparse.Namespace, checkpointer: Any) -> Any:
     from agent.graph import build_crs_graph
     from agent.llm import load_chat_model
 
-    return build_crs_graph(
-        model=load_chat_model(args.model),  # now, so that a model that cannot load fails before the first turn
-        checkpointer=checkpointer,
-        n_demos=args.demos,
-        ablations=args.ablation,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        manager=args.manager,
-    )
+    config = GraphConfig.of(args)
+    # the model now, so that a model that cannot load fails before the first turn
+    return build_crs_graph(model=load_chat_model(config.model), checkpointer=checkpointer, config=config)
 
 
 def cmd_chat(args: argparse.Namespace) -> None:
@@ -199,17 +195,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     # the shared options are accepted before or after the sub-command (`--dataset redial demo` or `demo --dataset redial`)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=argparse.SUPPRESS, help="model spec (default: embedded SmolLM2-135M-Instruct)")
-    common.add_argument("--dataset", default=argparse.SUPPRESS, help="redial (default), opendialkg, inspired, ...")
-    common.add_argument("--data-root", default=argparse.SUPPRESS)
-    common.add_argument("--demos", type=int, default=argparse.SUPPRESS, help="demonstrations in the detection prompt (prompted manager)")
-    common.add_argument("--ablation", default=argparse.SUPPRESS, help="full, wo_si, wo_di, wo_sg, wo_m, wo_e")
-    common.add_argument("--manager", default=argparse.SUPPRESS, help="trained (default), prompt or rule")
+    # the graph's options are GraphConfig's fields (help, types and aliases from the dataclass), without
+    # defaults: a default of the shared Action objects would be applied by the sub-command's parser over a
+    # value given before the sub-command (`--dataset x demo` -> redial); the defaults are filled in below
+    from transformers import HfArgumentParser
+
+    common = HfArgumentParser(GraphConfig, add_help=False)  # type: ignore[arg-type]
+    for action in common._actions:
+        action.default = argparse.SUPPRESS
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__, parents=[common])
-    # not parser.set_defaults: it would set the default of the shared Action objects, which the sub-command's
-    # parser then applies over a value given before the sub-command (`--dataset x demo` -> redial)
-    shared = {"model": None, "dataset": "redial", "data_root": None, "demos": 4, "ablation": "full", "manager": "trained"}
+    shared = {f.name: f.default for f in fields(GraphConfig)}
     sub = parser.add_subparsers(dest="cmd")
     p = sub.add_parser("chat", help="interactive chat (default)", parents=[common])
     p.add_argument("--thread", default=None, help="resume this thread id")

@@ -8,6 +8,7 @@ instant: the LLM, the experts and the data load on the first turn.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -17,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
+from agent.config import Ablations, GraphConfig
 from agent.context import Context
 from agent.manager import ManagerHead
 from agent.nodes import (
@@ -28,7 +30,7 @@ from agent.nodes import (
     route_after_admission,
     route_after_detection,
 )
-from agent.resources import Ablations, Resources
+from agent.resources import Resources
 from agent.state import InputState, State
 
 
@@ -36,14 +38,17 @@ def build_crs_graph(
     model: str | BaseChatModel | None = None,
     tools: list[BaseTool] | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
-    n_demos: int = 4,
+    n_demos: int | None = None,
     ablations: Ablations | str | None = None,
-    dataset: str = "redial",
+    dataset: str | None = None,
     data_root: str | None = None,
-    seed: int = 0,
-    manager: str | ManagerHead = "trained",
+    seed: int | None = None,
+    manager: str | ManagerHead | None = None,
+    *,
+    config: GraphConfig | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Build the compiled LLMCRS graph.
+    """Build the compiled LLMCRS graph from a :class:`GraphConfig` (``config``; default: the embedded model,
+    ReDial, the trained manager); the keyword arguments given override its fields.
 
     Args:
         model: The manager LLM: a chat model, or a spec for :func:`agent.llm.load_chat_model`
@@ -65,14 +70,17 @@ def build_crs_graph(
             ablations w/o SI and w/o DI, which imply it) or ``"rule"``; or a
             :class:`agent.manager.ManagerHead` to decide with (RLPF on simulated conversations trains
             one in place, :mod:`rl.episodes`).
+        config: The graph's options in one object (what every command line parses).
 
     Returns:
         A compiled graph; invoke it with ``{"messages": [...]}`` and a ``Context``.
     """
-    if n_demos < 0:
-        raise ValueError("n_demos must be >= 0")
-    abl = Ablations.named(ablations) if isinstance(ablations, str) else (ablations or Ablations())
-    res = Resources(model, tools, dataset, data_root, n_demos, abl, seed, manager)
+    given: dict[str, Any] = {"model": model if isinstance(model, str) else None, "n_demos": n_demos, "dataset": dataset, "data_root": data_root,
+             "seed": seed, "manager": manager if isinstance(manager, str) else None,
+             "ablation": ablations if isinstance(ablations, str) else None}  # fmt: skip
+    cfg = replace(config or GraphConfig(), **{k: v for k, v in given.items() if v is not None})
+    res = Resources(cfg, model if isinstance(model, BaseChatModel) else None, tools,
+                    ablations if isinstance(ablations, Ablations) else None, manager if isinstance(manager, ManagerHead) else None)  # fmt: skip
 
     def ctx(runtime: Runtime[Context]) -> Context:
         return runtime.context if isinstance(runtime.context, Context) else Context()

@@ -1,8 +1,8 @@
 """The grounding check of a reply: does it claim only what the turn's summary supports?
 
 The response stage runs it on every generated reply and drops the sentences that claim something no
-expert said (where to watch or buy it, awards, prices, a year or a "Title (Year)" the summary does not
-give); the evaluation counts its findings per system (:func:`check`). A small model continues "You
+expert said (where to watch or buy it, awards, prices, a year, a "Title (Year)", a name or a genre the
+summary does not give); the evaluation counts its findings per system (:func:`check`). A small model continues "You
 might like X." with "You can find it on Netflix!": nothing in the summary says so, so the user never
 reads it.
 """
@@ -61,10 +61,42 @@ class Grounding:
         return asdict(self)
 
 
-def unsupported(sentence: str, supported: str) -> bool:
+#: The genres a reply's claim is checked for (a film's or a book's kind; words as common as "family",
+#: "music" or "history" are left out: "for the family" claims no genre).
+GENRES = ("action", "adventure", "animation", "animated", "biography", "comedy", "crime", "documentary", "drama", "fantasy", "film-noir",
+          "horror", "musical", "mystery", "romance", "romantic", "sci-fi", "science fiction", "thriller", "western")  # fmt: skip
+
+
+#: A genre word and the catalog's name of its genre ("a romantic film" is supported by "romance").
+GENRE_KIN = {"romantic": "romance", "animated": "animation", "science fiction": "sci-fi"}
+
+
+def _genre_pattern(genre: str) -> str:
+    """A genre as a word, singular or plural ("comedy", "comedies", "dramas")."""
+    g = re.escape(genre.lower())
+    return rf"\b{g[:-1]}(?:y|ies)\b" if g.endswith("y") else rf"\b{g}s?\b"
+
+
+def genre_claims(sentence: str, supported: str, genres: Iterable[str]) -> list[str]:
+    """The genres (``genres``) that ``sentence`` names and the ``supported`` text does not:
+    "The Shootist (1976) is a romantic comedy" when the summary says it is a western.
+
+    >>> genre_claims("It is a great comedy.", "About: a western movie", ["comedy", "western"])
+    ['comedy']
+    >>> genre_claims("Another of the comedies you asked for.", "User: any comedy?", ["comedy"])
+    []
+    >>> genre_claims("A romantic film.", "About: a romance movie", GENRES)
+    []
+    """
+    low, sup = sentence.lower(), supported.lower()
+    return [g for g in genres if re.search(_genre_pattern(g), low) and not re.search(_genre_pattern(GENRE_KIN.get(g, g)), sup)
+            and not re.search(_genre_pattern(g), sup)]  # fmt: skip
+
+
+def unsupported(sentence: str, supported: str, genres: Iterable[str] = GENRES) -> bool:
     """Whether ``sentence`` claims something that the ``supported`` text (the turn's summary) does not:
-    a phrase of :data:`UNSUPPORTED`, or a year, a "Title (Year)" or a name (a person, a place, a title)
-    that the summary does not contain.
+    a phrase of :data:`UNSUPPORTED`, or a year, a "Title (Year)", a name (a person, a place, a title) or a
+    genre (:data:`GENRES`) that the summary does not contain.
 
     >>> unsupported("You can find it on Netflix!", "You might like Heat (1995).")
     True
@@ -84,10 +116,12 @@ def unsupported(sentence: str, supported: str) -> bool:
         return True
     if any(n.group(0).lower() not in low for n in NAME.finditer(sentence) if n.group(0) not in ("I", "I'm", "I'd", "I've")):
         return True
+    if genre_claims(sentence, supported, genres):
+        return True
     return any(not any(x in low for x in suffixes) for _, suffixes in titles_with_year(sentence))
 
 
-def without_unsupported(text: str, supported: str) -> tuple[str, list[str]]:
+def without_unsupported(text: str, supported: str, genres: Iterable[str] = GENRES) -> tuple[str, list[str]]:
     """``text`` without its sentences that claim what ``supported`` does not, and those sentences.
 
     >>> without_unsupported("It is tense. You can watch it on Hulu! Enjoy.", "You might like Heat (1995).")
@@ -96,7 +130,7 @@ def without_unsupported(text: str, supported: str) -> tuple[str, list[str]]:
     kept: list[str] = []
     dropped: list[str] = []
     for s in sentences(text):
-        (dropped if unsupported(s, supported) else kept).append(s)
+        (dropped if unsupported(s, supported, genres) else kept).append(s)
     return " ".join(kept), dropped
 
 
@@ -121,7 +155,30 @@ def anchored(text: str, facts: Iterable[str]) -> str:
     return " ".join(s for s in sentences(text) if NAME.search(s) or any(f in s.lower() for f in low_facts))
 
 
-def check(reply: str, supported: str, item: str | None = None, facts: Iterable[str] = (), known: Container[str] | None = None) -> Grounding:
+def names_item(reply: str, item: str) -> bool:
+    """Whether ``reply`` names ``item``: its "Title (Year)", or its title as words of their own; a one-word
+    title only with its year ("It has been popular" does not name It (2017); "Have you seen Heat?" does
+    not name Heat (1995) either, where "Heat" may be the weather).
+
+    >>> names_item("Have you seen It (2017)?", "It (2017)"), names_item("It has been popular.", "It (2017)")
+    (True, False)
+    >>> names_item("Have you seen the shining?", "The Shining (1980)"), names_item("The Shiningest.", "The Shining (1980)")
+    (True, False)
+    """
+    low, title = reply.lower(), item.split(" (")[0].lower()
+    if item.lower() in low:
+        return True
+    return len(title.split()) > 1 and re.search(rf"(?<!\w){re.escape(title)}(?!\w)", low) is not None
+
+
+def check(
+    reply: str,
+    supported: str,
+    item: str | None = None,
+    facts: Iterable[str] = (),
+    known: Container[str] | None = None,
+    genres: Iterable[str] = GENRES,
+) -> Grounding:
     """Check one reply against the turn's summary.
 
     Args:
@@ -130,6 +187,7 @@ def check(reply: str, supported: str, item: str | None = None, facts: Iterable[s
         item: The item the turn is about (a recommendation's top item), if any.
         facts: True catalog values of ``item`` (genres, people, year) and the turn's reason.
         known: The catalog's item names in lower case, to find invented titles.
+        genres: The genres a claim is checked for (:data:`GENRES`).
 
     >>> g = check("You might like Heat (1995), a crime movie. Find it on Netflix!", "Heat (1995) crime", "Heat (1995)", ["crime"])
     >>> g.claims, g.names_item, g.true_attribute, g.grounded
@@ -141,11 +199,11 @@ def check(reply: str, supported: str, item: str | None = None, facts: Iterable[s
     """
     said = sentences(reply)
     low = reply.lower()
-    names = bool(item) and (item or "").split(" (")[0].lower() in low
+    names = bool(item) and names_item(reply, item or "")
     rest = low.replace((item or "").lower(), " ") if item else low  # the title's own year is no attribute
     true = names and any(f and f.lower() in rest for f in facts)
     return Grounding(
-        claims=tuple(s for s in said if unsupported(s, supported)),
+        claims=tuple(s for s in said if unsupported(s, supported, genres)),
         invented=tuple(invented_titles(reply, known)) if known is not None else (),
         names_item=names,
         true_attribute=true,

@@ -3,13 +3,13 @@ LLM, the expert tools, the dataset's expert environment and the demonstrations."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 
+from agent.config import Ablations, GraphConfig
 from agent.llm import load_chat_model
 from agent.manager import HiddenStateModel, ManagerHead, TrainedManager, require_hidden_states, trained_manager
 from agent.reply_adapter import use_reply_adapter
@@ -20,72 +20,33 @@ if TYPE_CHECKING:
     from agent.deciders import Manager
 
 
-@dataclass(frozen=True)
-class Ablations:
-    """The paper's ablation switches; every ``False`` removes one component.
-
-    Attributes:
-        schema: Schema-based instruction in the detection prompt (w/o SI when off).
-        demonstrations: Demonstration-based instruction (w/o DI when off).
-        summary: Summary-based response generation (w/o SG when off: the raw expert output).
-        management: Sub-task management (w/o M when off: always the recommendation expert).
-        experts: Expert models (w/o E when off: the LLM does each sub-task itself).
-    """
-
-    schema: bool = True
-    demonstrations: bool = True
-    summary: bool = True
-    management: bool = True
-    experts: bool = True
-
-    NAMES = ("full", "wo_si", "wo_di", "wo_sg", "wo_m", "wo_e")
-
-    @classmethod
-    def named(cls, name: str) -> Ablations:
-        """``full``, ``wo_si``, ``wo_di``, ``wo_sg``, ``wo_m`` or ``wo_e``."""
-        flags = {"full": {}, "wo_si": {"schema": False}, "wo_di": {"demonstrations": False}, "wo_sg": {"summary": False},
-                 "wo_m": {"management": False}, "wo_e": {"experts": False}}  # fmt: skip
-        if name not in flags:
-            raise ValueError(f"unknown ablation {name!r}; known: {', '.join(flags)}")
-        return cls(**flags[name])
-
-
-#: Who makes the manager's decisions: the trained decision head (default; an error naming the alternatives
-#: when the model has no hidden states or the head is another model's, the rule with a warning when the
-#: embedded model has no head for the dataset), the LLM prompted with the
-#: paper's Table 2 prompts (capable chat models, the paper's ablations), or the rule alone.
-MANAGERS = ("trained", "prompt", "rule")
-
-
 class Resources:
     """Lazily loaded run-time resources of one graph."""
 
     def __init__(
         self,
-        model: str | BaseChatModel | None,
-        tools: list[BaseTool] | None,
-        dataset: str,
-        data_root: str | None,
-        n_demos: int,
-        ablations: Ablations,
-        seed: int,
-        manager: str | ManagerHead = "trained",
+        config: GraphConfig,
+        model: BaseChatModel | None = None,
+        tools: list[BaseTool] | None = None,
+        ablations: Ablations | None = None,
+        head: ManagerHead | None = None,
     ) -> None:
-        # a head object (not a name): the graph decides with that very head, which RLPF on simulated
-        # conversations (rl.episodes) updates in place between rounds
-        self._head = manager if isinstance(manager, ManagerHead) else None
-        if isinstance(manager, ManagerHead):
-            manager = "trained"
-        if manager not in MANAGERS:
-            raise ValueError(f"unknown manager {manager!r}; known: {', '.join(MANAGERS)}")
-        self._model_spec = model
+        """``config``: how to build the graph; ``model``: a ready chat model instead of ``config.model``'s spec;
+        ``tools``: the experts (``None``: the dataset's defaults); ``ablations``: switches that no name gives
+        (default: ``config.ablation``'s); ``head``: a decision head to decide with (RLPF on simulated
+        conversations, :mod:`rl.episodes`, updates that very head in place between rounds)."""
+        self.config = config
+        self._head = head
+        self._model_spec: str | BaseChatModel | None = model if model is not None else config.model
         self._tools = tools
-        self.dataset, self.data_root, self.n_demos, self.ablations, self.seed = dataset, data_root, n_demos, ablations, seed
+        self.dataset, self.data_root, self.n_demos, self.seed = config.dataset, config.data_root, config.n_demos, config.seed
+        self.ablations = ablations or config.ablations
+        manager = "trained" if head is not None else config.manager
         # the paper's prompt ablations (w/o SI, w/o DI) ablate the prompted manager, so they imply it
-        prompt_ablation = not (ablations.schema and ablations.demonstrations)
+        prompt_ablation = not (self.ablations.schema and self.ablations.demonstrations)
         self.manager_mode = "prompt" if prompt_ablation and manager == "trained" else manager
-        if self.manager_mode == "trained" and ablations.management:
-            require_hidden_states(model)  # now, not at the first turn: an endpoint cannot serve the trained manager
+        if self.manager_mode == "trained" and self.ablations.management:
+            require_hidden_states(self._model_spec)  # now, not at the first turn: an endpoint cannot serve the trained manager
 
     @cached_property
     def model(self) -> BaseChatModel:

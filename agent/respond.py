@@ -17,7 +17,7 @@ import prompts
 from agent.boundary import trim
 from agent.context import Context
 from agent.dialogue import DECISION_VIEW, dialogue_text
-from agent.grounding import anchored, check, without_filler, without_unsupported
+from agent.grounding import anchored, check, names_item, without_filler, without_unsupported
 from agent.llm import LocalHFChatModel
 from agent.state import LLMCall, State
 from agent.text import clean_response, offer, sentences, without_invented_titles
@@ -218,10 +218,11 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
     rec = LLMCall(stage="response", method="tuned" if tuned else "generated", prompt=prompt, prefix=prefix, fallback=False)
     head = prefix.strip()
     summary = summary_of(state, res)
-    supported = f"{summary}\n{head}\n{text}"  # what the experts found, and what the user said
     out = state.get("expert_output") or {}
     top = (out.get("items") or [None])[0] if state["subtask"]["name"] == RECOMMENDATION else None  # type: ignore[index]
     facts = [*res.env.facts_of(top), str(out.get("reason") or "")] if top else []
+    # what the experts found, the catalog's facts of the item, and what the user said
+    supported = f"{summary}\n{head}\n{'; '.join(facts)}\n{text}"
     shown, checked = [""], [0]  # the reply last emitted; how many complete sentences were checked
 
     def show(reply: str) -> None:
@@ -247,10 +248,14 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
         answer, rec["error"] = "", f"{type(exc).__name__}: {exc}"
     said = grounded(answer[len(head) :] if head else answer, supported, facts, bool(head), res, rec)
     answer = f"{head} {said}".strip() if head else said
-    if len(answer) < 2 or (top and top.split(" (")[0].lower() not in answer.lower()):
+    if len(answer) < 2 or (top and not names_item(answer, top)):
         rec["fallback"] = True
         rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
         answer = template_response(state)
+    elif tuned and top and out.get("about") and not check(answer, supported, top, facts).true_attribute:
+        answer = (
+            f"{answer.rstrip()}{'' if answer.rstrip()[-1:] in '.!?' else '.'} It is {out['about']}."  # as the adapter was trained to say
+        )
     if out.get("notice"):  # an expert failed and another answered: the user is told
         answer = f"{answer} {out['notice']}"
     rec["grounding"] = check(answer, supported, top, facts, res.item_titles).as_row()

@@ -20,27 +20,23 @@ from typing import Literal
 import torch
 from langchain_core.messages import HumanMessage
 
+from agent.config import GraphConfig
 from agent.deciders import detection_prompt
 from agent.llm import LocalHFChatModel, load_chat_model
-from agent.resources import Ablations, Resources
+from agent.resources import Resources
 from crsdata.loaders import load_samples
 from tools.dialogue import format_turns
 from tools.subtasks import SUBTASKS
 
 
 @dataclass
-class BenchLLMArguments:
-    """``python -m eval.bench_llm``."""
+class BenchLLMArguments(GraphConfig):
+    """``python -m eval.bench_llm`` (the model, dataset and manager are :class:`GraphConfig`'s)."""
 
     contexts: int = field(default=20, metadata={"help": "test contexts timed"})
-    demos: int = field(default=4, metadata={"help": "demonstrations in the prompted manager's prompt"})
-    dataset: str = "redial"
-    manager: Literal["trained", "prompt"] = "trained"
     stage: Literal["decisions", "reply"] = field(
         default="decisions", metadata={"help": "decisions (the manager) or reply (the response stage)"}
     )
-    model: str | None = field(default=None, metadata={"help": "a local model spec (default: embedded)"})
-    data_root: str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,10 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "reply":
         bench_reply(model, args.dataset, args.contexts)
         return
+    if args.manager == "rule":
+        raise SystemExit("the rule takes no LLM decision to time: --manager trained or prompt")
     if args.manager == "trained":
         bench_trained(model, args.dataset, args.contexts)
         return
-    res = Resources(model, [], args.dataset, args.data_root, args.demos, Ablations(), 0)
+    res = Resources(GraphConfig.of(args), model=model, tools=[])
     samples = load_samples(args.dataset, "test", args.data_root, limit=args.contexts)
     prompts = [detection_prompt(res, format_turns(s.context[-6:])) for s in samples]
     tokens = [len(model._ids(model.render([HumanMessage(p)]))) for p in prompts]

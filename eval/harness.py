@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
+from agent.config import GraphConfig
 from agent.context import Context
 from crsdata.loaders import load_samples
 from crsdata.schema import RecSample
@@ -26,10 +27,10 @@ TOP_N_STORED = 50
 
 
 @dataclass
-class RunConfig:
-    """One evaluation run: what ``python -m eval run`` (and ``report``) parses, flag for field."""
+class RunConfig(GraphConfig):
+    """One evaluation run: what ``python -m eval run`` (and ``report``) parses, flag for field; the graph's
+    options are :class:`GraphConfig`'s (``--systems`` names the ablations, one system each)."""
 
-    dataset: str = "redial"
     split: str = "test"
     systems: list[str] = field(
         default_factory=lambda: ["full"],
@@ -37,24 +38,18 @@ class RunConfig:
     )
     limit: int | None = field(default=None, metadata={"help": "first N turns (after --sample)"})
     sample: int | None = field(default=None, metadata={"help": "a seeded random subset of N turns"})
-    seed: int = 0
     results_dir: Path = Path("results")
-    model: str | None = field(default=None, metadata={"help": "model spec for the graph and llm_only (default: embedded)"})
     model_label: str | None = field(default=None, metadata={"help": "suffix for system names, e.g. rl or sft"})
-    n_demos: int = field(default=4, metadata={"aliases": ["--demos"], "help": "demonstrations in the prompted manager's prompt"})
     top_k: int = 50
     max_new_tokens: int = 32
-    tuned_reply: bool = field(
-        default=True, metadata={"help": "the reply adapter writes the graph's replies where the dataset ships one (false: as before it)"}
-    )
-    data_root: str | None = None
+    tuned_reply: bool = field(default=False, metadata={"help": "the reply adapter writes the graph's replies, where one was trained"})
     budget_minutes: float = field(default=60.0, metadata={"help": "wall-time budget of one system"})
-    manager: str = field(default="trained", metadata={"help": "trained, prompt or rule: who makes the graph systems' decisions"})
     metrics: Literal["all", "rec"] = field(
         default="all", metadata={"help": "rec: recommendation metrics only, no response generation (results in <split>_rec/)"}
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # the command line gives one comma list (``--systems full,wo_m``); code may give a list
         self.systems = [n.strip() for entry in self.systems for n in entry.split(",") if n.strip()]
         self.results_dir = Path(self.results_dir)
@@ -80,7 +75,7 @@ def make_system(name: str, cfg: RunConfig, shared: dict[str, Any]) -> System:
         shared["model"] = load_chat_model(cfg.model)
     suffix = f"@{cfg.model_label}" if cfg.model_label else ""
     if name in GRAPH_SYSTEMS:
-        return GraphSystem(name, shared["model"], cfg.dataset, cfg.data_root, cfg.n_demos, ctx, label=name + suffix, manager=cfg.manager)
+        return GraphSystem(name, GraphConfig.of(cfg), ctx, model=shared["model"], label=name + suffix)
     env = expert_env(cfg.dataset, cfg.data_root)
     if name == "llm_only":
         system = LLMOnlySystem(shared["model"], env.linker, ctx, env.facts_of)

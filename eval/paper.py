@@ -19,6 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from agent.config import GraphConfig
 from crsdata.paths import run_cli
 from eval.harness import RunConfig, results_folder, run
 from eval.report import write_report
@@ -27,19 +28,16 @@ SECONDS_PER_TURN = {"rec_manager": 0.12, "rec_other": 0.02, "conv": 1.6}  # meas
 
 
 @dataclass
-class PaperArguments:
-    """The paper's tables on one dataset."""
+class PaperArguments(GraphConfig):
+    """The paper's tables on one dataset (the graph's options are :class:`GraphConfig`'s)."""
 
-    dataset: str = field(default="redial", metadata={"help": "redial, opendialkg, inspired, ..."})
     split: str = field(default="test")
     results_dir: str = field(default="results")
-    data_root: str | None = field(default=None)
-    ablations: bool = field(default=False, metadata={"help": "also w/o SI, w/o DI, w/o SG (the prompted manager: ~1 s a turn)"})
+    with_ablations: bool = field(
+        default=False, metadata={"aliases": ["--ablations"], "help": "also w/o SI, w/o DI, w/o SG (the prompted manager: ~1 s a turn)"}
+    )
     conv_sample: int = field(default=1000, metadata={"help": "seeded turns for the conversation pass; 0 skips it"})
     conv_systems: str = field(default="full,llm_only", metadata={"help": "systems of the conversation pass"})
-    seed: int = field(default=0)
-    model: str | None = field(default=None, metadata={"help": "model spec of the graph systems and llm_only (default: embedded)"})
-    manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
     limit: int | None = field(default=None, metadata={"help": "first N turns only (a smoke run; the tables are for the full split)"})
 
 
@@ -57,24 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     from crsdata.loaders import load_samples
 
     (args,) = HfArgumentParser(PaperArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
-    systems = recommendation_systems(args.dataset, args.data_root, args.ablations)
+    systems = recommendation_systems(args.dataset, args.data_root, args.with_ablations)
     n = len(load_samples(args.dataset, args.split, args.data_root, limit=args.limit))
     managers = sum(s in ("full", "wo_si", "wo_di", "wo_sg") for s in systems)
     conv = [s for s in args.conv_systems.split(",") if s] if args.conv_sample else []
-    budget = (n * managers * SECONDS_PER_TURN["rec_manager"] * (8 if args.ablations else 1)
+    budget = (n * managers * SECONDS_PER_TURN["rec_manager"] * (8 if args.with_ablations else 1)
               + n * (len(systems) - managers) * SECONDS_PER_TURN["rec_other"] + min(n, args.conv_sample) * len(conv) * SECONDS_PER_TURN["conv"])  # fmt: skip
     print(f"{args.dataset}/{args.split}: {n} turns; recommendation pass: {', '.join(systems)}; "
           f"conversation pass: {', '.join(conv) or 'skipped'} on {min(n, args.conv_sample)} seeded turns; budget about {budget / 60:.0f} min", flush=True)  # fmt: skip
-    base = RunConfig(
-        dataset=args.dataset,
-        split=args.split,
-        results_dir=Path(args.results_dir),
-        data_root=args.data_root,
-        seed=args.seed,
-        limit=args.limit,
-        model=args.model,
-        manager=args.manager,
-    )
+    base = RunConfig.of(args, split=args.split, results_dir=Path(args.results_dir), limit=args.limit)
     start = time.perf_counter()
     rec = replace(base, systems=systems, metrics="rec")
     run(rec)

@@ -16,6 +16,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agent.config import GraphConfig
 from tools.subtasks import DETAIL_SEARCH, ELICITATION, EXPLANATION, RECOMMENDATION
 
 SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
@@ -76,20 +77,14 @@ SCRIPTS = [  # (user turn, expected sub-task); each list is one conversation
 
 
 @dataclass
-class ScriptedArguments:
-    """``python -m eval scripted``."""
+class ScriptedArguments(GraphConfig):
+    """``python -m eval scripted`` (the graph's options are :class:`GraphConfig`'s; the conversations are about movies)."""
 
-    model: str | None = field(default=None, metadata={"help": "model spec (default: the embedded SmolLM2-135M-Instruct)"})
-    manager: str = field(default="trained", metadata={"help": "trained, prompt or rule"})
-    dataset: str = field(default="redial", metadata={"help": "the catalog the conversations are about (movies)"})
-    data_root: str | None = field(default=None, metadata={"help": "data directory"})
     conversations: int | None = field(default=None, metadata={"help": "play the first N conversations only (default: all)"})
     results_dir: str = field(default="results", metadata={"help": "writes scripted/<dataset>/<manager>.json here"})
 
 
-def play(
-    model: object, manager: str, dataset: str = "redial", data_root: str | None = None, conversations: int | None = None
-) -> dict[str, object]:
+def play(graph_config: GraphConfig, conversations: int | None = None) -> dict[str, object]:
     """Play every scripted conversation; the sub-task accuracy and each turn's decision.
 
     Responses are not generated (``Context(generate=False)``): the decisions do not depend on them, and the
@@ -101,7 +96,7 @@ def play(
     from agent.context import Context
     from agent.graph import build_crs_graph
 
-    graph = build_crs_graph(model=model, manager=manager, dataset=dataset, data_root=data_root, checkpointer=InMemorySaver())  # type: ignore[arg-type]
+    graph = build_crs_graph(checkpointer=InMemorySaver(), config=graph_config)
     turns: list[dict[str, str | int | None]] = []
     start = time.perf_counter()
     for n, script in enumerate(SCRIPTS[:conversations]):
@@ -122,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(ScriptedArguments, prog="python -m eval scripted").parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # untrained experts are named in warnings; the decisions are the figure here
-        result = play(args.model, args.manager, args.dataset, args.data_root, args.conversations)
+        result = play(GraphConfig.of(args), args.conversations)
     out = Path(args.results_dir) / "scripted" / args.dataset / f"{args.manager}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**asdict(args), **result}, indent=1))

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config import GraphConfig
 from crsdata.catalog import Item
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from sim.dialogues import Episode, choose_dialogues, simulate
@@ -54,20 +55,16 @@ from sim.users import AttributeSimulator, LLMSimulator, UserSimulator, similar_t
 
 
 @dataclass
-class SimulateArguments:
-    """``python -m eval simulate``: a simulated user talks with each system."""
+class SimulateArguments(GraphConfig):
+    """``python -m eval simulate``: a simulated user talks with each system (the graph's options are
+    :class:`GraphConfig`'s)."""
 
-    dataset: str = field(default="redial", metadata={"help": "redial, opendialkg, inspired"})
     split: str = field(default="test")
     dialogues: int = field(default=200, metadata={"help": "test turns with targets (seeded sample) to start from; 0: every one"})
     turns: int = field(default=5, metadata={"help": "system turns per simulated dialogue"})
     k: int = field(default=10, metadata={"help": "success when a target is in the top-k the system shows"})
     systems: str = field(default="full,wo_m", metadata={"help": "comma list, as python -m eval run; the first is compared with the rest"})
-    seed: int = field(default=0)
     results_dir: str = field(default="results")
-    data_root: str | None = field(default=None)
-    model: str | None = field(default=None, metadata={"help": "model spec of the graph systems and llm_only (default: embedded)"})
-    manager: str = field(default="trained", metadata={"help": "who decides in the graph systems: trained, prompt or rule"})
     simulator: str = field(default="attribute", metadata={"help": "attribute (deterministic) or llm (a chat model plays the user)"})
     simulator_model: str | None = field(default=None, metadata={"help": "model spec of the llm simulator (default: the embedded model)"})
     feedback: str = field(default="reason", metadata={"help": "a rejection gives a reason (reason) or not (plain, as iEvaLM)"})
@@ -106,15 +103,7 @@ def run(args: SimulateArguments, progress: bool = True) -> Path:
         return AttributeSimulator(item, args.feedback, args.k, facts=facts, similar=similar)
 
     chosen, dropped = choose_dialogues(env, args.dataset, args.split, args.dialogues, args.seed, args.data_root)
-    cfg = RunConfig(
-        dataset=args.dataset,
-        split=args.split,
-        data_root=args.data_root,
-        model=args.model,
-        manager=args.manager,
-        metrics="rec",
-        seed=args.seed,
-    )
+    cfg = RunConfig.of(args, split=args.split, metrics="rec")
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     out = (
         Path(args.results_dir) / "simulate" / args.dataset / ("llm" if talker is not None else "plain" if args.feedback == "plain" else "")

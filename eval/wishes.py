@@ -31,6 +31,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from agent.config import GraphConfig
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
 from crsdata.schema import RecSample, Turn
 from sim.systems import Conversational, Prediction, System
@@ -44,20 +45,16 @@ DECADE_WORDS = {1970: "seventies", 1980: "eighties", 1990: "nineties"}
 
 
 @dataclass
-class WishesArguments:
-    """What ``python -m eval wishes`` parses."""
+class WishesArguments(GraphConfig):
+    """What ``python -m eval wishes`` parses (the graph's options are :class:`GraphConfig`'s)."""
 
-    dataset: str = "redial"
     systems: list[str] = field(default_factory=lambda: ["full", "wo_m"], metadata={"help": "comma list; expert:all adds every recommender"})
     per_kind: int = field(default=100, metadata={"help": "requests (or conversations) per kind"})
-    seed: int = 0
     phrasings: str = field(default="standard", metadata={"help": "standard, or heldout (written after the parser, never tuned on)"})
-    model: str | None = field(default=None, metadata={"help": "model spec of the graph systems (default: embedded)"})
-    manager: str = field(default="trained", metadata={"help": "trained, prompt or rule"})
-    data_root: str | None = None
     results_dir: Path = Path("results")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.systems = [n.strip() for entry in self.systems for n in entry.split(",") if n.strip()]
         self.results_dir = Path(self.results_dir)
 
@@ -313,7 +310,7 @@ def evaluate(args: WishesArguments, progress: bool = True) -> dict[str, Any]:
             ]
         else:
             names.append(name)
-    cfg = RunConfig(dataset=args.dataset, systems=names, model=args.model, manager=args.manager, data_root=args.data_root, metrics="rec")
+    cfg = RunConfig.of(args, systems=names, metrics="rec")
     requests = generate(env, args.per_kind, args.seed, args.phrasings)
     shared: dict[str, Any] = {}
     per_system: dict[str, dict[str, list[tuple[float, float]]]] = {}

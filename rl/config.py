@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl.trainer.base_config import _BaseConfig
+from transformers import TrainingArguments
 
 from rl.reward import RewardFunc, resolve_rewards
 
 
 @dataclass
-class RLPFBaseConfig(_BaseConfig):
-    """TRL/transformers training arguments plus RLPF's reward and baseline."""
+class RLPFBaseConfig(TrainingArguments):
+    """transformers' training arguments (TRL's trainers share them) plus RLPF's reward and baseline."""
 
     lam: float = field(default=0.5, metadata={"help": "lambda: weight of HIT in R = lambda*HIT + (1-lambda)*BLEU"})
     reward_funcs: str = field(
@@ -26,9 +26,10 @@ class RLPFBaseConfig(_BaseConfig):
     )
     hit_k: int = field(default=10, metadata={"help": "HIT cut-off of the reward"})
     baseline_beta: float = field(default=0.9, metadata={"help": "moving-average factor of the baseline b(S)"})
+    logging_steps: float = 10  # TRL's default (transformers logs every 500 steps)
     remove_unused_columns: bool = False
     gradient_checkpointing: bool = False
-    bf16: bool | None = False
+    bf16: bool = False
     use_cpu: bool = True
     weight_decay: float = 0.01
     save_strategy: str = "no"

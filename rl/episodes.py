@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from trl.trainer.base_trainer import _BaseTrainer
+from transformers import Trainer
 
+from agent.config import GraphConfig
 from agent.context import Context
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from crsdata.schema import RecSample
@@ -259,12 +260,9 @@ def leave_one_out(played: list[Played]) -> list[float]:
     return [p.reward - (sum(groups[p.dialogue]) - p.reward) / (len(groups[p.dialogue]) - 1) for p in played]
 
 
-class EpisodeTrainer(_BaseTrainer):
+class EpisodeTrainer(Trainer):
     """REINFORCE over simulated conversations (module docstring), on TRL's trainer base like
     :class:`rl.manager.ManagerTrainer`: one ``train()`` is one pass over a round's conversations."""
-
-    _tag_names = ["trl", "rlpf", "llmcrs"]
-    _name = "RLPF-conversations"
 
     def __init__(self, head: ManagerHead, args: ManagerConfig, played: list[Played], baseline: MovingAverageBaseline,
                  reference: ManagerHead, corpus: DecisionTensors, optimizer: torch.optim.Optimizer) -> None:  # fmt: skip
@@ -337,7 +335,9 @@ def train_on_conversations(
     model = load_chat_model(None if model_spec == "embedded" else model_spec)  # the LLM whose hidden states the head reads
     # as `python -m eval simulate` runs it: top-50 rankings, no generated response (the simulator reads the
     # expert's question or items, which the response only wraps)
-    system = GraphSystem("full", model, dataset, data_root, 0, Context(generate=False), manager=head)
+    system = GraphSystem(
+        "full", GraphConfig(dataset=dataset, data_root=data_root, n_demos=0), Context(generate=False), model=model, head=head
+    )
     reference = copy.deepcopy(head).eval()
     baseline = MovingAverageBaseline(cfg.baseline_beta)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.sim_learning_rate, weight_decay=cfg.weight_decay)

@@ -5,8 +5,8 @@ reward R = lambda * HIT + (1 - lambda) * BLEU. Rolling the graph out per update 
 so the rewards are cached instead: :mod:`rl.decisions` ran every expert once per training context, so
 the reward of every action (a sub-task, and for recommendation an expert) is a table lookup. Actions
 are *sampled* from the policy, the baseline b(S) is kept per sub-task, and an update costs
-milliseconds. :class:`ManagerTrainer` subclasses TRL's trainer base (the transformers ``Trainer``
-machinery: optimizer, scheduler, logging) like :class:`rl.trainer.RLPFTrainer`; ``phase="sft"``
+milliseconds. :class:`ManagerTrainer` subclasses transformers' ``Trainer`` (optimizer, scheduler, logging; what
+TRL's trainers are built on) like :class:`rl.trainer.RLPFTrainer`; ``phase="sft"``
 fits the detection head to the corpus labels by cross-entropy, ``phase="rlpf"`` is equation 5.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from trl.trainer.base_trainer import _BaseTrainer
+from transformers import Trainer
 
 from agent.manager import MATCH_FIX, SUBTASK_NAMES, ManagerHead, blend_weights
 from crsdata.metrics import compare_paired, group_folds
@@ -205,11 +205,8 @@ def detection_kl(det: torch.Tensor, reference: ManagerHead, llm: torch.Tensor, s
     return (ref.exp() * (ref - torch.log_softmax(det, -1))).sum(-1).mean()
 
 
-class ManagerTrainer(_BaseTrainer):
+class ManagerTrainer(Trainer):
     """Supervised detection (``phase="sft"``) or RLPF over sampled joint actions (``phase="rlpf"``)."""
-
-    _tag_names = ["trl", "rlpf", "llmcrs"]
-    _name = "RLPF-manager"
 
     def __init__(
         self, head: ManagerHead, args: ManagerConfig, data: DecisionTensors, phase: str, reference: ManagerHead | None = None

@@ -43,19 +43,20 @@ class SFTScriptArguments:
     n_demos: int = field(default=2)
     lora_layers: int | None = field(
         default=None,
-        metadata={"help": "with use_peft: the adapter on the last N layers only (backward stops below them: about 40% faster here)"},
+        metadata={"help": "with use_peft: the adapter on the last N layers only (backward stops below them: about 40 percent faster here)"},
     )
 
 
 def detection_examples(dataset: str, split: str, n: int, n_demos: int, data_root: str | None, seed: int) -> list[dict[str, Any]]:
     """(prompt, completion, label) of recommender turns of a split, seeded sample of ``n``."""
+    from agent.config import GraphConfig
     from agent.deciders import detection_prompt
     from agent.heuristics import label_turn
-    from agent.resources import Ablations, Resources
+    from agent.resources import Resources
     from crsdata.loaders import load_dialogues
     from tools.dialogue import format_dialogue
 
-    res = Resources(None, [], dataset, data_root, n_demos, Ablations(), 0)
+    res = Resources(GraphConfig(dataset=dataset, data_root=data_root, n_demos=n_demos), tools=[])
     out = []
     for dlg in load_dialogues(dataset, split, res.env.root):
         for i, turn in enumerate(dlg.turns):
@@ -146,6 +147,8 @@ def write_reply_meta(out: Path, dataset: str, model: str, summary: dict[str, Any
             "sha256": adapter_sha256(out), "command": " ".join(["python -m rl.sft", *(argv if argv is not None else sys.argv[1:])]),
             **{k: summary[k] for k in ("valid_loss_before", "valid_loss_after", "steps", "seconds", "train_labels", "loss_curve")}}  # fmt: skip
     (out / "reply.json").write_text(json.dumps(meta, indent=1) + "\n")
+    config = json.loads((out / "adapter_config.json").read_text())  # the base is the model's name, not this machine's path
+    (out / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": meta["model"]}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,13 @@
 """RLPF on TRL: REINFORCE with a moving-average baseline over graph rollouts.
 
-Why a subclass of TRL's trainer base and not GRPO/RLOO: the paper's equation 5 is
+Why a subclass of transformers' ``Trainer`` and not TRL's GRPO/RLOO: the paper's equation 5 is
 grad J = mean_contexts grad log P(S|theta) * (R - b(S)) with one rollout per training context and a
 moving-average baseline b(S) per sub-task. TRL's public trainers hard-wire other estimators
 (GRPO normalises rewards within a group of generations of the same prompt; RLOO uses the
 leave-one-out mean of k generations), and both generate plain text from a prompt dataset, while our
 "completion" is a whole graph trajectory (detection, matching, response). So :class:`RLPFTrainer`
-subclasses TRL's ``_BaseTrainer`` (the transformers ``Trainer`` machinery every TRL trainer shares:
-optimizer, scheduler, logging, checkpoints, model card) and implements the estimator in
+subclasses transformers' ``Trainer`` (the machinery every TRL trainer is built on: optimizer, scheduler,
+logging, checkpoints; TRL's own base class is private) and implements the estimator in
 ``compute_loss``: loss = -(R - b(S)) * log P(S|theta), averaged over the batch, which is exactly the
 negative of equation 5's per-context term.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl.trainer.base_trainer import _BaseTrainer
+from transformers import Trainer
 
 from agent.context import Context
 from agent.llm import LocalHFChatModel
@@ -47,16 +47,17 @@ class RLPFConfig(RLPFBaseConfig):
     logging_steps: float = 1
 
 
-class RLPFTrainer(_BaseTrainer):
+class RLPFTrainer(Trainer):
     """REINFORCE with a per-sub-task moving-average baseline over LLMCRS graph rollouts."""
-
-    _tag_names = ["trl", "rlpf", "llmcrs"]
-    _name = "RLPF"
 
     def __init__(self, model: Any, args: RLPFConfig, train_dataset: Any, processing_class: Any, samples: dict[str, RecSample],
                  dataset: str = "redial", data_root: str | None = None) -> None:  # fmt: skip
         super().__init__(
-            model=model, args=args, train_dataset=train_dataset, processing_class=processing_class, data_collator=lambda feats: feats
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            data_collator=lambda feats: feats,  # type: ignore[arg-type,return-value]  # a batch is its samples
         )
         from agent.graph import build_crs_graph
 

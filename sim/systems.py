@@ -19,11 +19,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agent.config import Ablations, GraphConfig
 from agent.context import Context
 from agent.grounding import check
 from agent.llm import LocalHFChatModel
 from agent.manager import ManagerHead
-from agent.resources import Ablations
 from agent.text import clean_response, context_messages
 from crsdata.schema import RecSample
 from tools.base import subtask_of
@@ -71,21 +71,19 @@ class GraphSystem:
     def __init__(
         self,
         name: str,
-        model: BaseChatModel | str | None,
-        dataset: str,
-        data_root: str | None,
-        n_demos: int,
+        config: GraphConfig,
         ctx: Context,
+        model: BaseChatModel | None = None,
         label: str | None = None,
-        manager: str | ManagerHead = "trained",
+        head: ManagerHead | None = None,
     ) -> None:
+        """``name``: the ablation (``full``, ``wo_m``, ...) of the graph ``config`` builds; ``model``: a ready
+        chat model shared with other systems; ``head``: a decision head to decide with (:mod:`rl.episodes`)."""
         from agent.graph import build_crs_graph
 
         self.name = label or name
         self.ctx = ctx
-        self._build = partial(
-            build_crs_graph, model=model, ablations=name, dataset=dataset, data_root=data_root, n_demos=n_demos, manager=manager
-        )
+        self._build = partial(build_crs_graph, model=model, ablations=name, manager=head, config=config)
         self.graph = self._build()  # one turn per sample, no checkpointer: nothing to write or forget
         self.memory = InMemorySaver()  # the threads of session()
 

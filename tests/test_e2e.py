@@ -56,3 +56,23 @@ def test_demo_command(embedded, real_root):
     res = _cli(["demo", "--turns", "1"], "", env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "user>" in res.stdout and "4 response" in res.stdout
+
+
+def test_the_shipped_reply_adapter_loads_offline_and_its_reply_is_grounded(embedded, real_root):
+    """The reply adapter shipped for ReDial loads offline onto the embedded model; with ``tuned_reply`` a
+    recommendation reply names the item and a true fact of it and claims nothing unsupported, and the
+    trained manager's decisions and the items are the same as without it (the decisions read the base model)."""
+    from agent.reply_adapter import reply_adapter_dir, use_reply_adapter
+
+    assert reply_adapter_dir("redial") is not None and use_reply_adapter(embedded, "redial")
+    g = build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
+    turn = {"messages": [HumanMessage("Can you recommend a good crime movie?")]}
+    on = g.invoke(turn, {"configurable": {"thread_id": "tuned"}}, context=Context(tuned_reply=True))
+    off = g.invoke(turn, {"configurable": {"thread_id": "plain"}}, context=Context())
+    rec = on["trajectory"][-1]
+    assert on["subtask"]["name"] == "recommendation" and rec["method"] == "tuned", rec
+    found = rec["grounding"]
+    assert found["names_item"] and found["true_attribute"] and not found["claims"] and not found["invented"], (on["response"], found)
+    assert off["trajectory"][-1]["method"] == "generated"
+    assert (on["subtask"], on["expert"], on["expert_output"]["items"]) == (off["subtask"], off["expert"], off["expert_output"]["items"])
+    assert on["trajectory"][0].get("logprobs") == off["trajectory"][0].get("logprobs")

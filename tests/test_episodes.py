@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from agent.config import GraphConfig
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from rl.baseline import MovingAverageBaseline
 from rl.episodes import Decision, EpisodeTrainer, Played, executed_decisions, play, play_branches
@@ -92,7 +93,9 @@ def test_play_records_every_executed_decision_of_the_real_graph(embedded, redial
     from sim.systems import GraphSystem
 
     head, _ = load_manager(manager_dir("redial"))
-    system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
+    system = GraphSystem(
+        "full", GraphConfig(data_root=str(real_root), n_demos=0), Context(top_k=50, generate=False), model=embedded, head=head
+    )
     dialogues, _ = choose_dialogues(redial_env, "redial", "valid", 3, 0, str(real_root))
     played = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=True, opening=True)
     assert not embedded.sample_choices
@@ -121,7 +124,9 @@ def test_branches_pair_each_later_greedy_decision_with_its_switch_on_the_real_gr
     from sim.systems import GraphSystem
 
     head, _ = load_manager(manager_dir("redial"))
-    system = GraphSystem("full", embedded, "redial", str(real_root), 0, Context(top_k=50, generate=False), manager=head)
+    system = GraphSystem(
+        "full", GraphConfig(data_root=str(real_root), n_demos=0), Context(top_k=50, generate=False), model=embedded, head=head
+    )
     dialogues, _ = choose_dialogues(redial_env, "redial", "valid", 6, 0, str(real_root))
     greedy = play(head, embedded, system, dialogues, ["plain"], turns=3, k=10, sample=False)
     pairs = play_branches(head, embedded, system, dialogues, ["plain"], turns=3, k=10)

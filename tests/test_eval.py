@@ -11,6 +11,7 @@ import sys
 import pytest
 from langchain_core.messages import AIMessage
 
+from agent.config import GraphConfig
 from agent.context import Context
 from crsdata.loaders import load_samples
 from crsdata.metrics import RecEvaluator, conversation_metrics
@@ -51,7 +52,7 @@ def test_ground_truth_never_reaches_the_system(real_root, tmp_path):
         "REFERENCE-ZZ9 answer",
     )
     llm = cycling_fake('{"name": "recommendation"}', "You might like Heat (1995).")
-    system = GraphSystem("full", llm, "redial", str(real_root), 1, Context(), manager="prompt")
+    system = GraphSystem("full", GraphConfig(data_root=str(real_root), n_demos=1, manager="prompt"), Context(), model=llm)
     system.graph.resources._tools = [spy]  # type: ignore[attr-defined]
     path = tmp_path / "r.jsonl"
     run_system(system, [sample], path, progress=False)

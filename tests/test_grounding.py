@@ -22,6 +22,7 @@ KNOWN = frozenset({"heat (1995)", "ronin (1998)"})
         ("You might like Heat (1995). It came out in 1996.", 1, 0),  # a wrong year
         ("You might like Heat (1995). It stars Tom Hanks.", 1, 0),  # a person the summary does not give
         ("You might like Heat (1995). Or try Blue Thunder (1983).", 1, 1),  # a title that is no item of the catalog
+        ("You might like Heat (1995). It is a romantic comedy.", 1, 0),  # a genre the summary does not give
         ("You might like Heat (1995), a crime movie directed by Michael Mann.", 0, 0),
     ],
 )

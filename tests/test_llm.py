@@ -241,7 +241,7 @@ def test_a_reply_adapter_changes_tuned_replies_only(tiny_model_dir, tmp_path):
 def test_tuned_reply_reads_the_compact_prompt_and_falls_back_to_the_grounded_template(tiny_model_dir, tmp_path, real_root):
     """With a reply adapter, the response stage writes the reply from the compact reply prompt; the grounding
     check still applies, and a reply that loses the recommended item gives way to the grounded template.
-    ``Context(tuned_reply=False)`` answers as before the adapter (prefix forcing)."""
+    ``Context(tuned_reply=False)`` (the default) answers as before the adapter (prefix forcing)."""
     from peft import LoraConfig, get_peft_model
 
     from agent.dialogue import decision_dialogue
@@ -257,7 +257,7 @@ def test_tuned_reply_reads_the_compact_prompt_and_falls_back_to_the_grounded_tem
         model=chat, tools=default_experts("redial", str(real_root)), checkpointer=InMemorySaver(), data_root=str(real_root), manager="rule"
     )
     turn = {"messages": [HumanMessage("I want a scary movie like The Shining (1980)")]}
-    out = g.invoke(turn, {"configurable": {"thread_id": "tuned"}}, context=Context(max_new_tokens=8))
+    out = g.invoke(turn, {"configurable": {"thread_id": "tuned"}}, context=Context(max_new_tokens=8, tuned_reply=True))
     rec = out["trajectory"][-1]
     assert out["subtask"]["name"] == "recommendation" and rec["method"] == "tuned"
     assert rec["prompt"].startswith("Dialogue:\nUser: I want a scary movie") and "Found: " in rec["prompt"] and not rec["prefix"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from agent.config import GraphConfig
 from crsdata.loaders import load_samples
 from crsdata.schema import Turn
 from sim.dialogues import leaks, simulate
@@ -85,7 +86,7 @@ def test_a_graph_system_converses_on_one_thread_and_never_re_offers(redial_env, 
     from tests.conftest import RecordingFake
 
     llm = RecordingFake(messages=cycle([AIMessage("")]), prompts=[])  # the rule manager decides; the template answers
-    system = GraphSystem("wo_m", llm, "redial", str(real_root), 0, Context(generate=False), manager="rule")
+    system = GraphSystem("wo_m", GraphConfig(data_root=str(real_root), n_demos=0, manager="rule"), Context(generate=False), model=llm)
     assert isinstance(system, Conversational)
     sample, item = _targets(redial_env, 1)[0]
     ep = simulate(system, sample, AttributeSimulator(item), turns=5, k=1)  # top-1 only: hard to succeed, many offers
