@@ -46,7 +46,7 @@ web: setup
 test: setup
 	$(PY) -m pytest -q --durations=15
 
-## Unit tests on tiny fixtures: no corpora, no trained experts, no embedded model (about 3 minutes).
+## Unit tests on tiny fixtures: no corpora, no trained experts, no embedded model (about a minute).
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e and not data"
 
