@@ -89,11 +89,14 @@ def genre_claims(sentence: str, supported: str, genres: Iterable[str]) -> list[s
     []
     """
     low, sup = sentence.lower(), supported.lower()
-    return [g for g in genres if re.search(_genre_pattern(g), low) and not re.search(_genre_pattern(GENRE_KIN.get(g, g)), sup)
-            and not re.search(_genre_pattern(g), sup)]  # fmt: skip
+    return [
+        g
+        for g in genres
+        if re.search(_genre_pattern(g), low) and not any(re.search(_genre_pattern(x), sup) for x in {g, GENRE_KIN.get(g, g)})
+    ]
 
 
-def unsupported(sentence: str, supported: str, genres: Iterable[str] = GENRES) -> bool:
+def unsupported(sentence: str, supported: str) -> bool:
     """Whether ``sentence`` claims something that the ``supported`` text (the turn's summary) does not:
     a phrase of :data:`UNSUPPORTED`, or a year, a "Title (Year)", a name (a person, a place, a title) or a
     genre (:data:`GENRES`) that the summary does not contain.
@@ -116,12 +119,12 @@ def unsupported(sentence: str, supported: str, genres: Iterable[str] = GENRES) -
         return True
     if any(n.group(0).lower() not in low for n in NAME.finditer(sentence) if n.group(0) not in ("I", "I'm", "I'd", "I've")):
         return True
-    if genre_claims(sentence, supported, genres):
+    if genre_claims(sentence, supported, GENRES):
         return True
     return any(not any(x in low for x in suffixes) for _, suffixes in titles_with_year(sentence))
 
 
-def without_unsupported(text: str, supported: str, genres: Iterable[str] = GENRES) -> tuple[str, list[str]]:
+def without_unsupported(text: str, supported: str) -> tuple[str, list[str]]:
     """``text`` without its sentences that claim what ``supported`` does not, and those sentences.
 
     >>> without_unsupported("It is tense. You can watch it on Hulu! Enjoy.", "You might like Heat (1995).")
@@ -130,7 +133,7 @@ def without_unsupported(text: str, supported: str, genres: Iterable[str] = GENRE
     kept: list[str] = []
     dropped: list[str] = []
     for s in sentences(text):
-        (dropped if unsupported(s, supported, genres) else kept).append(s)
+        (dropped if unsupported(s, supported) else kept).append(s)
     return " ".join(kept), dropped
 
 
@@ -171,14 +174,7 @@ def names_item(reply: str, item: str) -> bool:
     return len(title.split()) > 1 and re.search(rf"(?<!\w){re.escape(title)}(?!\w)", low) is not None
 
 
-def check(
-    reply: str,
-    supported: str,
-    item: str | None = None,
-    facts: Iterable[str] = (),
-    known: Container[str] | None = None,
-    genres: Iterable[str] = GENRES,
-) -> Grounding:
+def check(reply: str, supported: str, item: str | None = None, facts: Iterable[str] = (), known: Container[str] | None = None) -> Grounding:
     """Check one reply against the turn's summary.
 
     Args:
@@ -187,7 +183,6 @@ def check(
         item: The item the turn is about (a recommendation's top item), if any.
         facts: True catalog values of ``item`` (genres, people, year) and the turn's reason.
         known: The catalog's item names in lower case, to find invented titles.
-        genres: The genres a claim is checked for (:data:`GENRES`).
 
     >>> g = check("You might like Heat (1995), a crime movie. Find it on Netflix!", "Heat (1995) crime", "Heat (1995)", ["crime"])
     >>> g.claims, g.names_item, g.true_attribute, g.grounded
@@ -203,7 +198,7 @@ def check(
     rest = low.replace((item or "").lower(), " ") if item else low  # the title's own year is no attribute
     true = names and any(f and f.lower() in rest for f in facts)
     return Grounding(
-        claims=tuple(s for s in said if unsupported(s, supported, genres)),
+        claims=tuple(s for s in said if unsupported(s, supported)),
         invented=tuple(invented_titles(reply, known)) if known is not None else (),
         names_item=names,
         true_attribute=true,

@@ -1,8 +1,8 @@
 """The reply adapter: a LoRA adapter of the local LLM, fine-tuned to write the response stage's reply from
-the compact reply prompt (:func:`agent.respond.reply_prompt`), shipped per dataset like the trained
-managers (``agent/replies/<dataset>/``: ``adapter_model.safetensors``, ``adapter_config.json`` and
-``reply.json``, which records the base model's and the adapter's sha256, the losses and the command that
-regenerates it).
+the compact reply prompt (:func:`agent.respond.reply_prompt`). ``python -m rl.sft`` builds it per dataset
+under ``$LLMCRS_HOME/replies/<dataset>/`` (``adapter_model.safetensors``, ``adapter_config.json`` and
+``reply.json``, which records the base model's and the adapter's sha256, the losses and the command); weights
+are built, not committed, and the package ships none.
 
 The adapter is attached to the very model the manager reads (:func:`agent.llm.attach_reply_adapter`): one
 model in memory, its adapter layers on only while a tuned reply is generated, so that every decision
@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from agent.llm import LocalHFChatModel, attach_reply_adapter
 from crsdata.paths import SetupError, home_dir
 
-SHIPPED_PACKAGE = "agent.replies"
 ADAPTER_FILE = "adapter_model.safetensors"
 COMMAND = "python -m rl.responses --dataset {dataset} && python -m rl.sft --config rl/configs/reply_{dataset}.yaml"
 
@@ -33,11 +31,9 @@ class ReplyAdapterError(SetupError):
 
 def reply_adapter_dir(dataset: str) -> Path | None:
     """Where the reply adapter of a dataset is: ``$LLMCRS_HOME/replies/<dataset>`` (what ``python -m rl.sft``
-    writes) before the package's; ``None`` if there is none."""
-    for base in (home_dir() / "replies", Path(str(resources.files(SHIPPED_PACKAGE)))):
-        if (base / dataset / "reply.json").is_file():
-            return base / dataset
-    return None
+    writes); ``None`` if none was built."""
+    folder = home_dir() / "replies" / dataset
+    return folder if (folder / "reply.json").is_file() else None
 
 
 def adapter_sha256(folder: Path) -> str:
@@ -50,7 +46,7 @@ def use_reply_adapter(model: Any, dataset: str) -> bool:
     ``LLMCRS_REPLY_ADAPTER=off`` attaches none (the run-time switch is ``Context.tuned_reply``).
 
     Raises:
-        ReplyAdapterError: The adapter's weights do not match the sha256 it was shipped with.
+        ReplyAdapterError: The adapter's weights do not match the sha256 recorded when it was trained.
     """
     if not isinstance(model, LocalHFChatModel) or os.environ.get("LLMCRS_REPLY_ADAPTER", "on") == "off":
         return False

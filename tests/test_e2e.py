@@ -58,13 +58,25 @@ def test_demo_command(embedded, real_root):
     assert "user>" in res.stdout and "4 response" in res.stdout
 
 
-def test_the_shipped_reply_adapter_loads_offline_and_its_reply_is_grounded(embedded, real_root):
-    """The reply adapter shipped for ReDial loads offline onto the embedded model; with ``tuned_reply`` a
+def test_a_reply_adapter_built_for_the_embedded_model_loads_and_its_reply_is_grounded(embedded, real_root, tmp_path, monkeypatch):
+    """A reply adapter built for the embedded model (here one with random weights, where ``rl.sft`` writes a
+    trained one) is found, checked against its sha256s and attached offline; with ``tuned_reply`` a
     recommendation reply names the item and a true fact of it and claims nothing unsupported, and the
     trained manager's decisions and the items are the same as without it (the decisions read the base model)."""
-    from agent.reply_adapter import reply_adapter_dir, use_reply_adapter
+    import json
 
-    assert reply_adapter_dir("redial") is not None and use_reply_adapter(embedded, "redial")
+    from peft import LoraConfig, get_peft_model
+
+    import agent.reply_adapter as reply_adapter
+    from agent.llm import embedded_model_dir, load_hf
+
+    folder = tmp_path / "replies" / "redial"
+    donor, _ = load_hf(embedded_model_dir())
+    get_peft_model(donor, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).save_pretrained(folder)
+    meta = {"dataset": "redial", "model_sha256": embedded.weights_sha256, "sha256": reply_adapter.adapter_sha256(folder)}
+    (folder / "reply.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(reply_adapter, "reply_adapter_dir", lambda dataset: folder if dataset == "redial" else None)
+    assert reply_adapter.use_reply_adapter(embedded, "redial") and embedded.has_reply_adapter
     g = build_crs_graph(model=embedded, checkpointer=InMemorySaver(), data_root=str(real_root))
     turn = {"messages": [HumanMessage("Can you recommend a good crime movie?")]}
     on = g.invoke(turn, {"configurable": {"thread_id": "tuned"}}, context=Context(tuned_reply=True))
