@@ -142,6 +142,17 @@ def generate(
     return clean_response(text, prefix)
 
 
+def with_about(reply: str, about: str) -> str:
+    """``reply`` followed by what the catalog says of its item (the reply adapter's training targets end so
+    where the reference states no fact, :func:`rl.responses.sft_target`).
+
+    >>> with_about("Have you seen Heat (1995)", "a crime movie directed by Michael Mann")
+    'Have you seen Heat (1995). It is a crime movie directed by Michael Mann.'
+    """
+    reply = reply.rstrip()
+    return f"{reply}{'' if reply[-1:] in '.!?' else '.'} It is {about}."
+
+
 def uses_reply_adapter(state: State, ctx: Context, res: Resources) -> bool:
     """Whether the reply adapter writes this turn's reply: ``ctx.tuned_reply``, a local model with the
     dataset's adapter (:mod:`agent.reply_adapter`), the full summary (not w/o SG), and a sub-task it was
@@ -253,9 +264,7 @@ def write_reply(state: State, ctx: Context, res: Resources, emit: Emit | None = 
         rec.setdefault("error", "empty response" if len(answer) < 2 else "response does not name the recommended item")
         answer = template_response(state)
     elif tuned and top and out.get("about") and not check(answer, supported, top, facts).true_attribute:
-        answer = (
-            f"{answer.rstrip()}{'' if answer.rstrip()[-1:] in '.!?' else '.'} It is {out['about']}."  # as the adapter was trained to say
-        )
+        answer = with_about(answer, out["about"])  # as the adapter was trained to say
     if out.get("notice"):  # an expert failed and another answered: the user is told
         answer = f"{answer} {out['notice']}"
     rec["grounding"] = check(answer, supported, top, facts, res.item_titles).as_row()

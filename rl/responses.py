@@ -113,6 +113,7 @@ def sft_target(row: dict[str, Any]) -> str | None:
     True
     """
     from agent.grounding import check
+    from agent.respond import with_about
 
     top = row["items"][0] if row["subtask"] == "recommendation" and row["items"] else None
     found = check(row["target"], row["reply_prompt"], top, row["facts"])
@@ -120,8 +121,7 @@ def sft_target(row: dict[str, Any]) -> str | None:
         return None
     about = next((line[len("About: ") :] for line in row["summary"].splitlines() if line.startswith("About: ")), "")
     if top and not found.true_attribute and about:
-        end = "" if row["target"].rstrip()[-1:] in ".!?" else "."
-        return f"{row['target'].rstrip()}{end} It is {about}."
+        return with_about(row["target"], about)
     return str(row["target"])
 
 
