@@ -61,7 +61,7 @@ class GraphConfig:
         default=None,
         metadata={"help": "the LLM: embedded (default: SmolLM2-135M-Instruct), a folder, hf:<id>, hf-endpoint:<url>, openai:<model>@<url>"},
     )
-    dataset: str = field(default="redial", metadata={"help": "redial, opendialkg, opendialkg_books, inspired"})
+    dataset: str = field(default="redial", metadata={"help": "a registered dataset: redial, opendialkg, opendialkg_books, inspired, ... (crsdata.registry)"})
     data_root: str | None = field(default=None, metadata={"help": "data directory (default: $LLMCRS_DATA_DIR, then ../shared/data)"})
     manager: str = field(
         default="trained",

@@ -36,15 +36,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.boundary import MAX_INPUT_MESSAGES, MAX_MESSAGE_CHARS
+from crsdata.registry import datasets
 from tools.serving import RequestSizeLimit, replayed
 
 # Room for a full input (MAX_INPUT_MESSAGES messages at the character limit, UTF-8, JSON) is far more
 # than a chat needs; the default admits any input the boundary would accept one message of, with headroom.
 MAX_REQUEST_BYTES = int(os.environ.get("LLMCRS_MAX_REQUEST_BYTES", 64 * 1024))
 WEB = Path(__file__).resolve().parent / "web"
-# What each dataset recommends (crsdata.loaders.DATASETS); the page says it in its header.
-DOMAINS = {"redial": "movies", "inspired": "movies", "gorecdial": "movies", "tgredial": "movies",
-           "opendialkg": "movies and books", "opendialkg_books": "books"}  # fmt: skip
 # The page's own script and the same-origin API only: inserted text can never run as script.
 CHAT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")  # fmt: skip
@@ -61,7 +59,8 @@ async def limits(request: Request) -> JSONResponse:  # noqa: ARG001
 async def info(request: Request) -> JSONResponse:  # noqa: ARG001
     """The graph the page talks to, the dataset it recommends from (``LLMCRS_DATASET``) and its domain."""
     dataset = os.environ.get("LLMCRS_DATASET", "redial")
-    return JSONResponse({"graph": "llmcrs", "dataset": dataset, "domain": DOMAINS.get(dataset, "items")})
+    known = datasets()
+    return JSONResponse({"graph": "llmcrs", "dataset": dataset, "domain": known[dataset].domain if dataset in known else "items"})
 
 
 def _page(name: str, media_type: str) -> Response:

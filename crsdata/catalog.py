@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from rapidfuzz import fuzz, process, utils
 
 from crsdata.io import read_json
-from crsdata.loaders import DATASETS, item_names, norm_name
+from crsdata.loaders import item_names, norm_name
 from crsdata.paths import DataError, data_root, home_dir
+from crsdata.registry import CatalogRows, DatasetSpec, dataset_spec
 
 ENV_CATALOG_URL = "LLMCRS_CATALOG_URL"
 YEAR = re.compile(r"\((\d{4})\)\s*$")
@@ -147,16 +148,6 @@ class Catalog:
 
     # ---- building ------------------------------------------------------------------------
 
-    def _sources(self, dataset: str, base: Path) -> list[Path]:
-        folder = base / ("opendialkg" if dataset == "opendialkg_books" else dataset)
-        wanted = {
-            "redial": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
-            "opendialkg": ["id2info.json", "kg.json", "entity2id.json", "relation2id.json"],
-            "opendialkg_books": ["dialog_Books.jsonl", "kg.json", "entity2id.json", "relation2id.json"],
-            "inspired": ["dev.jsonl", "test.jsonl"],
-        }.get(dataset, ["entity2id.json", "movie_ids.json"])
-        return [folder / w for w in wanted]
-
     def build(self, datasets: list[str] | None = None, force: bool = False) -> dict[str, int]:
         """Build (or rebuild when the source files changed) the catalog of each dataset.
 
@@ -168,9 +159,8 @@ class Catalog:
 
         out = {}
         for ds in datasets or available_datasets(base):
-            if ds not in DATASETS:
-                raise DataError(f"unknown dataset {ds!r}; known: {', '.join(DATASETS)}")
-            sources = self._sources(ds, base)
+            spec = dataset_spec(ds)
+            sources = [spec.path(base) / name for name in spec.files]
             digest = hashlib.sha256()
             for src in sources:
                 if src.exists():
@@ -182,66 +172,13 @@ class Catalog:
                 if row is not None and row.fingerprint == fp and not force:
                     out[ds] = row.n_items
                     continue
-                items, triples = self._read(ds, base)
+                items, triples = spec.catalog(spec.path(base), spec) if spec.catalog else named_items(spec, base)
                 self._replace(conn, ds, items, triples, fp)
                 out[ds] = len(items)
             self._names.pop(ds, None)
             self._keys.pop(ds, None)
             self._values = {k: v for k, v in self._values.items() if k[0] != ds}
         return out
-
-    def _read(self, ds: str, base: Path) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]]]:
-        items: list[dict[str, Any]] = []
-        triples: list[tuple[str, str, str]] = []
-        if ds in ("redial", "opendialkg"):
-            folder = base / ds
-            info = read_json(folder / "id2info.json", ds)
-            for iid, rec in info.items():
-                if not rec.get("name"):
-                    continue
-                attrs = {
-                    key: list(dict.fromkeys(norm_name(v) for src in srcs for v in _as_list(rec.get(src))))
-                    for key, srcs in ATTRIBUTE_KEYS.items()
-                    if key in LIST_KEYS
-                }
-                title, year = split_title(norm_name(rec["name"]))
-                if rec.get("year") and str(rec["year"]).isdigit():
-                    year = int(rec["year"])
-                extra = {k: v for k, v in rec.items() if k not in {"name", "plot", "year"} and k not in sum(ATTRIBUTE_KEYS.values(), ())}
-                items.append(
-                    {
-                        "item_id": str(iid),
-                        "name": norm_name(rec["name"]),
-                        "title": title,
-                        "year": year,
-                        "plot": rec.get("plot") or None,
-                        "attributes": {**{k: v for k, v in attrs.items() if v}, **({"raw": extra} if extra else {})},
-                    }
-                )
-            ent2id = read_json(folder / "entity2id.json", ds)
-            id2ent = {int(v): norm_name(k) for k, v in ent2id.items()}
-            rel2id = read_json(folder / "relation2id.json", ds)
-            id2rel = {int(v): k for k, v in rel2id.items()}
-            for head, edges in read_json(folder / "kg.json", ds).items():
-                for rel, tail in edges:
-                    h, r, t = id2ent.get(int(head)), id2rel.get(int(rel)), id2ent.get(int(tail))
-                    if h and r and t:
-                        triples.append((h, r, t))
-            triples = list(dict.fromkeys(triples))
-        else:
-            for n, name in enumerate(sorted(item_names(ds, str(base)))):
-                title, year = split_title(name)
-                items.append({"item_id": str(n), "name": name, "title": title, "year": year, "plot": None, "attributes": {}})
-            if ds == "opendialkg_books":  # the books' writer, genres and year are in OpenDialKG's knowledge graph
-                triples = _books_from_kg(base / "opendialkg", items)
-            if ds in ("gorecdial", "tgredial"):
-                kg_file = base / ds / ("dbpedia_subkg.txt" if ds == "gorecdial" else "cn-dbpedia.txt")
-                if kg_file.exists():
-                    for line in kg_file.read_text(encoding="utf-8").splitlines():
-                        parts = line.split("\t")
-                        if len(parts) == 3:
-                            triples.append((norm_name(parts[0]), parts[1], norm_name(parts[2])))
-        return items, triples
 
     def _replace(self, conn: sa.Connection, ds: str, items: list[dict[str, Any]], triples: list[tuple[str, str, str]], fp: str) -> None:
         conn.execute(attrs_t.delete().where(attrs_t.c.dataset == ds))
@@ -396,30 +333,85 @@ def _as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
-def _books_from_kg(folder: Path, items: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """Fill the book ``items`` (named as OpenDialKG's entities) with the writer, genres, language and year
-    the knowledge graph gives them; returns the graph's triples about them (``(book, relation, value)``)."""
-    ds = "opendialkg_books"
-    ent2id = read_json(folder / "entity2id.json", ds)
-    id2ent = {int(v): k for k, v in ent2id.items()}
-    id2rel = {int(v): k for k, v in read_json(folder / "relation2id.json", ds).items()}
-    kg = read_json(folder / "kg.json", ds)
-    keys = {"writer": "writer", "genre": "genre", "language": "language"}
-    triples: list[tuple[str, str, str]] = []
-    for item in items:
-        eid = ent2id.get(item["name"])
-        if eid is None:
-            continue
-        attrs: dict[str, list[str]] = {}
-        for rel, tail in kg.get(str(eid), []):
-            r, t = id2rel.get(int(rel)), id2ent.get(int(tail))
-            if not r or not t:
-                continue
-            t = norm_name(t)
-            triples.append((item["name"], r, t))
-            if r == "year" and t.isdigit() and not item["year"]:
-                item["year"] = int(t)
-            elif r in keys and t not in attrs.setdefault(keys[r], []):
-                attrs[keys[r]].append(t)
-        item["attributes"] = {k: v for k, v in attrs.items() if v}
+# ---- what the dataset specs build their catalogs from -----------------------------------------
+
+
+def named_items(spec: DatasetSpec, root: Path) -> CatalogRows:
+    """One row per item name (the title's year read from the name), no attributes, no graph."""
+    items: list[dict[str, Any]] = []
+    for n, name in enumerate(sorted(item_names(spec.name, str(root)))):
+        title, year = split_title(name)
+        items.append({"item_id": str(n), "name": name, "title": title, "year": year, "plot": None, "attributes": {}})
+    return items, []
+
+
+def items_json(folder: Path, spec: DatasetSpec) -> CatalogRows:
+    """llmcrs's own format, for a new dataset: ``items.json``, a list of ``{"name": "Heat (1995)", "year": 1995,
+    "plot": ..., "genre": [...], "director": [...], "cast": [...], "writer": [...], "language": [...]}`` (only
+    ``name`` is required), and an optional ``triples.json`` of ``[head, relation, tail]``."""
+    items = []
+    for n, rec in enumerate(read_json(folder / "items.json", spec.name)):
+        if not isinstance(rec, dict) or not rec.get("name"):
+            raise DataError(f"{folder / 'items.json'}: item {n} has no name")
+        name = norm_name(rec["name"])
+        title, year = split_title(name)
+        attrs = {key: list(dict.fromkeys(norm_name(v) for v in _as_list(rec.get(key)))) for key in LIST_KEYS}
+        items.append(
+            {
+                "item_id": str(rec.get("id", n)),
+                "name": name,
+                "title": title,
+                "year": int(rec["year"]) if str(rec.get("year", "")).isdigit() else year,
+                "plot": rec.get("plot") or None,
+                "attributes": {k: v for k, v in attrs.items() if v},
+            }
+        )
+    kg = folder / "triples.json"
+    triples = [(norm_name(h), str(r), norm_name(t)) for h, r, t in read_json(kg, spec.name)] if kg.is_file() else []
+    return items, triples
+
+
+def items_json_names(folder: Path) -> frozenset[str]:
+    """The item names of ``items.json`` (:func:`items_json`)."""
+    return frozenset(norm_name(rec["name"]) for rec in read_json(folder / "items.json", folder.name) if isinstance(rec, dict) and rec.get("name"))
+
+
+def kg_triples(folder: Path, dataset: str) -> list[tuple[str, str, str]]:
+    """The triples of iEvaLM's knowledge graph files (``kg.json``, ``entity2id.json``, ``relation2id.json``)."""
+    id2ent = {int(v): norm_name(k) for k, v in read_json(folder / "entity2id.json", dataset).items()}
+    id2rel = {int(v): k for k, v in read_json(folder / "relation2id.json", dataset).items()}
+    triples = []
+    for head, edges in read_json(folder / "kg.json", dataset).items():
+        for rel, tail in edges:
+            h, r, t = id2ent.get(int(head)), id2rel.get(int(rel)), id2ent.get(int(tail))
+            if h and r and t:
+                triples.append((h, r, t))
     return list(dict.fromkeys(triples))
+
+
+def processed_catalog(folder: Path, spec: DatasetSpec) -> CatalogRows:
+    """iEvaLM's item metadata (``id2info.json``: name, year, plot, genres, people) and knowledge graph."""
+    items: list[dict[str, Any]] = []
+    for iid, rec in read_json(folder / "id2info.json", spec.name).items():
+        if not rec.get("name"):
+            continue
+        attrs = {
+            key: list(dict.fromkeys(norm_name(v) for src in srcs for v in _as_list(rec.get(src))))
+            for key, srcs in ATTRIBUTE_KEYS.items()
+            if key in LIST_KEYS
+        }
+        title, year = split_title(norm_name(rec["name"]))
+        if rec.get("year") and str(rec["year"]).isdigit():
+            year = int(rec["year"])
+        extra = {k: v for k, v in rec.items() if k not in {"name", "plot", "year"} and k not in sum(ATTRIBUTE_KEYS.values(), ())}
+        items.append(
+            {
+                "item_id": str(iid),
+                "name": norm_name(rec["name"]),
+                "title": title,
+                "year": year,
+                "plot": rec.get("plot") or None,
+                "attributes": {**{k: v for k, v in attrs.items() if v}, **({"raw": extra} if extra else {})},
+            }
+        )
+    return items, kg_triples(folder, spec.name)

@@ -1,21 +1,9 @@
 """One loader API over every corpus, normalised into :class:`~crsdata.schema.Dialogue`.
 
-Splits follow the source where it defines them. Where it does not, a seeded,
-deterministic split by dialogue id is made (:func:`seeded_split`):
-
-=================  ==========================================================
-dataset            splits
-=================  ==========================================================
-redial             train/valid: 90%/10% of iEvaLM's ``valid_data_processed``
-                   dialogues (the ReDial training file is not available
-                   offline; published ReDial numbers train on ~10k dialogues);
-                   test: ``test_data_processed`` (the official test set)
-opendialkg         the source's train/valid/test processed files
-opendialkg_books   80/10/10% of ``dialog_Books.jsonl`` dialogues
-inspired           train/valid: 80%/20% of ``dev.jsonl``; test: ``test.jsonl``
-gorecdial          CRSLab's ``{train,valid,test}_data.json`` when present
-tgredial           CRSLab's ``{train,valid,test}_data.json`` when present
-=================  ==========================================================
+Each dataset is a spec in :mod:`crsdata.registry` (one module in ``crsdata/datasets/``); this module
+holds what the specs share: the per-turn (iEvaLM) and dialogue-level (CRSLab, INSPIRED) formats,
+seeded splits where the source defines none (:func:`seeded_split`), and the dataset-level API
+(:func:`load_dialogues`, :func:`load_samples`, :func:`item_names`).
 """
 
 from __future__ import annotations
@@ -30,6 +18,7 @@ from typing import Any
 
 from crsdata.io import read_json, read_jsonl, require
 from crsdata.paths import DataError, data_root
+from crsdata.registry import dataset_spec, datasets
 from crsdata.schema import SPLITS, Dialogue, RecSample, Role, Turn
 
 SPLIT_SEED = 20181203  # ReDial's NeurIPS date; any fixed value would do.
@@ -72,7 +61,7 @@ def _attribute(mentions: Iterable[str], texts: list[str]) -> list[list[str]]:
     return out
 
 
-def _from_processed(dataset: str, split: str, path: Path, item_names: frozenset[str], keep: set[str] | None = None) -> list[Dialogue]:
+def from_processed(dataset: str, split: str, path: Path, item_names: frozenset[str], keep: set[str] | None = None) -> list[Dialogue]:
     """Rebuild dialogues from iEvaLM's per-turn files (one recommender turn per line).
 
     The longest record of a dialogue gives its utterances; roles alternate
@@ -115,7 +104,7 @@ def _from_processed(dataset: str, split: str, path: Path, item_names: frozenset[
     return dialogues
 
 
-def _from_turn_lists(
+def from_turn_lists(
     dataset: str,
     split: str,
     convs: Iterable[tuple[str, list[dict[str, Any]]]],
@@ -144,7 +133,7 @@ def _from_turn_lists(
     return out
 
 
-def _role_map(mapping: dict[str, Role]) -> Callable[[str], Role]:
+def role_map(mapping: dict[str, Role]) -> Callable[[str], Role]:
     def role_of(raw: str) -> Role:
         try:
             return mapping[raw.lower()]
@@ -154,143 +143,74 @@ def _role_map(mapping: dict[str, Role]) -> Callable[[str], Role]:
     return role_of
 
 
-SEEKER_ROLES = _role_map({"seeker": "user", "user": "user", "recommender": "recommender", "assistant": "recommender"})
+SEEKER_ROLES = role_map({"seeker": "user", "user": "user", "recommender": "recommender", "assistant": "recommender"})
 
 
-# ---- item names per dataset (what counts as an item) -------------------------------------
+def jsonl_splits(dataset: str) -> Callable[[Path, str], list[Dialogue]]:
+    """A loader of llmcrs's own format, for a new dataset: ``{split}.jsonl`` in its folder, one dialogue per
+    line, ``{"id": "d1", "turns": [{"role": "user", "text": "...", "items": [...], "entities": [...]}, ...]}``
+    (roles ``user``/``seeker`` and ``recommender``/``assistant``; ``items`` are catalog names)."""
+
+    def load(folder: Path, split: str) -> list[Dialogue]:
+        path = folder / f"{split}.jsonl"
+        convs = []
+        for lineno, rec in read_jsonl(path, dataset, ("turns",)):
+            if not isinstance(rec["turns"], list):
+                raise DataError(f"{path}:{lineno}: 'turns' must be a list")
+            convs.append((str(rec.get("id", lineno)), rec["turns"]))
+        return from_turn_lists(dataset, split, convs, SEEKER_ROLES, ("role", "text", "items", "entities"), path)
+
+    return load
+
+
+# ---- dataset-level API (the datasets are specs in crsdata.registry) -------------------------
 
 
 def item_names(dataset: str, root: str) -> frozenset[str]:
     """Names of the items (movies/books) of a dataset, normalised (cached until a file changes)."""
-    folder = Path(root) / DATASET_DIRS.get(dataset, dataset)
+    folder = dataset_spec(dataset).path(Path(root))
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())) if folder.is_dir() else ()
     return _item_names(dataset, root, stamp)
 
 
 @lru_cache(maxsize=16)
-def _item_names(dataset: str, root: str, stamp: tuple[tuple[str, int], ...]) -> frozenset[str]:
-    base = Path(root) / dataset
-    if dataset in ("redial", "opendialkg"):
-        info = read_json(base / "id2info.json", dataset)
-        return frozenset(norm_name(v["name"]) for v in info.values() if v.get("name"))
-    if dataset == "opendialkg_books":
-        names: set[str] = set()
-        for _, conv in read_jsonl(base.parent / "opendialkg" / "dialog_Books.jsonl", dataset):
-            names.update(norm_name(x) for u in conv for x in u.get("item", []))
-        return frozenset(names)
-    if dataset == "inspired":
-        names = set()
-        for fname in ("dev.jsonl", "test.jsonl"):
-            for _, conv in read_jsonl(base / fname, dataset):
-                names.update(norm_name(x) for u in conv for x in u.get("movie", []))
-        return frozenset(names)
-    if dataset in ("gorecdial", "tgredial"):
-        ent2id = read_json(base / "entity2id.json", dataset)
-        id2ent = {v: k for k, v in ent2id.items()}
-        ids = read_json(base / "movie_ids.json", dataset)
-        return frozenset(norm_name(id2ent[i]) for i in ids if i in id2ent)
-    raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+def _item_names(dataset: str, root: str, stamp: tuple[tuple[str, int], ...]) -> frozenset[str]:  # noqa: ARG001 (the cache key)
+    return dataset_spec(dataset).names(Path(root))
 
 
-# ---- per-dataset loaders ------------------------------------------------------------------
+def processed_names(folder: Path) -> frozenset[str]:
+    """Item names of iEvaLM's ``id2info.json`` (ReDial, OpenDialKG)."""
+    info = read_json(folder / "id2info.json", folder.name)
+    return frozenset(norm_name(v["name"]) for v in info.values() if v.get("name"))
 
 
-def _load_redial(root: Path, split: str) -> list[Dialogue]:
-    base = root / "redial"
-    names = item_names("redial", str(root))
-    if split == "test":
-        return _from_processed("redial", split, base / "test_data_processed.jsonl", names)
-    path = base / "valid_data_processed.jsonl"
-    ids = [str(r["dialog_id"]) for _, r in read_jsonl(path, "redial", PROCESSED_KEYS)]
-    train, valid = seeded_split(ids, (0.9, 0.1))
-    return _from_processed("redial", split, path, names, train if split == "train" else valid)
-
-
-def _load_opendialkg(root: Path, split: str) -> list[Dialogue]:
-    names = item_names("opendialkg", str(root))
-    return _from_processed("opendialkg", split, root / "opendialkg" / f"{split}_data_processed.jsonl", names)
-
-
-def _load_books(root: Path, split: str) -> list[Dialogue]:
-    path = root / "opendialkg" / "dialog_Books.jsonl"
-    convs = [(str(lineno), conv) for lineno, conv in read_jsonl(path, "opendialkg_books")]
-    parts: dict[str, set[str]] = dict(zip(SPLITS, seeded_split([c[0] for c in convs], (0.8, 0.1, 0.1)), strict=True))
-    keep = parts[split]
-    return _from_turn_lists(
-        "opendialkg_books", split, (c for c in convs if c[0] in keep), SEEKER_ROLES, ("role", "text", "item", "entity"), path
-    )
-
-
-def _load_inspired(root: Path, split: str) -> list[Dialogue]:
-    base = root / "inspired"
-    roles = _role_map({"seeker": "user", "recommender": "recommender"})
-    fields = ("role", "text", "movie", "entity_name")
-    if split == "test":
-        path = base / "test.jsonl"
-        convs = [(f"test-{n}", c) for n, c in read_jsonl(path, "inspired")]
-        return _from_turn_lists("inspired", split, convs, roles, fields, path)
-    path = base / "dev.jsonl"
-    convs = [(f"dev-{n}", c) for n, c in read_jsonl(path, "inspired")]
-    train, valid = seeded_split([c[0] for c in convs], (0.8, 0.2))
-    keep = train if split == "train" else valid
-    return _from_turn_lists("inspired", split, [c for c in convs if c[0] in keep], roles, fields, path)
-
-
-def _load_crslab(dataset: str, conv_key: str, items_key: str) -> Callable[[Path, str], list[Dialogue]]:
-    """CRSLab's preprocessed format (GoRecDial: ``dialog``/``movies``; TG-ReDial: ``messages``/``movie``)."""
-
-    def load(root: Path, split: str) -> list[Dialogue]:
-        path = root / dataset / f"{split}_data.json"
-        data = read_json(path, dataset)
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a list of conversations")
-        convs = []
-        for n, conv in enumerate(data):
-            if not isinstance(conv, dict) or conv_key not in conv:
-                raise DataError(f"{path}: conversation {n} lacks '{conv_key}'")
-            convs.append((str(conv.get("conv_id", n)), conv[conv_key]))
-        return _from_turn_lists(dataset, split, convs, SEEKER_ROLES, ("role", "text", items_key, "entity"), path)
-
-    return load
-
-
-DATASETS: dict[str, Callable[[Path, str], list[Dialogue]]] = {
-    "redial": _load_redial,
-    "opendialkg": _load_opendialkg,
-    "opendialkg_books": _load_books,
-    "inspired": _load_inspired,
-    "gorecdial": _load_crslab("gorecdial", "dialog", "movies"),
-    "tgredial": _load_crslab("tgredial", "messages", "movie"),
-}
-DATASET_DIRS = {"opendialkg_books": "opendialkg"}
 DEFAULT_DATASET = "redial"
 
 
 def available_datasets(root: str | Path | None = None) -> list[str]:
     """Datasets whose folder exists under the data root."""
     base = data_root(root)
-    return [d for d in DATASETS if (base / DATASET_DIRS.get(d, d)).is_dir()]
+    return [name for name, spec in datasets().items() if spec.path(base).is_dir()]
 
 
 def load_dialogues(dataset: str, split: str, root: str | Path | None = None) -> list[Dialogue]:
     """Load one split of one dataset as :class:`Dialogue` records.
 
     Args:
-        dataset: A key of :data:`DATASETS`.
+        dataset: A registered dataset (:func:`crsdata.registry.datasets`).
         split: ``train``, ``valid`` or ``test``.
         root: Data root; defaults to :func:`crsdata.paths.data_root`.
 
     Raises:
         DataError: Unknown dataset or split, missing or malformed file.
     """
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    spec = dataset_spec(dataset)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
-    base = data_root(root)
-    if not (base / DATASET_DIRS.get(dataset, dataset)).is_dir():
-        require(base / DATASET_DIRS.get(dataset, dataset) / "(any file)", dataset)
-    return DATASETS[dataset](base, split)
+    folder = spec.path(data_root(root))
+    if not folder.is_dir():
+        require(folder / "(any file)", dataset)
+    return spec.load(folder, split)
 
 
 def load_samples(dataset: str, split: str, root: str | Path | None = None, limit: int | None = None) -> list[RecSample]:

@@ -34,6 +34,7 @@ from rich.table import Table
 from crsdata.loaders import available_datasets, load_samples
 from crsdata.metrics import RecEvaluator, bootstrap_ci, paired_ttest
 from crsdata.paths import DataError, run_cli
+from crsdata.registry import dataset_spec
 from crsdata.schema import RecSample
 from tools.dialogue import format_turns
 from tools.env import ExpertEnv, expert_env
@@ -102,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
     (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
-    datasets = (
-        args.datasets.split(",")
-        if args.datasets
-        else [d for d in available_datasets(args.data_root) if d in ("redial", "opendialkg", "inspired")]
-    )
+    datasets = args.datasets.split(",") if args.datasets else [d for d in available_datasets(args.data_root) if dataset_spec(d).benchmark]
     console = Console(width=260)  # the HIT cells carry their intervals
     results: dict[str, Any] = {}
     for ds in datasets:

@@ -15,11 +15,10 @@ import numpy as np
 from crsdata.catalog import Catalog, Item
 from crsdata.loaders import load_dialogues
 from crsdata.paths import data_root
+from crsdata.registry import dataset_spec
 from tools.dialogue import user_texts
 from tools.linking import EntityLinker, Mentions
 from tools.retrieval import ItemIndex
-
-CATEGORY = {"opendialkg_books": "book", "gorecdial": "movie", "tgredial": "movie"}
 
 
 @dataclass
@@ -157,7 +156,7 @@ class ExpertEnv:
     @property
     def category(self) -> str:
         """The item category of the dataset (``movie`` or ``book``)."""
-        return CATEGORY.get(self.dataset, "movie")
+        return dataset_spec(self.dataset).category
 
     def preferences(self, dialogue_context: str) -> Mentions:
         """Linked likes and dislikes over the user's utterances."""
