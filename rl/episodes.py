@@ -60,7 +60,7 @@ from agent.context import Context
 from agent.manager import STATE_FEATURES, SUBTASK_NAMES, ManagerHead
 from crsdata.schema import RecSample
 from rl.baseline import MovingAverageBaseline
-from rl.manager import ELICIT, REC, DecisionTensors, ManagerConfig, _Rows, collate_rows, detection_kl
+from rl.manager import ELICIT, REC, DecisionRows, DecisionTensors, ManagerConfig, collate_rows, detection_kl
 from sim.dialogues import choose_dialogues, simulate
 from sim.systems import GraphSystem, Prediction
 from sim.users import AttributeSimulator
@@ -277,7 +277,7 @@ class EpisodeTrainer(Trainer):
         super().__init__(
             model=head,
             args=args,
-            train_dataset=_Rows(len(played)),
+            train_dataset=DecisionRows(len(played)),
             data_collator=collate_rows,
             optimizers=(optimizer, None),
         )
