@@ -373,7 +373,9 @@ def items_json(folder: Path, spec: DatasetSpec) -> CatalogRows:
 
 def items_json_names(folder: Path) -> frozenset[str]:
     """The item names of ``items.json`` (:func:`items_json`)."""
-    return frozenset(norm_name(rec["name"]) for rec in read_json(folder / "items.json", folder.name) if isinstance(rec, dict) and rec.get("name"))
+    return frozenset(
+        norm_name(rec["name"]) for rec in read_json(folder / "items.json", folder.name) if isinstance(rec, dict) and rec.get("name")
+    )
 
 
 def kg_triples(folder: Path, dataset: str) -> list[tuple[str, str, str]]:

@@ -34,6 +34,7 @@ import torch
 
 from agent.manager import SUBTASK_NAMES, ManagerError, head_slug, load_manager, manager_dir, train_command
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.publish import PUBLISH_HELP, command_line, publish
 from rl.decisions import load_features, load_split, model_name, recommenders_of
 from rl.manager import REC, Decisions, DecisionTensors, decision_tensors, fixed, greedy, target_hits
 from tools.dialogue import format_dialogue
@@ -49,6 +50,7 @@ class ManagerEvalArguments:
     manager: str | None = None  # folder of a trained manager (default: the one the graph uses for --model)
     model: str = field(default="embedded", metadata={"help": "the local model whose head and cached features are evaluated"})
     results_dir: str = "results"
+    publish: bool = field(default=True, metadata={"help": PUBLISH_HELP})
 
 
 def tfidf_detector(train_rows: list[dict[str, Any]], test_rows: list[dict[str, Any]]) -> list[str]:
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(md.read_text(encoding="utf-8"))
+    if args.publish:
+        publish("manager", args.dataset, md.read_text(encoding="utf-8"), command_line("eval manager", argv))
     return 0
 
 

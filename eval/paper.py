@@ -21,6 +21,7 @@ from transformers import HfArgumentParser
 
 from agent.config import GraphConfig
 from crsdata.paths import run_cli
+from crsdata.publish import PUBLISH_HELP, command_line, publish
 from eval.harness import RunConfig, results_folder, run
 from eval.report import write_report
 
@@ -39,6 +40,7 @@ class PaperArguments(GraphConfig):
     conv_sample: int = field(default=1000, metadata={"help": "seeded turns for the conversation pass; 0 skips it"})
     conv_systems: str = field(default="full,llm_only", metadata={"help": "systems of the conversation pass"})
     limit: int | None = field(default=None, metadata={"help": "first N turns only (a smoke run; the tables are for the full split)"})
+    publish: bool | None = field(default=None, metadata={"help": PUBLISH_HELP})
 
 
 def recommendation_systems(dataset: str, data_root: str | None, ablations: bool) -> list[str]:
@@ -67,12 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rec = replace(base, systems=systems, metrics="rec")
     run(rec)
-    print(write_report(results_folder(rec), args.data_root), flush=True)
+    tables = [write_report(results_folder(rec), args.data_root)]
+    print(tables[-1], flush=True)
     if conv:
         talk = replace(base, systems=conv, metrics="all", sample=args.conv_sample if args.conv_sample < n else None)
         run(talk)
-        print(write_report(results_folder(talk), args.data_root), flush=True)
+        tables.append(write_report(results_folder(talk), args.data_root))
+        print(tables[-1], flush=True)
     print(f"wall time: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if args.publish if args.publish is not None else args.limit is None:
+        key = args.dataset + (" with ablations" if args.with_ablations else "") + (f" ({args.model})" if args.model else "")
+        text = "\n\n".join(t.read_text(encoding="utf-8") for t in tables)
+        publish("paper", key, text, command_line("eval paper", argv))
     return 0
 
 

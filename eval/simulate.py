@@ -50,6 +50,7 @@ from typing import Any
 from agent.config import GraphConfig
 from crsdata.catalog import Item
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.publish import PUBLISH_HELP, command_line, publish
 from sim.dialogues import Episode, choose_dialogues, simulate
 from sim.users import AttributeSimulator, LLMSimulator, UserSimulator, similar_titles
 
@@ -74,6 +75,7 @@ class SimulateArguments(GraphConfig):
             "help": "what the attribute user states, in order; genre,decade,title: no names, only genres, decades and films like the target"
         },
     )
+    publish: bool = field(default=True, metadata={"help": PUBLISH_HELP})
 
 
 def _ci(values: list[float]) -> str:
@@ -175,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(SimulateArguments).parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     md = run(args)
     print(md.read_text(encoding="utf-8"))
+    if args.publish:
+        key = f"{args.dataset}: {args.simulator} user, {args.feedback} feedback, states {args.facts}" + (
+            f" ({args.model})" if args.model else ""
+        )
+        publish("simulate", key, md.read_text(encoding="utf-8"), command_line("eval simulate", argv))
     return 0
 
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from agent.config import GraphConfig
 from crsdata.metrics import bootstrap_ci, compare_paired, holm
+from crsdata.publish import PUBLISH_HELP, command_line, publish
 from crsdata.schema import RecSample, Turn
 from sim.systems import Conversational, Prediction, System
 from tools.env import ExpertEnv
@@ -52,6 +53,7 @@ class WishesArguments(GraphConfig):
     per_kind: int = field(default=100, metadata={"help": "requests (or conversations) per kind"})
     phrasings: str = field(default="standard", metadata={"help": "standard, or heldout (written after the parser, never tuned on)"})
     results_dir: Path = Path("results")
+    publish: bool = field(default=True, metadata={"help": PUBLISH_HELP})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -381,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(WishesArguments, prog="python -m eval wishes").parse_args_into_dataclasses(args=argv)  # type: ignore[arg-type]
     result = evaluate(args)
     print(markdown(result))
+    if args.publish:
+        key = f"{args.dataset}, {args.phrasings} phrasings" + (f" ({args.model})" if args.model else "")
+        publish("wishes", key, markdown(result), command_line("eval wishes", argv), data=result)
     print(f"results: {args.results_dir / 'wishes' / args.dataset / ('' if args.phrasings == 'standard' else args.phrasings)}")
     return 0
 

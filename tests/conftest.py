@@ -22,6 +22,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _publish_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands that publish their tables (``crsdata.publish``) write to a temporary folder, never to docs/."""
+    folder = tmp_path_factory.mktemp("published")
+    old = os.environ.get("LLMCRS_PUBLISH_DIR")
+    os.environ["LLMCRS_PUBLISH_DIR"] = str(folder)
+    yield
+    if old is None:
+        os.environ.pop("LLMCRS_PUBLISH_DIR", None)
+    else:
+        os.environ["LLMCRS_PUBLISH_DIR"] = old
+
+
 #: Fixtures that read the real corpora or the embedded model: a test using any of them, even through
 #: another fixture, is marked ``data`` (``make test-fast`` runs the rest, on tiny fixtures only).
 DATA_FIXTURES = frozenset({"real_root", "embedded"})

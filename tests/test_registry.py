@@ -23,8 +23,15 @@ def tinyfilms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Datas
     monkeypatch.setenv("LLMCRS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("LLMCRS_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.sqlite'}")
     spec = register(
-        DatasetSpec("tinyfilms", load=jsonl_splits("tinyfilms"), item_names=items_json_names, catalog=items_json,
-                    files=("items.json",), category="movie", domain="films")  # fmt: skip
+        DatasetSpec(
+            "tinyfilms",
+            load=jsonl_splits("tinyfilms"),
+            item_names=items_json_names,
+            catalog=items_json,
+            files=("items.json",),
+            category="movie",
+            domain="films",
+        )  # fmt: skip
     )
     yield spec
     unregister("tinyfilms")
@@ -67,7 +74,9 @@ def test_experts_and_the_page_domain_read_the_spec(tinyfilms):
     env = expert_env("tinyfilms", str(FIXTURE_ROOT))
     assert env.category == "movie" and env.popularity["Groundhog Day (1993)"] == 2
     tools = {t.name: t for t in default_experts("tinyfilms", str(FIXTURE_ROOT), learned=False)}
-    out = tools["popularity_recommender"].invoke({"category": "movie", "dialogue_context": "User: Any horror movies from the 80s?", "top_k": 3})
+    out = tools["popularity_recommender"].invoke(
+        {"category": "movie", "dialogue_context": "User: Any horror movies from the 80s?", "top_k": 3}
+    )
     assert out["items"][0] == "The Shining (1980)"  # the genre and the decade asked, from the fixture's catalog
     detail = tools["catalog_search"].invoke({"item_name": "Inception", "item_attribute": "director"})
     assert "Christopher Nolan" in json.dumps(detail)

@@ -34,6 +34,7 @@ from rich.table import Table
 from crsdata.loaders import available_datasets, load_samples
 from crsdata.metrics import RecEvaluator, bootstrap_ci, paired_ttest
 from crsdata.paths import DataError, run_cli
+from crsdata.publish import command_line, publish
 from crsdata.registry import dataset_spec
 from crsdata.schema import RecSample
 from tools.dialogue import format_turns
@@ -97,6 +98,42 @@ class BenchArguments:
     limit: int | None = field(default=None, metadata={"help": "first N test turns"})
     data_root: str | None = None
     out: str = "results/experts.json"
+    publish: bool | None = field(
+        default=None, metadata={"help": "write docs/results/experts.md from the JSON (default: when every test turn was run)"}
+    )
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    """A metric with its 95% interval where it has one; ``-`` where the catalog was smaller than k."""
+    if metric not in row:
+        return "-"
+    ci = row.get(f"{metric}_ci")
+    return f"{row[metric]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci) if ci else "")
+
+
+def markdown(results: dict[str, Any], dataset: str) -> str:
+    """One dataset's table from the command's JSON (what ``docs/results/experts.md`` shows)."""
+    parse = results[f"{dataset}/preference_parsing"]
+    lines = [
+        f"Reading a user turn into the preference state: median {parse['median_ms']:.2f} ms, p95 {parse['p95_ms']:.2f} ms "
+        f"({parse['turns']:.0f} turns).",
+        "",
+        "| expert | HIT@1 | HIT@10 [95% CI] | HIT@50 [95% CI] | MRR@10 | NDCG@10 | train s | infer ms/turn | p > floor | p > best before | offered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in results.items():
+        ds, _, name = key.partition("/")
+        if ds != dataset or name == "preference_parsing":
+            continue
+        best = row["test_hit@10_pvalue_vs_best_before"]
+        cells = [
+            name, _cell(row, "hit@1"), _cell(row, "hit@10"), _cell(row, "hit@50"), _cell(row, "mrr@10"), _cell(row, "ndcg@10"),
+            "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f}", f"{row['infer_ms_per_turn']:.1f}",
+            "-" if row["test_hit@10_pvalue_vs_floor"] is None else f"{row['test_hit@10_pvalue_vs_floor']:.2g}",
+            "-" if not best or best["pvalue"] is None else f"{best['expert']} {best['pvalue']:.2g}", row["offered"],
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 else "variant" if expert != name  # not a tool: the expert above, another way, for comparison
                 else "yes" if metrics and offer_verdict(name, ds, metrics) is None else "withheld"
             )  # fmt: skip
-            ci = {f"hit@{k}_ci": list(bootstrap_ci(rows)) for k, rows in ((10, hits), (50, hits50))}
+            # a catalog smaller than k has no HIT@k rows (CRSLab skips short lists): no interval, "-" in the table
+            ci = {f"hit@{k}_ci": list(bootstrap_ci(rows)) for k, rows in ((10, hits), (50, hits50)) if rows}
             results[f"{ds}/{name}"] = {
                 **rep,
                 **ci,
@@ -164,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
             }
             p_text = "-" if pvalue is None else f"{pvalue:.2g}"
             best_text = "-" if p_best is None else f"{best} {p_best:.2g}"
-            cells = [f"{rep[c]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci[f"{c}_ci"]) if f"{c}_ci" in ci else "") for c in COLS]
+            cells = [_cell(rep, c) for c in COLS]
             table.add_row(name, *cells, "-" if train_s is None else f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
         console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
+    if args.publish if args.publish is not None else args.limit is None:
+        for ds in datasets:
+            part = {k: v for k, v in results.items() if k.startswith(f"{ds}/")}
+            publish("experts", ds, markdown(results, ds), command_line("tools.bench", argv), data=part)
     return 0
 
 
