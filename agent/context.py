@@ -18,7 +18,7 @@ class Context:
         tuned_reply: Whether the reply adapter, where one was trained for the dataset and the model,
             writes the reply from the compact reply prompt (:mod:`agent.reply_adapter`). Off by default:
             the SFT adapter's replies are chattier but state what nothing supports more often than the
-            grounded sentence and the base LLM's one sentence (``docs/results.md``).
+            grounded sentence and the base LLM's one sentence (``docs/design.md``).
         generate: Whether the LLM writes the response. ``False`` answers with the template from the
             expert output and skips the LLM (recommendation-only evaluation, where the text is unused).
     """

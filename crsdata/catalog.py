@@ -391,6 +391,10 @@ def kg_triples(folder: Path, dataset: str) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(triples))
 
 
+#: The files :func:`processed_catalog` reads (a changed one rebuilds the catalog).
+PROCESSED_FILES = ("id2info.json", "kg.json", "entity2id.json", "relation2id.json")
+
+
 def processed_catalog(folder: Path, spec: DatasetSpec) -> CatalogRows:
     """iEvaLM's item metadata (``id2info.json``: name, year, plot, genres, people) and knowledge graph."""
     items: list[dict[str, Any]] = []

@@ -54,38 +54,31 @@ def catalog_with(kg_file: str) -> Callable[[Path, DatasetSpec], CatalogRows]:
     return catalog
 
 
+def crslab_spec(name: str, conv_key: str, items_key: str, kg_file: str, archive: str, url: str, sha256: str) -> DatasetSpec:
+    """One CRSLab release: its loader, movie list, knowledge graph file and zipped download."""
+    return DatasetSpec(
+        name=name,
+        load=loader(name, conv_key, items_key),
+        item_names=item_names,
+        catalog=catalog_with(kg_file),
+        files=("entity2id.json", "movie_ids.json"),
+        remote={archive: Remote(url, sha256, unzip=True)},
+        splits="CRSLab's {train,valid,test}_data.json",
+    )
+
+
 # Cloud drive links and sha256 from CRSLab's resources.py.
 GORECDIAL = register(
-    DatasetSpec(
-        name="gorecdial",
-        load=loader("gorecdial", "dialog", "movies"),
-        item_names=item_names,
-        catalog=catalog_with("dbpedia_subkg.txt"),
-        files=("entity2id.json", "movie_ids.json"),
-        remote={
-            "gorecdial.zip": Remote(
-                "https://pkueducn-my.sharepoint.com/:u:/g/personal/franciszhou_pku_edu_cn/EYmobnFBox1LnGKGW4TMCk8BW6rnjdAZNVsNo8uJ8ZsJLg?download=1",
-                "66035bf24862535a072cc6778a3affd541ae0a4aa1fe31455d4fb063b301f087",
-                unzip=True,
-            ),
-        },
-        splits="CRSLab's {train,valid,test}_data.json",
+    crslab_spec(
+        "gorecdial", "dialog", "movies", "dbpedia_subkg.txt", "gorecdial.zip",
+        "https://pkueducn-my.sharepoint.com/:u:/g/personal/franciszhou_pku_edu_cn/EYmobnFBox1LnGKGW4TMCk8BW6rnjdAZNVsNo8uJ8ZsJLg?download=1",
+        "66035bf24862535a072cc6778a3affd541ae0a4aa1fe31455d4fb063b301f087",
     )
-)
+)  # fmt: skip
 TGREDIAL = register(
-    DatasetSpec(
-        name="tgredial",
-        load=loader("tgredial", "messages", "movie"),
-        item_names=item_names,
-        catalog=catalog_with("cn-dbpedia.txt"),
-        files=("entity2id.json", "movie_ids.json"),
-        remote={
-            "tgredial_pkuseg.zip": Remote(
-                "https://pkueducn-my.sharepoint.com/:u:/g/personal/franciszhou_pkueducn_onmicrosoft_com/Ee7FleGfEStCimV4XRKvo-kBR8ABdPKo0g_XqgLJPxP6tg?download=1",
-                "8b7e23205778db4baa012eeb129cf8d26f4871ae98cdfe81fde6adc27a73a8d6",
-                unzip=True,
-            ),
-        },
-        splits="CRSLab's {train,valid,test}_data.json",
+    crslab_spec(
+        "tgredial", "messages", "movie", "cn-dbpedia.txt", "tgredial_pkuseg.zip",
+        "https://pkueducn-my.sharepoint.com/:u:/g/personal/franciszhou_pkueducn_onmicrosoft_com/Ee7FleGfEStCimV4XRKvo-kBR8ABdPKo0g_XqgLJPxP6tg?download=1",
+        "8b7e23205778db4baa012eeb129cf8d26f4871ae98cdfe81fde6adc27a73a8d6",
     )
-)
+)  # fmt: skip

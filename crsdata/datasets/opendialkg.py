@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crsdata.catalog import processed_catalog
+from crsdata.catalog import PROCESSED_FILES, processed_catalog
 from crsdata.loaders import from_processed, processed_names
 from crsdata.registry import DatasetSpec, Remote, register
 from crsdata.schema import Dialogue
@@ -41,7 +41,7 @@ SPEC = register(
         load=load,
         item_names=processed_names,
         catalog=processed_catalog,
-        files=("id2info.json", "kg.json", "entity2id.json", "relation2id.json"),
+        files=PROCESSED_FILES,
         remote=REMOTE,
         category="movie",
         domain="movies and books",

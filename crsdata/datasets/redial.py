@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crsdata.catalog import processed_catalog
+from crsdata.catalog import PROCESSED_FILES, processed_catalog
 from crsdata.io import read_jsonl
 from crsdata.loaders import PROCESSED_KEYS, from_processed, processed_names, seeded_split
 from crsdata.registry import DatasetSpec, Remote, register
@@ -30,7 +30,7 @@ SPEC = register(
         load=load,
         item_names=processed_names,
         catalog=processed_catalog,
-        files=("id2info.json", "kg.json", "entity2id.json", "relation2id.json"),
+        files=PROCESSED_FILES,
         remote={
             "valid_data.jsonl": Remote(
                 f"{IEVALM}/redial/valid_data.jsonl", "69b7cf81d0671c3dd0a1167df2e7e1e51ca76b3edce97022343d68f6974510a1"
