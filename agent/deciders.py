@@ -25,6 +25,7 @@ from agent.manager import TurnFeatures, blend_weights
 from agent.state import LLMCall, State
 from crsdata.schema import Role
 from tools.invoke import description_line
+from tools.learned import validation_hit
 from tools.subtasks import RECOMMENDATION, SUBTASKS, goal_text
 
 if TYPE_CHECKING:
@@ -116,6 +117,14 @@ class HeadManager:
         known = [t.name for t in tools if t.name in trained.head.experts]
         if not known:  # no candidate the head knows: the default expert
             return default_expert(tools, fallback=True)
+        fixed = trained.head.fixed_expert
+        if fixed is not None and fixed not in known:
+            # The guard fixed an expert because the head's learned matching lost to it out of fold; where this graph
+            # does not offer it (withheld here, or untrained), that learned matching is not trusted either: the
+            # offered expert with the best validation HIT@10 takes its place.
+            best = max((t for t in tools if t.name in known), key=validation_hit)
+            why = f"{fixed}, which the matching guard fixed, is not offered: the offered expert with the best validation HIT@10"
+            return best.name, LLMCall(stage="matching", method="validated", parsed=best.name, fallback=False, error=why), None
         _, match, decision = trained.distributions(decision_dialogue(state), state.get("results", []), state.get("decision_features"))
         lp = torch.log_softmax(match[[trained.head.experts.index(i) for i in known]], -1)
         sample = self._sampling()

@@ -154,6 +154,13 @@ class ManagerHead(nn.Module):
         self.detect = nn.Linear(hidden, len(SUBTASK_NAMES))
         self.match = nn.Linear(hidden, max(1, len(self.experts)))
 
+    @property
+    def fixed_expert(self) -> str | None:
+        """The expert the matching guard fixed (``match_bias`` holds :data:`MATCH_FIX` on it), else ``None``."""
+        if not self.experts or float(self.match_bias.max()) < MATCH_FIX:
+            return None
+        return self.experts[int(self.match_bias.argmax())]
+
     def fit_scaler(self, llm: torch.Tensor) -> None:
         """Standardise the LLM features with the training set's mean and deviation."""
         self.mean.copy_(llm.float().mean(0))

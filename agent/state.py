@@ -16,7 +16,9 @@ class LLMCall(TypedDict, total=False):
     """One record of the turn's trajectory: what a stage asked, got and decided.
 
     ``method`` is ``constrained`` (options scored by the LLM), ``parsed`` (free text parsed),
-    ``generated`` (free response), ``skipped`` (no LLM call needed) or ``tool`` (expert run).
+    ``generated`` (free response), ``skipped`` (no LLM call needed), ``tool`` (expert run), ``head`` (the
+    trained manager), ``rule``, or ``validated`` (the trained manager's fixed expert is not offered: the offered
+    one with the best validation HIT@10).
     RLPF trains on these records; evaluation reads them.
     """
 

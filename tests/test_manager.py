@@ -596,3 +596,43 @@ def test_a_head_trained_for_a_second_local_model_is_used_and_another_models_head
         third.invoke({"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "t"}}, context=Context(generate=False))
     assert f"python -m rl.decisions --dataset redial --model {models['third-llm']}" in str(refused.value)
     assert "--manager prompt" in str(refused.value)
+
+
+def test_a_fixed_expert_that_is_not_offered_gives_way_to_the_best_validated_one(tmp_path):
+    """The guard fixed ``c`` (the learned matching lost to it out of fold); a graph that does not offer ``c`` (withheld
+    or untrained there) takes the offered expert with the best validation HIT@10, not the distrusted learned matching."""
+    from types import SimpleNamespace
+
+    from langchain_core.tools import tool
+
+    from agent.deciders import HeadManager
+
+    head = ManagerHead(8, 2, ["a", "b", "c"], hidden=8).eval()
+    with torch.no_grad():
+        head.match_bias[2] = 20.0
+    assert head.fixed_expert == "c"
+    tools = []
+    for name, hit in (("a", 0.30), ("b", 0.10), ("d", 0.90)):  # d: unknown to the head, never chosen by it
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "metrics.json").write_text(json.dumps({"valid_hit@10": hit}))
+
+        @tool(name)
+        def rec(dialogue_context: str) -> str:
+            """A recommender."""
+            return dialogue_context
+
+        rec.metadata = {"subtask": RECOMMENDATION, "checkpoint_dir": str(folder)}
+        tools.append(rec)
+
+    def unused(*args):  # the learned matching is not consulted
+        raise AssertionError("the learned matching was read")
+
+    manager = HeadManager(SimpleNamespace(trained=SimpleNamespace(head=head, distributions=unused), model=None))  # type: ignore[arg-type]
+    expert, rec_, blend = manager.match({"messages": []}, tools[::-1])  # type: ignore[arg-type]
+    assert (expert, rec_["method"], blend) == ("a", "validated", None) and "c, which the matching guard fixed" in rec_["error"]
+    with torch.no_grad():
+        head.match_bias.zero_()  # nothing fixed: the head's own matching decides (here: it is read)
+    assert head.fixed_expert is None
+    with pytest.raises(AssertionError, match="learned matching was read"):
+        manager.match({"messages": []}, tools)  # type: ignore[arg-type]

@@ -88,6 +88,16 @@ def learned_tool(
     return tool
 
 
+def validation_hit(tool: BaseTool) -> float:
+    """A recommender tool's validation HIT@10, from the ``metrics.json`` of the checkpoint it ranks with; 0 for a
+    tool without one (the popularity floor, which every offered learned expert beat on validation)."""
+    folder = (tool.metadata or {}).get("checkpoint_dir")
+    metrics = Path(folder) / "metrics.json" if folder else None
+    if metrics is None or not metrics.is_file():
+        return 0.0
+    return float(json.loads(metrics.read_text(encoding="utf-8")).get("valid_hit@10", 0.0))
+
+
 def checkpoint_version(folder: Path) -> str:
     """A hash of a checkpoint folder's files (``model.pt``, ``config.json``): it changes when the expert is retrained."""
     h = hashlib.sha256()
