@@ -31,6 +31,10 @@ def test_every_committed_page_is_its_json_rendered(store: Path):
     assert store.with_suffix(".md").read_text(encoding="utf-8") == render(store.stem, json.loads(store.read_text(encoding="utf-8")))
 
 
+def test_the_docs_hold_the_pages_the_commands_write():
+    assert {p.stem for p in PAGES} >= {"experts", "paper", "simulate"}
+
+
 def test_a_command_publishes_its_tables(tmp_path, monkeypatch):
     """tools.bench on a registered fixture dataset writes its table into the publish folder."""
     from crsdata import DatasetSpec, register
