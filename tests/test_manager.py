@@ -598,7 +598,7 @@ def test_a_head_trained_for_a_second_local_model_is_used_and_another_models_head
     assert "--manager prompt" in str(refused.value)
 
 
-def test_a_fixed_expert_that_is_not_offered_gives_way_to_the_best_validated_one(tmp_path):
+def test_a_fixed_expert_that_is_not_offered_gives_way_to_the_best_validated_one():
     """The guard fixed ``c`` (the learned matching lost to it out of fold); a graph that does not offer ``c`` (withheld
     or untrained there) takes the offered expert with the best validation HIT@10, not the distrusted learned matching."""
     from types import SimpleNamespace
@@ -613,16 +613,13 @@ def test_a_fixed_expert_that_is_not_offered_gives_way_to_the_best_validated_one(
     assert head.fixed_expert == "c"
     tools = []
     for name, hit in (("a", 0.30), ("b", 0.10), ("d", 0.90)):  # d: unknown to the head, never chosen by it
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "metrics.json").write_text(json.dumps({"valid_hit@10": hit}))
 
         @tool(name)
         def rec(dialogue_context: str) -> str:
             """A recommender."""
             return dialogue_context
 
-        rec.metadata = {"subtask": RECOMMENDATION, "checkpoint_dir": str(folder)}
+        rec.metadata = {"subtask": RECOMMENDATION, "valid_hit@10": hit}  # as tools.learned.learned_tool records it
         tools.append(rec)
 
     def unused(*args):  # the learned matching is not consulted

@@ -111,6 +111,16 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     return f"{row[metric]:.4f}" + (" [{:.3f}, {:.3f}]".format(*ci) if ci else "")
 
 
+def _tail_cells(row: dict[str, Any]) -> list[str]:
+    """Training time, inference time, the two paired tests and whether it is offered, as the tables print them."""
+    best = row["test_hit@10_pvalue_vs_best_before"]
+    return [
+        "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f}", f"{row['infer_ms_per_turn']:.1f}",
+        "-" if row["test_hit@10_pvalue_vs_floor"] is None else f"{row['test_hit@10_pvalue_vs_floor']:.2g}",
+        "-" if not best or best["pvalue"] is None else f"{best['expert']} {best['pvalue']:.2g}", row["offered"],
+    ]  # fmt: skip
+
+
 def markdown(results: dict[str, Any], dataset: str) -> str:
     """One dataset's table from the command's JSON (what ``docs/results/experts.md`` shows)."""
     parse = results[f"{dataset}/preference_parsing"]
@@ -125,13 +135,7 @@ def markdown(results: dict[str, Any], dataset: str) -> str:
         ds, _, name = key.partition("/")
         if ds != dataset or name == "preference_parsing":
             continue
-        best = row["test_hit@10_pvalue_vs_best_before"]
-        cells = [
-            name, _cell(row, "hit@1"), _cell(row, "hit@10"), _cell(row, "hit@50"), _cell(row, "mrr@10"), _cell(row, "ndcg@10"),
-            "-" if row["train_seconds"] is None else f"{row['train_seconds']:.0f}", f"{row['infer_ms_per_turn']:.1f}",
-            "-" if row["test_hit@10_pvalue_vs_floor"] is None else f"{row['test_hit@10_pvalue_vs_floor']:.2g}",
-            "-" if not best or best["pvalue"] is None else f"{best['expert']} {best['pvalue']:.2g}", row["offered"],
-        ]  # fmt: skip
+        cells = [name, *(_cell(row, c) for c in ("hit@1", "hit@10", "hit@50", "mrr@10", "ndcg@10")), *_tail_cells(row)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -200,10 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 "test_hit@10_pvalue_vs_best_before": {"expert": best, "pvalue": p_best} if best else None,
                 "valid_vs_floor": metrics.get("floor"),
             }
-            p_text = "-" if pvalue is None else f"{pvalue:.2g}"
-            best_text = "-" if p_best is None else f"{best} {p_best:.2g}"
-            cells = [_cell(rep, c) for c in COLS]
-            table.add_row(name, *cells, "-" if train_s is None else f"{train_s:.0f}", f"{infer:.1f}", p_text, best_text, offered)
+            row = results[f"{ds}/{name}"]  # the JSON row, intervals included: the console and the page print the same cells
+            table.add_row(name, *(_cell(row, c) for c in COLS), *_tail_cells(row))
         console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

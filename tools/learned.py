@@ -80,22 +80,24 @@ def learned_tool(
     """A learned expert as a tool: ``doc`` (with ``{dataset}`` and ``{hit}`` slots) filled with the
     dataset and the checkpoint's validation HIT@10, the model's description (:func:`tools.base.recommender_tool`).
     ``metadata["checkpoint_dir"]`` is the folder of the ``expert`` checkpoint it ranks with (:func:`checkpoint_version`
-    identifies its contents; hashed on demand, not here: building the tools is on every graph's start-up)."""
+    identifies its contents; hashed on demand, not here: building the tools is on every graph's start-up), and
+    ``metadata["valid_hit@10"]`` its validation HIT@10 (:func:`validation_hit`)."""
     from tools.base import recommender_tool
 
     tool = recommender_tool(name, rank, doc.format(dataset=env.dataset, hit=metrics["valid_hit@10"]), text)
-    tool.metadata = {**(tool.metadata or {}), "checkpoint_dir": str(checkpoint_dir(env.dataset, expert))}
+    tool.metadata = {
+        **(tool.metadata or {}),
+        "checkpoint_dir": str(checkpoint_dir(env.dataset, expert)),
+        "valid_hit@10": metrics["valid_hit@10"],
+    }
     return tool
 
 
 def validation_hit(tool: BaseTool) -> float:
-    """A recommender tool's validation HIT@10, from the ``metrics.json`` of the checkpoint it ranks with; 0 for a
-    tool without one (the popularity floor, which every offered learned expert beat on validation)."""
-    folder = (tool.metadata or {}).get("checkpoint_dir")
-    metrics = Path(folder) / "metrics.json" if folder else None
-    if metrics is None or not metrics.is_file():
-        return 0.0
-    return float(json.loads(metrics.read_text(encoding="utf-8")).get("valid_hit@10", 0.0))
+    """A recommender tool's validation HIT@10, recorded in its metadata when it was built from its checkpoint
+    (:func:`learned_tool`; read once, not on every turn); 0 for a tool without one (the popularity floor, which
+    every offered learned expert beat on validation)."""
+    return float((tool.metadata or {}).get("valid_hit@10", 0.0))
 
 
 def checkpoint_version(folder: Path) -> str:
